@@ -1,0 +1,5 @@
+"""`python -m clickbus` runs the command line."""
+
+from clickbus.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The `clickbus` command line: run, tail, sign, keygen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from clickbus import config as configuration
+from clickbus.config import Config
+from clickbus.errors import ClickbusError, ConfigError
+from clickbus.log.port import Entry, Topic
+
+DEFAULT_CONFIG = Path("conf/clickbus.toml")
+Command = Callable[[argparse.Namespace], int]
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = Path(args.config)
+    if not path.exists() and path == DEFAULT_CONFIG:
+        return configuration.from_mapping({})
+    return configuration.load(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Serve the edge on the configured address."""
+    from aiohttp import web
+    from aiohttp.log import access_logger
+
+    from clickbus.edge import create_app
+
+    config = _load(args)
+    app = create_app(config)
+    web.run_app(
+        app,
+        host=config.edge.listen.host,
+        port=config.edge.listen.port,
+        access_log=access_logger if config.edge.access_log else None,
+        print=lambda _: print(f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url}"),
+        loop=_new_loop(),
+    )
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # uvloop does not build on every platform; asyncio's loop is correct, only slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _format_entry(entry: Entry, pretty: bool) -> bytes:
+    if not pretty:
+        return entry.value
+    record = orjson.loads(entry.value)
+    return orjson.dumps({"offset": entry.offset, "partition": entry.partition, **record}, option=orjson.OPT_INDENT_2)
+
+
+async def _tail(config: Config, args: argparse.Namespace) -> None:
+    from clickbus.log import open_log
+
+    log = open_log(config)
+    pretty = sys.stdout.isatty()
+    async for entry in log.read(args.topic, from_beginning=args.from_beginning, follow=args.follow):
+        if args.member is not None and orjson.loads(entry.value).get("member_id") != args.member:
+            continue
+        sys.stdout.buffer.write(_format_entry(entry, pretty) + b"\n")
+        sys.stdout.buffer.flush()
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print a topic's records: pretty on a terminal, one JSON record per line when piped."""
+    config = _load(args)
+    if config.log.backend == "embedded" and not config.log_path.exists():
+        print(f"clickbus: no log at {config.log_path} yet (start clickbus first)", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_tail(config, args))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Mint a click URL by hand, for integration testing."""
+    from clickbus.creative import Inserter, default_redirect_hosts
+    from clickbus.keystore import load_keyring
+    from clickbus.landing import check_landing
+    from clickbus.tokens import AdContext
+
+    config = _load(args)
+    ad = AdContext(
+        member_id=args.member,
+        auction_id_64=args.auction_id,
+        user_id_64=args.user_id,
+        creative_id=args.creative_id,
+        landing_url=check_landing(args.landing),
+        test=args.test,
+    )
+    inserter = Inserter(load_keyring(config), config.edge.public_url, ttl_s=args.ttl or config.tokens.ttl_s)
+    print(inserter.click_url(default_redirect_hosts(ad)))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Print fresh token key material (base64url), or write it to a file readable only by its owner."""
+    from clickbus.keystore import encode_key
+    from clickbus.tokens import new_key
+
+    material = encode_key(new_key()) + "\n"
+    if args.out is None:
+        sys.stdout.write(material)
+        return 0
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(material)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML configuration (default: %(default)s)")
+    parser = argparse.ArgumentParser(prog="clickbus", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Command) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=func.__doc__, description=func.__doc__, parents=[common])
+        cmd.set_defaults(func=func)
+        return cmd
+
+    command("run", cmd_run)
+
+    tail = command("tail", cmd_tail)
+    tail.add_argument("--topic", default=Topic.CLICKS.value, choices=[t.value for t in Topic])
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    tail.add_argument("--member", type=int, help="only records of this member")
+
+    sign = command("sign", cmd_sign)
+    sign.add_argument("--member", type=int, required=True)
+    sign.add_argument("--landing", required=True)
+    sign.add_argument("--auction-id", type=int, default=0)
+    sign.add_argument("--user-id", type=int, default=0)
+    sign.add_argument("--creative-id", type=int, default=0)
+    sign.add_argument("--test", action="store_true")
+    sign.add_argument("--ttl", type=int, help="seconds (default: tokens.ttl_s)")
+
+    keygen = command("keygen", cmd_keygen)
+    keygen.add_argument("--out", type=Path, help="file to create (mode 0600)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"clickbus: {exc}", file=sys.stderr)
+        return 2
+    except ClickbusError as exc:
+        print(f"clickbus: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,141 @@
+"""Serve-time insertion: put signed tracking URLs into a creative's markup.
+
+Macros use Xandr's names. `${CLICK_URL}` immediately followed by a landing URL
+signs that landing into its own token; every other click macro uses the
+creative's default landing. Unknown macros are left as they are. This runs on
+every impression, so it is one regex pass per job and one token per distinct
+landing.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+from dataclasses import dataclass, replace
+from urllib.parse import quote, urlsplit
+
+from clickbus.errors import InsertRequestError
+from clickbus.landing import landing_problems
+from clickbus.tokens import AdContext, Keyring
+
+CLICK_PATH = "/ck/"
+IMPRESSION_PATH = "/i/"
+REDIRECT_PARAM = "r"
+
+_MACROS = re.compile(
+    r"\$\{(?:(CLICK_URL)\}([^\s\"'<>`]*)|(CLICK_URL_ENC_ENC|CLICK_URL_ENC|IMPRESSION_URL|CACHEBUSTER|AUCTION_ID)\})"
+)
+_ANCHOR_HREF = re.compile(r"(<a\b[^>]*?\bhref\s*=\s*)([\"'])(https?://[^\"']*)\2", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Insertion:
+    """A creative with its tracking URLs inserted."""
+
+    markup: str
+    click_url: str | None
+    impression_url: str
+    token: str
+
+
+class Inserter:
+    """Mints tracking URLs under one keyring and public base URL."""
+
+    def __init__(self, keyring: Keyring, public_url: str, *, ttl_s: int) -> None:
+        self.keyring = keyring
+        self.public_url = public_url.rstrip("/")
+        self.ttl_s = ttl_s
+        self.click_prefix = self.public_url + CLICK_PATH
+
+    def token(self, ad: AdContext) -> str:
+        return self.keyring.sign(ad, ttl_s=self.ttl_s)
+
+    def click_url(self, ad: AdContext) -> str:
+        """A click URL for `ad`; its landing must already be checked."""
+        return self.click_prefix + self.token(ad)
+
+    def insert(self, markup: str, ad: AdContext, *, wrap_links: bool = False) -> Insertion:
+        """Insert tracking URLs into `markup`; raise `InsertRequestError` listing every refused landing."""
+        job = _Job(self, default_redirect_hosts(ad))
+        if wrap_links:
+            markup = _ANCHOR_HREF.sub(job.wrap, markup)
+        markup = _MACROS.sub(job.expand, markup)
+        if job.problems:
+            raise InsertRequestError(job.problems)
+        token = job.default_token()
+        return Insertion(
+            markup=markup,
+            click_url=self.click_prefix + token if ad.landing_url else None,
+            impression_url=f"{self.public_url}{IMPRESSION_PATH}{token}",
+            token=token,
+        )
+
+
+def default_redirect_hosts(ad: AdContext) -> AdContext:
+    """Allow appended destinations to the default landing's own host unless hosts were given."""
+    if ad.redirect_hosts or not ad.landing_url:
+        return ad
+    host = urlsplit(ad.landing_url).hostname
+    return replace(ad, redirect_hosts=(host,)) if host else ad
+
+
+class _Job:
+    """One insertion: caches a token per landing and collects landing problems."""
+
+    __slots__ = ("_cachebuster", "_tokens", "ad", "inserter", "problems")
+
+    def __init__(self, inserter: Inserter, ad: AdContext) -> None:
+        self.inserter = inserter
+        self.ad = ad
+        self.problems: list[dict[str, str]] = []
+        self._tokens: dict[str, str] = {}
+        self._cachebuster: str | None = None
+        if ad.landing_url:
+            self._check("landing_url", ad.landing_url)
+
+    def _check(self, where: str, url: str) -> bool:
+        found = landing_problems(url)
+        self.problems += [{"field": where, "message": f"{url[:100]!r} {p}"} for p in found]
+        return not found
+
+    def _token_for(self, landing: str) -> str:
+        token = self._tokens.get(landing)
+        if token is None:
+            ad = self.ad if landing == self.ad.landing_url else replace(self.ad, landing_url=landing)
+            token = self._tokens[landing] = self.inserter.token(ad)
+        return token
+
+    def default_token(self) -> str:
+        return self._token_for(self.ad.landing_url)
+
+    def _click_url(self, landing: str, where: str) -> str:
+        if not landing:
+            if not self.ad.landing_url:
+                self.problems.append({"field": where, "message": "no landing URL follows and landing_url is not set"})
+            landing = self.ad.landing_url
+        elif not self._check(where, landing):
+            return ""
+        return self.inserter.click_prefix + self._token_for(landing)
+
+    def wrap(self, match: re.Match[str]) -> str:
+        prefix, quote_char, url = match.groups()
+        landing = html.unescape(url)
+        if landing.startswith(self.inserter.click_prefix):
+            return match.group(0)
+        return f"{prefix}{quote_char}{self._click_url(landing, 'markup <a href>')}{quote_char}"
+
+    def expand(self, match: re.Match[str]) -> str:
+        click, landing, other = match.groups()
+        if click:
+            return self._click_url(html.unescape(landing), "markup ${CLICK_URL}")
+        if other == "IMPRESSION_URL":
+            return f"{self.inserter.public_url}{IMPRESSION_PATH}{self.default_token()}"
+        if other == "CACHEBUSTER":
+            if self._cachebuster is None:
+                self._cachebuster = str(random.getrandbits(31))
+            return self._cachebuster
+        if other == "AUCTION_ID":
+            return str(self.ad.auction_id_64)
+        enc = quote(f"{self._click_url('', '${' + other + '}')}?{REDIRECT_PARAM}=", safe="")
+        return quote(enc, safe="") if other == "CLICK_URL_ENC_ENC" else enc

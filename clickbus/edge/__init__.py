@@ -1,0 +1,5 @@
+"""The edge: the aiohttp application browsers, ad servers and publishers talk to."""
+
+from clickbus.edge.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,41 @@
+"""The edge application factory. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from clickbus.config import Config
+from clickbus.creative import Inserter
+from clickbus.edge import health, insert, redirect
+from clickbus.edge.appkeys import CONFIG, DRAINING, INSERTER, KEYRING, LOG
+from clickbus.keystore import load_keyring
+from clickbus.log import Log, open_log
+from clickbus.tokens import Keyring
+
+STOP_TIMEOUT_S = 10.0
+
+
+def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | None = None) -> web.Application:
+    """Build the edge for `config`; `log` and `keyring` default to what the configuration names."""
+    app = web.Application(client_max_size=config.edge.max_body_bytes)
+    app[CONFIG] = config
+    app[KEYRING] = keyring if keyring is not None else load_keyring(config)
+    app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
+    app[LOG] = log if log is not None else open_log(config)
+    app[DRAINING] = asyncio.Event()
+    app.cleanup_ctx.append(_running(app[LOG]))
+    for module in (health, insert, redirect):
+        app.add_routes(module.routes)
+    return app
+
+
+def _running(log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await log.start()
+        yield
+        await log.stop(STOP_TIMEOUT_S)
+
+    return ctx

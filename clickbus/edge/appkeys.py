@@ -1,0 +1,18 @@
+"""Typed keys for the objects the edge application shares between handlers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from clickbus.config import Config
+from clickbus.creative import Inserter
+from clickbus.log.port import Log
+from clickbus.tokens import Keyring
+
+CONFIG = web.AppKey("config", Config)
+LOG = web.AppKey("log", Log)
+KEYRING = web.AppKey("keyring", Keyring)
+INSERTER = web.AppKey("inserter", Inserter)
+DRAINING = web.AppKey("draining", asyncio.Event)

@@ -1,0 +1,107 @@
+"""`POST /v1/insert`: serve-time insertion over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from clickbus.edge.appkeys import INSERTER
+from clickbus.edge.body import read_json
+from clickbus.errors import BodyError, InsertRequestError
+from clickbus.landing import landing_problems
+from clickbus.tokens import AdContext
+
+routes = web.RouteTableDef()
+
+_U64 = 2**64 - 1
+_U32 = 2**32 - 1
+_INT_FIELDS = {"auction_id_64": _U64, "member_id": _U32, "user_id_64": _U64, "creative_id": _U64, "pos": 0xFFFF}
+_STR_FIELDS = ("custom_notify_data", "userdata_json")
+MAX_HOSTS = 16
+
+
+def _problem(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def _int_field(auction: dict[str, Any], name: str, top: int, problems: list[dict[str, str]]) -> int:
+    value = auction.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        problems.append(_problem(f"auction.{name}", f"expected an integer from 0 to {top}"))
+        return 0
+    return value
+
+
+def _hosts(value: Any, problems: list[dict[str, str]]) -> tuple[str, ...]:
+    ok = isinstance(value, list) and len(value) <= MAX_HOSTS
+    ok = ok and all(isinstance(h, str) and h and h.isascii() and "," not in h and "/" not in h for h in value)
+    if not ok:
+        problems.append(_problem("auction.redirect_hosts", f"expected at most {MAX_HOSTS} host names"))
+        return ()
+    return tuple(h.lower() for h in value)
+
+
+def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
+    """Markup, ad context and wrap option from a request body; raise `InsertRequestError` with every error."""
+    problems: list[dict[str, str]] = []
+    if not isinstance(body, dict):
+        raise InsertRequestError([_problem("", "expected a JSON object")])
+    markup = body.get("markup")
+    if not isinstance(markup, str):
+        problems.append(_problem("markup", "required string"))
+    landing = body.get("landing_url", "")
+    if not isinstance(landing, str):
+        problems.append(_problem("landing_url", "expected a string"))
+    elif landing:
+        problems += [_problem("landing_url", p) for p in landing_problems(landing)]
+    wrap = body.get("wrap_links", False)
+    if not isinstance(wrap, bool):
+        problems.append(_problem("wrap_links", "expected a boolean"))
+    auction = body.get("auction")
+    if not isinstance(auction, dict):
+        problems.append(_problem("auction", "required object"))
+        auction = {}
+    elif "member_id" not in auction:
+        problems.append(_problem("auction.member_id", "required"))
+    ints = {name: _int_field(auction, name, top, problems) for name, top in _INT_FIELDS.items()}
+    strings = {name: auction.get(name, "") for name in _STR_FIELDS}
+    problems += [_problem(f"auction.{k}", "expected a string") for k, v in strings.items() if not isinstance(v, str)]
+    test = auction.get("test", False)
+    if not isinstance(test, bool):
+        problems.append(_problem("auction.test", "expected a boolean"))
+    hosts = _hosts(auction["redirect_hosts"], problems) if "redirect_hosts" in auction else ()
+    if problems:
+        raise InsertRequestError(problems)
+    ad = AdContext(
+        member_id=ints["member_id"],
+        auction_id_64=ints["auction_id_64"],
+        user_id_64=ints["user_id_64"],
+        creative_id=ints["creative_id"],
+        pos=ints["pos"],
+        landing_url=landing,
+        custom_notify_data=strings["custom_notify_data"],
+        userdata_json=strings["userdata_json"],
+        test=test,
+        redirect_hosts=hosts,
+    )
+    return str(markup), ad, bool(wrap)
+
+
+@routes.post("/v1/insert")
+async def insert(request: web.Request) -> web.Response:
+    """Insert signed tracking URLs into a creative."""
+    try:
+        markup, ad, wrap = parse_insert(await read_json(request))
+        done = request.app[INSERTER].insert(markup, ad, wrap_links=wrap)
+    except BodyError as exc:
+        return web.json_response({"errors": [_problem("", exc.message)]}, status=exc.status, dumps=_dumps)
+    except InsertRequestError as exc:
+        return web.json_response({"errors": exc.problems}, status=422, dumps=_dumps)
+    body = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
+    return web.json_response(body, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,81 @@
+"""`GET /ck/{token}`: record the click, then 302 to the signed landing page."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from clickbus.creative import REDIRECT_PARAM
+from clickbus.edge.appkeys import CONFIG, KEYRING, LOG
+from clickbus.edge.client import Client, client_of
+from clickbus.errors import LogUnavailable, TokenError
+from clickbus.ids import uuid7
+from clickbus.landing import host_allowed, landing_problems
+from clickbus.log.port import Topic
+from clickbus.records import ClickRecord, Reason, Source, xandr_timestamp
+from clickbus.tokens import Token
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+_NO_STORE = "no-store"
+
+
+def bad_token() -> web.Response:
+    return web.Response(status=400, text="invalid click token\n", headers={"Cache-Control": _NO_STORE})
+
+
+def destination(token: Token, appended: str | None) -> str:
+    """The appended destination if the token allows its host, else the signed landing."""
+    if appended and host_allowed(appended, token.ad.redirect_hosts):
+        return appended
+    return token.ad.landing_url
+
+
+def click_record(token: Token, client: Client, *, source: str, landing: str, now: float) -> ClickRecord:
+    """A click record for an authentic token; expired tokens make invalid clicks."""
+    ad = token.ad
+    expired = token.expired(now)
+    return ClickRecord(
+        click_id=uuid7(),
+        timestamp=xandr_timestamp(now),
+        auction_id_64=ad.auction_id_64,
+        member_id=ad.member_id,
+        user_id_64=ad.user_id_64,
+        referer_url=client.referer,
+        user_agent=client.user_agent,
+        userdata_json=ad.userdata_json,
+        custom_notify_data=ad.custom_notify_data,
+        test=ad.test,
+        source=source,
+        creative_id=ad.creative_id,
+        landing_url=landing,
+        client_ip=client.ip,
+        device=client.device,
+        pos=ad.pos,
+        valid=not expired,
+        reason=Reason.EXPIRED if expired else None,
+    )
+
+
+@routes.get("/ck/{token}")
+async def click(request: web.Request) -> web.Response:
+    """Redirect a browser that followed a tracking URL, after its click is durable."""
+    try:
+        token = request.app[KEYRING].verify(request.match_info["token"])
+    except TokenError:
+        return bad_token()
+    location = destination(token, request.query.get(REDIRECT_PARAM))
+    if landing_problems(location):  # signed under an older, looser policy
+        return bad_token()
+    if request.method != "HEAD":  # HEAD is a link checker, never a click
+        client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
+        record = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
+        try:
+            await request.app[LOG].append(Topic.CLICKS, record.dedup_key(), record.to_json(), record.headers())
+        except LogUnavailable as exc:
+            log.error("click not recorded: %s", exc, extra={"click_id": record.click_id})
+            return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": _NO_STORE})

@@ -1,0 +1,14 @@
+"""The log: durable topics behind one port, with an embedded and a Kafka adapter."""
+
+from __future__ import annotations
+
+from clickbus.config import Config
+from clickbus.log.port import Consumer, Entry, Health, Log, Topic
+from clickbus.log.sqlite import EmbeddedLog
+
+__all__ = ["Consumer", "EmbeddedLog", "Entry", "Health", "Log", "Topic", "open_log"]
+
+
+def open_log(config: Config) -> Log:
+    """The log adapter the configuration selects (not yet started)."""
+    return EmbeddedLog(config.log_path, max_batch=config.log.embedded.max_batch)

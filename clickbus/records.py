@@ -1,0 +1,155 @@
+"""Click and impression records: what the edge appends and the notifier reads.
+
+A click record carries every Xandr `click_request` field plus clickbus's own
+context. Records are serialized once, with orjson, as plain JSON so that
+standard tools (kcat, jq) read the topics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import time
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+
+from clickbus.log.port import HEADER_KIND, HEADER_SCHEMA
+
+SCHEMA_VERSION = 1
+CLICK_REQUEST_FIELDS = (
+    "timestamp",
+    "auction_id_64",
+    "member_id",
+    "user_id_64",
+    "referer_url",
+    "user_agent",
+    "userdata_json",
+    "custom_notify_data",
+    "test",
+)
+R = TypeVar("R", bound="_Record")
+
+
+class Source:
+    REDIRECT = "redirect"
+    BEACON = "beacon"
+    PIXEL = "pixel"
+    SERVER = "server"
+
+
+class Reason:
+    """Why a record is invalid (valid records have no reason)."""
+
+    EXPIRED = "expired"
+    HEAD = "head"
+    DUPLICATE = "duplicate"
+    BOT = "bot"
+
+
+def xandr_timestamp(now: float) -> str:
+    """`YYYY-MM-DD HH:MM:SS` in UTC, as in the Xandr click request."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+
+
+def truncate_ip(text: str | None) -> str:
+    """Keep only the network part of a client address: /24 for IPv4, /48 for IPv6."""
+    try:
+        address = ipaddress.ip_address(text or "")
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def device_key(user_agent: str) -> str:
+    """A short stable key for the device a request came from (a hash of its user agent)."""
+    return hashlib.blake2b(user_agent.encode("utf-8", "replace"), digest_size=6).hexdigest()
+
+
+class _Record:
+    """Shared serialization for the record dataclasses."""
+
+    KIND: ClassVar[str]
+    __slots__ = ()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_json(cls: type[R], raw: bytes) -> R:
+        data = orjson.loads(raw)
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def headers(self) -> tuple[tuple[str, bytes], ...]:
+        return ((HEADER_KIND, self.KIND.encode()), (HEADER_SCHEMA, str(SCHEMA_VERSION).encode()))
+
+    def dedup_key(self) -> bytes:
+        """Records that are duplicates of one another share this key (member, user, device, ad)."""
+        data: Any = self
+        user = str(data.user_id_64) if data.user_id_64 else (data.user_id or data.session_id or data.client_ip)
+        return f"{data.member_id}/{user}/{data.device}/{data.creative_id}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRecord(_Record):
+    """One click, as recorded by the edge."""
+
+    KIND: ClassVar[str] = "click"
+
+    click_id: str
+    timestamp: str
+    auction_id_64: int
+    member_id: int
+    user_id_64: int
+    referer_url: str
+    user_agent: str
+    userdata_json: str
+    custom_notify_data: str
+    test: bool
+    source: str
+    creative_id: int
+    landing_url: str
+    client_ip: str
+    device: str
+    pos: int = 0
+    valid: bool = True
+    reason: str | None = None
+    user_id: str = ""
+    session_id: str = ""
+    campaign_id: int = 0
+    placement: str = ""
+    location: str = ""
+
+    def click_request(self) -> dict[str, Any]:
+        """The body a bidder receives, exactly as in the Xandr reference."""
+        return {"click_request": {name: getattr(self, name) for name in CLICK_REQUEST_FIELDS}}
+
+
+@dataclass(frozen=True, slots=True)
+class ImpressionRecord(_Record):
+    """One impression, from the pixel or a beacon."""
+
+    KIND: ClassVar[str] = "impression"
+
+    impression_id: str
+    timestamp: str
+    auction_id_64: int
+    member_id: int
+    user_id_64: int
+    referer_url: str
+    user_agent: str
+    test: bool
+    source: str
+    creative_id: int
+    client_ip: str
+    device: str
+    pos: int = 0
+    valid: bool = True
+    reason: str | None = None
+    user_id: str = ""
+    session_id: str = ""

@@ -1,0 +1,221 @@
+"""Signed, self-contained tracking tokens.
+
+A token is URL-safe base64 (no padding) of::
+
+    version:u8 | key_id_len:u8 | key_id | issued_at:u32 | expires_at:u32
+    | auction_id_64:u64 | member_id:u32 | user_id_64:u64 | creative_id:u64
+    | flags:u8 | pos:u16 | landing_url | custom_notify_data | userdata_json
+    | redirect_hosts | tag
+
+Strings are UTF-8 with a varint length prefix; `redirect_hosts` is the
+comma-joined list of hosts an appended destination may go to. `tag` is the
+first 16 bytes (128 bits) of HMAC-SHA256 over everything before it, under the
+key named by `key_id`. The edge needs no lookup to redirect: the token holds
+the whole auction context.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from clickbus.errors import TokenError
+
+VERSION = 1
+TAG_BYTES = 16
+MAX_TOKEN_CHARS = 8192
+KEY_BYTES = 32
+_FIXED = struct.Struct(">IIQIQQBH")
+_FLAG_TEST = 0x01
+_U64 = 2**64 - 1
+_U32 = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class AdContext:
+    """What a tracking URL vouches for: the auction, the member and the landing."""
+
+    member_id: int
+    auction_id_64: int = 0
+    user_id_64: int = 0
+    creative_id: int = 0
+    landing_url: str = ""
+    custom_notify_data: str = ""
+    userdata_json: str = ""
+    test: bool = False
+    pos: int = 0
+    redirect_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A verified token: authentic, though possibly expired."""
+
+    key_id: str
+    issued_at: int
+    expires_at: int
+    ad: AdContext
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+
+def new_key() -> bytes:
+    """Fresh random key material for HMAC-SHA256."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    """Decode unpadded URL-safe base64, refusing any non-canonical spelling."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError("token is not base64url") from None
+    if _b64encode(raw) != text:
+        raise TokenError("token is not canonical base64url")
+    return raw
+
+
+def _put_str(out: bytearray, text: str) -> None:
+    raw = text.encode("utf-8")
+    n = len(raw)
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    out += raw
+
+
+class _Cursor:
+    """Reads the variable-length tail of a token body, failing on any overrun."""
+
+    __slots__ = ("at", "raw")
+
+    def __init__(self, raw: bytes, at: int) -> None:
+        self.raw = raw
+        self.at = at
+
+    def string(self) -> str:
+        n = shift = 0
+        while True:
+            if self.at >= len(self.raw) or shift > 21:
+                raise TokenError("token body is truncated")
+            byte = self.raw[self.at]
+            self.at += 1
+            n |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end = self.at + n
+        if end > len(self.raw):
+            raise TokenError("token body is truncated")
+        try:
+            text = self.raw[self.at : end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise TokenError("token holds invalid UTF-8") from None
+        self.at = end
+        return text
+
+
+class Keyring:
+    """Signs with one key and verifies with every key that is not retired."""
+
+    def __init__(self, keys: Mapping[str, bytes], signing_key: str) -> None:
+        if signing_key not in keys:
+            raise ValueError(f"signing key {signing_key!r} is not in the keyring")
+        for key_id in keys:
+            if not 0 < len(key_id.encode("ascii")) < 256:
+                raise ValueError(f"bad key id {key_id!r}")
+        self._keys = dict(keys)
+        self.signing_key = signing_key
+        kid = signing_key.encode("ascii")
+        self._prefix = bytes([VERSION, len(kid)]) + kid
+
+    def __repr__(self) -> str:
+        return f"Keyring(signing_key={self.signing_key!r}, keys={sorted(self._keys)!r})"
+
+    def sign(self, ad: AdContext, *, ttl_s: int, now: float | None = None) -> str:
+        """Mint a token for `ad`, valid for `ttl_s` seconds from `now`."""
+        issued = int(time.time() if now is None else now)
+        _check_ranges(ad, issued + ttl_s)
+        out = bytearray(self._prefix)
+        out += _FIXED.pack(
+            issued,
+            issued + ttl_s,
+            ad.auction_id_64,
+            ad.member_id,
+            ad.user_id_64,
+            ad.creative_id,
+            _FLAG_TEST if ad.test else 0,
+            ad.pos,
+        )
+        _put_str(out, ad.landing_url)
+        _put_str(out, ad.custom_notify_data)
+        _put_str(out, ad.userdata_json)
+        _put_str(out, ",".join(ad.redirect_hosts))
+        out += hmac.digest(self._keys[self.signing_key], out, "sha256")[:TAG_BYTES]
+        return _b64encode(bytes(out))
+
+    def verify(self, text: str) -> Token:
+        """Return the token's content if it is authentic; raise `TokenError` otherwise."""
+        if not 0 < len(text) <= MAX_TOKEN_CHARS:
+            raise TokenError("token length out of range")
+        raw = _b64decode(text)
+        if len(raw) < 2 or raw[0] != VERSION:
+            raise TokenError("unknown token version")
+        body_at = 2 + raw[1]
+        if len(raw) < body_at + _FIXED.size + TAG_BYTES:
+            raise TokenError("token is truncated")
+        key_id = raw[2:body_at].decode("ascii", "replace")
+        key = self._keys.get(key_id)
+        if key is None:
+            raise TokenError("unknown or retired key id")
+        signed, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+        if not hmac.compare_digest(hmac.digest(key, signed, "sha256")[:TAG_BYTES], tag):
+            raise TokenError("bad token signature")
+        return _parse_body(key_id, signed, body_at)
+
+
+def _check_ranges(ad: AdContext, expires_at: int) -> None:
+    limits = (
+        ("auction_id_64", ad.auction_id_64, _U64),
+        ("member_id", ad.member_id, _U32),
+        ("user_id_64", ad.user_id_64, _U64),
+        ("creative_id", ad.creative_id, _U64),
+        ("pos", ad.pos, 0xFFFF),
+        ("expires_at", expires_at, _U32),
+    )
+    for name, value, top in limits:
+        if not 0 <= value <= top:
+            raise ValueError(f"{name} out of range: {value}")
+
+
+def _parse_body(key_id: str, signed: bytes, at: int) -> Token:
+    issued, expires, auction, member, user, creative, flags, pos = _FIXED.unpack_from(signed, at)
+    cursor = _Cursor(signed, at + _FIXED.size)
+    landing, notify, userdata, hosts = cursor.string(), cursor.string(), cursor.string(), cursor.string()
+    if cursor.at != len(signed):
+        raise TokenError("token has trailing bytes")
+    ad = AdContext(
+        member_id=member,
+        auction_id_64=auction,
+        user_id_64=user,
+        creative_id=creative,
+        landing_url=landing,
+        custom_notify_data=notify,
+        userdata_json=userdata,
+        test=bool(flags & _FLAG_TEST),
+        pos=pos,
+        redirect_hosts=tuple(hosts.split(",")) if hosts else (),
+    )
+    return Token(key_id, issued, expires, ad)
