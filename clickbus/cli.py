@@ -126,6 +126,21 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    """Print a fresh server-side click API key, its SHA-256 and the configuration snippet."""
+    import json
+    import re
+
+    from clickbus.edge.apikeys import new_api_key
+
+    key, digest = new_api_key()
+    print(f"key:    {key}\nsha256: {digest}\n")
+    name = args.name if re.fullmatch(r"[A-Za-z0-9_-]+", args.name) else json.dumps(args.name)
+    print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
+    print("\n# Give the key to the publisher once; only the hash goes into configuration.", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML configuration (default: %(default)s)")
@@ -156,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     keygen = command("keygen", cmd_keygen)
     keygen.add_argument("--out", type=Path, help="file to create (mode 0600)")
+
+    apikey = command("apikey", cmd_apikey)
+    apikey.add_argument("action", choices=["new"])
+    apikey.add_argument("--name", default="publisher", help="the [api_keys.NAME] table (default: %(default)s)")
+    apikey.add_argument("--rate-per-s", type=float, default=50.0, help="requests per second (default: %(default)s)")
     return parser
 
 

@@ -22,6 +22,8 @@ from clickbus.tokens import AdContext, Keyring
 CLICK_PATH = "/ck/"
 IMPRESSION_PATH = "/i/"
 REDIRECT_PARAM = "r"
+BEACON_CLICK_PATH = "/v1/beacon/click/"
+BEACON_IMPRESSION_PATH = "/v1/beacon/impression/"
 
 _MACROS = re.compile(
     r"\$\{(?:(CLICK_URL)\}([^\s\"'<>`]*)|(CLICK_URL_ENC_ENC|CLICK_URL_ENC|IMPRESSION_URL|CACHEBUSTER|AUCTION_ID)\})"
@@ -37,6 +39,8 @@ class Insertion:
     click_url: str | None
     impression_url: str
     token: str
+    beacon_click_url: str
+    beacon_impression_url: str
 
 
 class Inserter:
@@ -69,6 +73,8 @@ class Inserter:
             click_url=self.click_prefix + token if ad.landing_url else None,
             impression_url=f"{self.public_url}{IMPRESSION_PATH}{token}",
             token=token,
+            beacon_click_url=f"{self.public_url}{BEACON_CLICK_PATH}{token}",
+            beacon_impression_url=f"{self.public_url}{BEACON_IMPRESSION_PATH}{token}",
         )
 
 

@@ -91,6 +91,8 @@ class _Record:
     def dedup_key(self) -> bytes:
         """Records that are duplicates of one another share this key (member, user, device, ad)."""
         data: Any = self
+        if data.source == Source.SERVER:  # no user is known: each server-side click stands alone
+            return f"{data.member_id}/server/{data.click_id}".encode()
         user = str(data.user_id_64) if data.user_id_64 else (data.user_id or data.session_id or data.client_ip)
         return f"{data.member_id}/{user}/{data.device}/{data.creative_id}".encode()
 

@@ -9,8 +9,9 @@ from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.edge import health, insert, redirect
-from clickbus.edge.appkeys import CONFIG, DRAINING, INSERTER, KEYRING, LOG
+from clickbus.edge import beacons, health, insert, pixel, redirect, server_clicks
+from clickbus.edge.apikeys import ApiKeys, RateLimiter
+from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, RATE_LIMITER
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
 from clickbus.tokens import Keyring
@@ -26,8 +27,10 @@ def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | Non
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
     app[LOG] = log if log is not None else open_log(config)
     app[DRAINING] = asyncio.Event()
+    app[API_KEYS] = ApiKeys(config.api_keys)
+    app[RATE_LIMITER] = RateLimiter(config.api_keys)
     app.cleanup_ctx.append(_running(app[LOG]))
-    for module in (health, insert, redirect):
+    for module in (health, insert, redirect, beacons, pixel, server_clicks):
         app.add_routes(module.routes)
     return app
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
+from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.log.port import Log
 from clickbus.tokens import Keyring
 
@@ -16,3 +17,5 @@ LOG = web.AppKey("log", Log)
 KEYRING = web.AppKey("keyring", Keyring)
 INSERTER = web.AppKey("inserter", Inserter)
 DRAINING = web.AppKey("draining", asyncio.Event)
+API_KEYS = web.AppKey("api_keys", ApiKeys)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -99,7 +99,8 @@ async def insert(request: web.Request) -> web.Response:
         return web.json_response({"errors": [_problem("", exc.message)]}, status=exc.status, dumps=_dumps)
     except InsertRequestError as exc:
         return web.json_response({"errors": exc.problems}, status=422, dumps=_dumps)
-    body = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
+    body: dict[str, Any] = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
+    body["beacons"] = {"click": done.beacon_click_url, "impression": done.beacon_impression_url}
     return web.json_response(body, dumps=_dumps)
 
 

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from clickbus.creative import REDIRECT_PARAM
 from clickbus.edge.appkeys import CONFIG, KEYRING, LOG
-from clickbus.edge.client import Client, client_of
+from clickbus.edge.client import client_of
+from clickbus.edge.events import click_record
 from clickbus.errors import LogUnavailable, TokenError
-from clickbus.ids import uuid7
 from clickbus.landing import host_allowed, landing_problems
 from clickbus.log.port import Topic
-from clickbus.records import ClickRecord, Reason, Source, xandr_timestamp
+from clickbus.records import Source
 from clickbus.tokens import Token
 
 log = logging.getLogger(__name__)
@@ -32,32 +32,6 @@ def destination(token: Token, appended: str | None) -> str:
     if appended and host_allowed(appended, token.ad.redirect_hosts):
         return appended
     return token.ad.landing_url
-
-
-def click_record(token: Token, client: Client, *, source: str, landing: str, now: float) -> ClickRecord:
-    """A click record for an authentic token; expired tokens make invalid clicks."""
-    ad = token.ad
-    expired = token.expired(now)
-    return ClickRecord(
-        click_id=uuid7(),
-        timestamp=xandr_timestamp(now),
-        auction_id_64=ad.auction_id_64,
-        member_id=ad.member_id,
-        user_id_64=ad.user_id_64,
-        referer_url=client.referer,
-        user_agent=client.user_agent,
-        userdata_json=ad.userdata_json,
-        custom_notify_data=ad.custom_notify_data,
-        test=ad.test,
-        source=source,
-        creative_id=ad.creative_id,
-        landing_url=landing,
-        client_ip=client.ip,
-        device=client.device,
-        pos=ad.pos,
-        valid=not expired,
-        reason=Reason.EXPIRED if expired else None,
-    )
 
 
 @routes.get("/ck/{token}")

@@ -1,0 +1,86 @@
+"""API keys for server-side clicks: stored only as SHA-256 hashes, checked in constant time.
+
+`identify` always does the same work, whether the header is missing, malformed,
+unknown or valid: hash what was presented (the empty string when nothing was)
+and compare it with every configured hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from clickbus.config import ApiKeyConfig
+
+BEARER = "bearer "
+KEY_PREFIX = "cbk_"
+KEY_BYTES = 32
+
+
+def bearer(authorization: str | None) -> str:
+    """The credentials of an `Authorization: Bearer <key>` header; empty when there are none."""
+    if authorization is None or authorization[: len(BEARER)].lower() != BEARER:
+        return ""
+    return authorization[len(BEARER) :].strip()
+
+
+def key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+class ApiKeys:
+    """The configured keys, by hash."""
+
+    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+        self._keys = tuple(keys)
+
+    def identify(self, authorization: str | None) -> ApiKeyConfig | None:
+        """The key an `Authorization` header presents, or None; same work either way."""
+        presented = bearer(authorization)
+        digest = key_hash(presented)
+        found = None
+        for key in self._keys:
+            if hmac.compare_digest(digest, key.sha256) and presented:
+                found = key
+        return found
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """A token bucket per key: `rate_per_s` refill, bursts up to one second's worth (at least 1)."""
+
+    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+        self._rates = {key.name: key.rate_per_s for key in keys}
+        self._buckets = {name: _Bucket(max(1.0, rate), time.monotonic()) for name, rate in self._rates.items()}
+
+    def allow(self, name: str, now: float | None = None) -> bool:
+        """Take one token from `name`'s bucket; False when it is empty."""
+        now = time.monotonic() if now is None else now
+        rate = self._rates[name]
+        bucket = self._buckets[name]
+        bucket.tokens = min(max(1.0, rate), bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def retry_after(self, name: str) -> int:
+        """Whole seconds until `name` has a token again (at least 1)."""
+        missing = 1.0 - self._buckets[name].tokens
+        return max(1, int(missing / self._rates[name] + 0.999))
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh random API key and the hex SHA-256 to put in configuration."""
+    key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+    return key, key_hash(key).hex()

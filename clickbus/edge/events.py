@@ -1,0 +1,112 @@
+"""Building and appending the records of edge events: clicks (redirect, beacon, server) and impressions.
+
+Every route that records something goes through here, so a click looks the same
+in the log whichever way it arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from clickbus.edge.appkeys import LOG
+from clickbus.edge.client import Client
+from clickbus.errors import LogUnavailable
+from clickbus.ids import uuid7
+from clickbus.log.port import Topic
+from clickbus.records import ClickRecord, ImpressionRecord, Reason, xandr_timestamp
+from clickbus.tokens import Token
+
+log = logging.getLogger(__name__)
+
+
+def click_record(
+    token: Token,
+    client: Client,
+    *,
+    source: str,
+    landing: str,
+    now: float,
+    user_id: str = "",
+    session_id: str = "",
+    pos: int | None = None,
+) -> ClickRecord:
+    """A click record for an authentic token; expired tokens make invalid clicks."""
+    ad = token.ad
+    expired = token.expired(now)
+    return ClickRecord(
+        click_id=uuid7(),
+        timestamp=xandr_timestamp(now),
+        auction_id_64=ad.auction_id_64,
+        member_id=ad.member_id,
+        user_id_64=ad.user_id_64,
+        referer_url=client.referer,
+        user_agent=client.user_agent,
+        userdata_json=ad.userdata_json,
+        custom_notify_data=ad.custom_notify_data,
+        test=ad.test,
+        source=source,
+        creative_id=ad.creative_id,
+        landing_url=landing,
+        client_ip=client.ip,
+        device=client.device,
+        pos=ad.pos if pos is None else pos,
+        valid=not expired,
+        reason=Reason.EXPIRED if expired else None,
+        user_id=user_id,
+        session_id=session_id,
+    )
+
+
+def impression_record(
+    token: Token,
+    client: Client,
+    *,
+    source: str,
+    now: float,
+    user_id: str = "",
+    session_id: str = "",
+    pos: int | None = None,
+) -> ImpressionRecord:
+    """An impression record for an authentic token; expired tokens make invalid impressions."""
+    ad = token.ad
+    expired = token.expired(now)
+    return ImpressionRecord(
+        impression_id=uuid7(),
+        timestamp=xandr_timestamp(now),
+        auction_id_64=ad.auction_id_64,
+        member_id=ad.member_id,
+        user_id_64=ad.user_id_64,
+        referer_url=client.referer,
+        user_agent=client.user_agent,
+        test=ad.test,
+        source=source,
+        creative_id=ad.creative_id,
+        client_ip=client.ip,
+        device=client.device,
+        pos=ad.pos if pos is None else pos,
+        valid=not expired,
+        reason=Reason.EXPIRED if expired else None,
+        user_id=user_id,
+        session_id=session_id,
+    )
+
+
+async def record_click(app: web.Application, record: ClickRecord) -> bool:
+    """Durably append a click; False (and logged) when the log cannot take it."""
+    return await _append(app, Topic.CLICKS, record, record.click_id)
+
+
+async def record_impression(app: web.Application, record: ImpressionRecord) -> bool:
+    """Durably append an impression; False (and logged) when the log cannot take it."""
+    return await _append(app, Topic.IMPRESSIONS, record, record.impression_id)
+
+
+async def _append(app: web.Application, topic: Topic, record: ClickRecord | ImpressionRecord, rid: str) -> bool:
+    try:
+        await app[LOG].append(topic, record.dedup_key(), record.to_json(), record.headers())
+    except LogUnavailable as exc:
+        log.error("%s not recorded: %s", record.KIND, exc, extra={"record_id": rid})
+        return False
+    return True

@@ -1,0 +1,102 @@
+"""The VTEX Ads beacon body schema, validated the way ajv reports it.
+
+The reference's error example reveals the schema::
+
+    {"type": "object",
+     "properties": {"user_id": {"type": "string"}, "session_id": {"type": "string"}},
+     "anyOf": [{"required": ["user_id"]}, {"required": ["session_id"]}]}
+
+Errors are ajv error objects with keys in ajv's order (`instancePath`,
+`keyword`, `message`, `params`, `schemaPath`). Like ajv with `allErrors`, every
+error is collected, in ajv's keyword order: the root `type`, then `anyOf` (each
+failed branch, then the `anyOf` entry itself), then each property's `type`.
+The optional `pos` query parameter is checked here too, with the same shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+USER_ID = "user_id"
+SESSION_ID = "session_id"
+POS = "pos"
+ANY_OF = (USER_ID, SESSION_ID)
+MAX_POS = 0xFFFF
+_INTEGER = re.compile(r"-?[0-9]+")
+_MAX_DIGITS = 12  # past this the value is out of range anyway; int() of huge strings is slow
+
+Error = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconBody:
+    """A valid beacon body: at least one of the two ids (empty when not sent)."""
+
+    user_id: str = ""
+    session_id: str = ""
+
+
+def error(instance_path: str, keyword: str, message: str, params: dict[str, Any], schema_path: str) -> Error:
+    """One ajv error object, keys in ajv's order."""
+    return {
+        "instancePath": instance_path,
+        "keyword": keyword,
+        "message": message,
+        "params": params,
+        "schemaPath": schema_path,
+    }
+
+
+def _type_error(instance_path: str, expected: str, schema_path: str) -> Error:
+    return error(instance_path, "type", f"must be {expected}", {"type": expected}, schema_path)
+
+
+def _any_of_errors(body: dict[str, Any]) -> list[Error]:
+    if any(name in body for name in ANY_OF):
+        return []
+    missing = [_required_error(name, f"#/anyOf/{i}/required") for i, name in enumerate(ANY_OF)]
+    return [*missing, error("", "anyOf", "must match a schema in anyOf", {}, "#/anyOf")]
+
+
+def _required_error(name: str, schema_path: str) -> Error:
+    return error("", "required", f"must have required property '{name}'", {"missingProperty": name}, schema_path)
+
+
+def body_errors(body: Any) -> list[Error]:
+    """Every schema error in a parsed JSON body; empty when it is valid."""
+    if not isinstance(body, dict):
+        return [_type_error("", "object", "#/type")]
+    errors = _any_of_errors(body)
+    for name in ANY_OF:
+        if name in body and not isinstance(body[name], str):
+            errors.append(_type_error(f"/{name}", "string", f"#/properties/{name}/type"))
+    return errors
+
+
+def parse_body(body: Any) -> tuple[BeaconBody | None, list[Error]]:
+    """The beacon body and no errors, or None and every error."""
+    errors = body_errors(body)
+    if errors:
+        return None, errors
+    return BeaconBody(user_id=body.get(USER_ID, ""), session_id=body.get(SESSION_ID, "")), []
+
+
+def parse_pos(text: str | None) -> tuple[int | None, list[Error]]:
+    """The `pos` query parameter (None when absent) and its errors, in the body errors' shape."""
+    if text is None:
+        return None, []
+    if not _INTEGER.fullmatch(text):
+        return None, [_type_error(f"/{POS}", "integer", f"#/properties/{POS}/type")]
+    value = int(text) if len(text) <= _MAX_DIGITS else (-1 if text[0] == "-" else MAX_POS + 1)
+    if value < 0:
+        return None, [_limit_error("minimum", ">=", 0)]
+    if value > MAX_POS:
+        return None, [_limit_error("maximum", "<=", MAX_POS)]
+    return value, []
+
+
+def _limit_error(keyword: str, comparison: str, limit: int) -> Error:
+    params = {"comparison": comparison, "limit": limit}
+    return error(f"/{POS}", keyword, f"must be {comparison} {limit}", params, f"#/properties/{POS}/{keyword}")
