@@ -67,7 +67,7 @@ class RateLimiter:
         now = time.monotonic() if now is None else now
         rate = self._rates[name]
         bucket = self._buckets[name]
-        bucket.tokens = min(max(1.0, rate), bucket.tokens + (now - bucket.at) * rate)
+        bucket.tokens = min(max(1.0, rate), bucket.tokens + max(0.0, now - bucket.at) * rate)
         bucket.at = now
         if bucket.tokens < 1.0:
             return False

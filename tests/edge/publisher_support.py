@@ -1,0 +1,81 @@
+"""Shared set-up for the publisher API tests: configuration, a real app on a SQLite log, reading records back."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp.test_utils import TestClient
+
+from clickbus.config import Config, from_mapping
+from clickbus.log import EmbeddedLog
+
+REFERENCE = Path(__file__).resolve().parent.parent / "reference"
+API_KEY = "cbk_test-key-publisher-a"
+SLOW_KEY = "cbk_test-key-slow"
+MEMBER = 13
+CAMPAIGN = 1
+PLACEMENTS = ["header_banner", "article_inline"]
+LANDING = "https://shop.example/product/1"
+MAX_BODY = 1024
+AUCTION = {"member_id": MEMBER, "auction_id_64": 123456789, "creative_id": 77, "user_id_64": 0, "pos": 2}
+
+
+def sha256_hex(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def make_config(data_dir: Path, **edge: Any) -> Config:
+    """A configuration with one campaign and two API keys (one allowing a single request per second)."""
+    return from_mapping(
+        {
+            "data_dir": str(data_dir),
+            "edge": {"public_url": "http://clickbus.test", "max_body_bytes": MAX_BODY, **edge},
+            "campaigns": {str(CAMPAIGN): {"member_id": MEMBER, "placements": PLACEMENTS}},
+            "api_keys": {
+                "publisher-a": {"sha256": sha256_hex(API_KEY), "rate_per_s": 10_000},
+                "slow": {"sha256": sha256_hex(SLOW_KEY), "rate_per_s": 1},
+            },
+        },
+        env={},
+    )
+
+
+async def insertion(client: TestClient, **auction: Any) -> dict[str, Any]:
+    """The body of a real `POST /v1/insert`."""
+    body = {"markup": "<a href='${CLICK_URL}'>ad</a>", "landing_url": LANDING, "auction": {**AUCTION, **auction}}
+    response = await client.post("/v1/insert", json=body)
+    assert response.status == 200, await response.text()
+    result: dict[str, Any] = await response.json()
+    return result
+
+
+def path_of(url: str) -> str:
+    """The path (and query) of an absolute URL, to request it from the test server."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def records(log: EmbeddedLog, topic: str) -> list[dict[str, Any]]:
+    """Every record of `topic`, decoded."""
+    return [orjson.loads(entry.value) async for entry in log.read(topic, from_beginning=True, follow=False)]
+
+
+_JS_TOKEN = re.compile(r"""("(?:[^"\\]|\\.)*")|'((?:[^'\\]|\\.)*)'|([A-Za-z_]\w*)(?=\s*:)""")
+
+
+def js_literal_to_json(text: str) -> Any:
+    """Parse the JavaScript object literal the VTEX clicks page prints (unquoted keys, single quotes)."""
+
+    def token(match: re.Match[str]) -> str:
+        double, single, key = match.groups()
+        if double is not None:
+            return double
+        return orjson.dumps(single if single is not None else key).decode()
+
+    text = _JS_TOKEN.sub(token, text)
+    return orjson.loads(re.sub(r",(\s*[}\]])", r"\1", text))
