@@ -106,16 +106,7 @@ class _Cursor:
         self.at = at
 
     def string(self) -> str:
-        n = shift = 0
-        while True:
-            if self.at >= len(self.raw) or shift > 21:
-                raise TokenError("token body is truncated")
-            byte = self.raw[self.at]
-            self.at += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        n = self._varint()
         end = self.at + n
         if end > len(self.raw):
             raise TokenError("token body is truncated")
@@ -125,6 +116,18 @@ class _Cursor:
             raise TokenError("token holds invalid UTF-8") from None
         self.at = end
         return text
+
+    def _varint(self) -> int:
+        n = shift = 0
+        while True:
+            if self.at >= len(self.raw) or shift > 21:
+                raise TokenError("token body is truncated")
+            byte = self.raw[self.at]
+            self.at += 1
+            n |= (byte & 0x7F) << shift
+            if not byte & 0x80:  # most strings are short: one length byte
+                return n
+            shift += 7
 
 
 class Stamp:
