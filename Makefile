@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= conf/clickbus.toml
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
+
+fuzz: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet atheris
+	$(BIN)/python -m tests.fuzz.atheris_edge -max_total_time=$(or $(FUZZ_SECONDS),300)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .hypothesis

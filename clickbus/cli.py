@@ -91,7 +91,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Mint a click URL by hand, for integration testing."""
-    from clickbus.creative import Inserter, default_redirect_hosts
+    from clickbus.creative import Inserter
     from clickbus.keystore import load_keyring
     from clickbus.landing import check_landing
     from clickbus.tokens import AdContext
@@ -106,7 +106,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         test=args.test,
     )
     inserter = Inserter(load_keyring(config), config.edge.public_url, ttl_s=args.ttl or config.tokens.ttl_s)
-    print(inserter.click_url(default_redirect_hosts(ad)))
+    print(inserter.insert("", ad).click_url)
     return 0
 
 

@@ -448,5 +448,3 @@ def load(path: Path | str, *, env: Mapping[str, str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: {exc}"]) from None
     return replace(from_mapping(raw, env=env), source=path)
-
-

@@ -9,10 +9,11 @@ landing.
 
 from __future__ import annotations
 
+import functools
 import html
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from clickbus.errors import InsertRequestError
@@ -53,7 +54,8 @@ class Inserter:
         self.click_prefix = self.public_url + CLICK_PATH
 
     def token(self, ad: AdContext) -> str:
-        return self.keyring.sign(ad, ttl_s=self.ttl_s)
+        """A token for `ad`; appended destinations default to its landing's host."""
+        return self.keyring.stamp(ad, ttl_s=self.ttl_s, redirect_hosts=redirect_hosts(ad)).sign(ad.landing_url)
 
     def click_url(self, ad: AdContext) -> str:
         """A click URL for `ad`; its landing must already be checked."""
@@ -61,7 +63,7 @@ class Inserter:
 
     def insert(self, markup: str, ad: AdContext, *, wrap_links: bool = False) -> Insertion:
         """Insert tracking URLs into `markup`; raise `InsertRequestError` listing every refused landing."""
-        job = _Job(self, default_redirect_hosts(ad))
+        job = _Job(self, ad)
         if wrap_links:
             markup = _ANCHOR_HREF.sub(job.wrap, markup)
         markup = _MACROS.sub(job.expand, markup)
@@ -78,23 +80,27 @@ class Inserter:
         )
 
 
-def default_redirect_hosts(ad: AdContext) -> AdContext:
-    """Allow appended destinations to the default landing's own host unless hosts were given."""
-    if ad.redirect_hosts or not ad.landing_url:
-        return ad
-    host = urlsplit(ad.landing_url).hostname
-    return replace(ad, redirect_hosts=(host,)) if host else ad
+def redirect_hosts(ad: AdContext) -> tuple[str, ...]:
+    """Hosts an appended destination may go to: those given, else the default landing's own host."""
+    return ad.redirect_hosts or _own_host(ad.landing_url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_host(landing_url: str) -> tuple[str, ...]:
+    host = urlsplit(landing_url).hostname if landing_url else None
+    return (host,) if host else ()
 
 
 class _Job:
     """One insertion: caches a token per landing and collects landing problems."""
 
-    __slots__ = ("_cachebuster", "_tokens", "ad", "inserter", "problems")
+    __slots__ = ("_cachebuster", "_stamp", "_tokens", "ad", "inserter", "problems")
 
     def __init__(self, inserter: Inserter, ad: AdContext) -> None:
         self.inserter = inserter
         self.ad = ad
         self.problems: list[dict[str, str]] = []
+        self._stamp = inserter.keyring.stamp(ad, ttl_s=inserter.ttl_s, redirect_hosts=redirect_hosts(ad))
         self._tokens: dict[str, str] = {}
         self._cachebuster: str | None = None
         if ad.landing_url:
@@ -108,8 +114,7 @@ class _Job:
     def _token_for(self, landing: str) -> str:
         token = self._tokens.get(landing)
         if token is None:
-            ad = self.ad if landing == self.ad.landing_url else replace(self.ad, landing_url=landing)
-            token = self._tokens[landing] = self.inserter.token(ad)
+            token = self._tokens[landing] = self._stamp.sign(landing)
         return token
 
     def default_token(self) -> str:

@@ -83,8 +83,6 @@ class Log(Protocol):
         """Records of `topic` without a group (for `clickbus tail`)."""
         ...
 
-    def consumer(
-        self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None
-    ) -> Consumer:
+    def consumer(self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None) -> Consumer:
         """A group member over `topics`, resuming from the group's committed offsets."""
         ...

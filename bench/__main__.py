@@ -1,0 +1,55 @@
+"""`make bench`: run every benchmark and print one table, each figure beside its same-run baseline.
+
+`python -m bench [--quick] [NAME ...]` runs the named benchmark modules (default: all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+from typing import Any
+
+BENCHES = ("insertion", "redirect")
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "unknown CPU")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    )
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return info.readlines()
+    except OSError:
+        return []
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| benchmark | figure | baseline | ratio | target |", "|---|---|---|---|---|"]
+    for row in rows:
+        baseline = f"{row['baseline']:,.0f} ({row.get('baseline_name', '')})" if row.get("baseline") else "-"
+        ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
+        lines.append(f"| {row['name']} | {row['value']:,.1f} {row['unit']} | {baseline} | {ratio} | {row['target']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs, one round")
+    parser.add_argument("names", nargs="*", default=list(BENCHES), choices=[[], *BENCHES])
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    for name in args.names:
+        print(f"== {name}")
+        rows += importlib.import_module(f"bench.{name}").main(quick=args.quick)
+    print(f"\nMachine: {machine()}\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Redirect throughput: the full click path (verify, record durably, 302) vs a bare aiohttp 302.
+
+Both run as one uvloop process on the same machine under the same load
+generator, alternating, several rounds; the figure is the median.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from typing import Any
+
+from bench.load import free_port, generator, python, requests_per_s, serving
+from clickbus.config import from_mapping
+from clickbus.creative import Inserter
+from clickbus.keystore import load_keyring
+from clickbus.tokens import AdContext
+
+AD = AdContext(
+    member_id=13,
+    auction_id_64=677373076784237441,
+    user_id_64=2987961585469200312,
+    creative_id=5,
+    landing_url="https://shop.example/landing",
+)
+
+
+def _edge_rps(connections: int, duration_s: float, data_dir: str) -> float:
+    port = free_port()
+    config = from_mapping({"data_dir": data_dir}, env={})
+    url = Inserter(load_keyring(config), f"http://127.0.0.1:{port}", ttl_s=3600).click_url(AD)
+    env = {
+        **os.environ,
+        "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
+        "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CLICKBUS_DATA_DIR": data_dir,
+    }
+    with serving([python(), "-m", "clickbus", "run"], f"http://127.0.0.1:{port}/readyz", env=env):
+        return requests_per_s(url, connections=connections, duration_s=duration_s)
+
+
+def _bare_rps(connections: int, duration_s: float) -> float:
+    port = free_port()
+    with serving([python(), "-m", "bench.servers", "bare", str(port)], f"http://127.0.0.1:{port}/readyz"):
+        return requests_per_s(f"http://127.0.0.1:{port}/ck/x", connections=connections, duration_s=duration_s)
+
+
+def main(quick: bool = False) -> list[dict[str, Any]]:
+    rounds, duration, connections = (1, 2.0, 32) if quick else (3, 5.0, 64)
+    edge, bare = [], []
+    with tempfile.TemporaryDirectory() as data_dir:
+        for _ in range(rounds):
+            bare.append(_bare_rps(connections, duration))
+            edge.append(_edge_rps(connections, duration, data_dir))
+    value, baseline = statistics.median(edge), statistics.median(bare)
+    row = {
+        "name": "redirect, full click path (embedded log, 1 worker)",
+        "value": value,
+        "unit": "req/s",
+        "baseline": baseline,
+        "baseline_name": "bare aiohttp 302 handler",
+        "ratio": value / baseline,
+        "target": ">= 0.75",
+        "detail": f"{generator()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median",
+    }
+    print_rows([row])
+    return [row]
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
+        baseline = f"{row['baseline']:,.0f}" if row.get("baseline") is not None else "-"
+        print(
+            f"{row['name']}: {row['value']:,.0f} {row['unit']} | baseline {baseline} | ratio {ratio} ({row['target']})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Tokens: round trip, tamper resistance, key rotation, expiry and size."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clickbus.errors import TokenError
+from clickbus.tokens import MAX_TOKEN_CHARS, AdContext, Keyring, new_key
+
+KEYS = {"k1": new_key(), "k2": new_key()}
+SIGNER = Keyring(KEYS, "k1")
+U64 = st.integers(0, 2**64 - 1)
+TEXT = st.text(max_size=200)
+ADS = st.builds(
+    AdContext,
+    member_id=st.integers(0, 2**32 - 1),
+    auction_id_64=U64,
+    user_id_64=U64,
+    creative_id=U64,
+    landing_url=TEXT,
+    custom_notify_data=TEXT,
+    userdata_json=TEXT,
+    test=st.booleans(),
+    pos=st.integers(0, 0xFFFF),
+    redirect_hosts=st.lists(st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True), max_size=4).map(tuple),
+)
+URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(ADS)
+def test_round_trip(ad: AdContext) -> None:
+    token = SIGNER.verify(SIGNER.sign(ad, ttl_s=60, now=1_800_000_000))
+    assert token.ad == ad
+    assert (token.key_id, token.issued_at, token.expires_at) == ("k1", 1_800_000_000, 1_800_000_060)
+
+
+@given(ADS)
+def test_tokens_are_url_safe(ad: AdContext) -> None:
+    assert set(SIGNER.sign(ad, ttl_s=60)) <= set(URL_SAFE)
+
+
+@given(ADS, st.data())
+def test_every_single_character_change_is_rejected(ad: AdContext, data: st.DataObject) -> None:
+    text = SIGNER.sign(ad, ttl_s=60)
+    at = data.draw(st.integers(0, len(text) - 1))
+    other = data.draw(st.sampled_from(URL_SAFE.replace(text[at], "")))
+    with pytest.raises(TokenError):
+        SIGNER.verify(text[:at] + other + text[at + 1 :])
+
+
+@given(ADS, st.data())
+def test_every_byte_flip_is_rejected(ad: AdContext, data: st.DataObject) -> None:
+    import base64
+
+    text = SIGNER.sign(ad, ttl_s=60)
+    raw = bytearray(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    at = data.draw(st.integers(0, len(raw) - 1))
+    raw[at] ^= data.draw(st.integers(1, 255))
+    tampered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        SIGNER.verify(tampered)
+
+
+@given(ADS, st.data())
+def test_truncation_and_extension_are_rejected(ad: AdContext, data: st.DataObject) -> None:
+    text = SIGNER.sign(ad, ttl_s=60)
+    cut = data.draw(st.integers(0, len(text) - 1))
+    extra = data.draw(st.text(alphabet=URL_SAFE, min_size=1, max_size=8))
+    for bad in (text[:cut], text + extra, extra + text):
+        with pytest.raises(TokenError):
+            SIGNER.verify(bad)
+
+
+@pytest.mark.parametrize("text", ["", "A", "====", "AQ", "not a token!", "\x00" * 10, "A" * (MAX_TOKEN_CHARS + 1)])
+def test_garbage_is_rejected(text: str) -> None:
+    with pytest.raises(TokenError):
+        SIGNER.verify(text)
+
+
+def test_other_keys_verify_during_rotation() -> None:
+    old = Keyring(KEYS, "k2").sign(AdContext(member_id=1), ttl_s=60)
+    assert SIGNER.verify(old).key_id == "k2"
+
+
+def test_retired_key_is_rejected() -> None:
+    old = Keyring(KEYS, "k2").sign(AdContext(member_id=1), ttl_s=60)
+    rotated = Keyring({"k1": KEYS["k1"]}, "k1")
+    with pytest.raises(TokenError, match="retired"):
+        rotated.verify(old)
+
+
+def test_same_key_id_other_material_is_rejected() -> None:
+    forged = Keyring({"k1": new_key()}, "k1").sign(AdContext(member_id=1), ttl_s=60)
+    with pytest.raises(TokenError, match="signature"):
+        SIGNER.verify(forged)
+
+
+def test_expiry_is_honoured() -> None:
+    token = SIGNER.verify(SIGNER.sign(AdContext(member_id=1), ttl_s=60, now=1_000))
+    assert not token.expired(now=1_059)
+    assert token.expired(now=1_060)
+
+
+def test_token_for_100_char_landing_is_under_300_chars() -> None:
+    landing = "https://shop.example/" + "p" * (100 - len("https://shop.example/"))
+    ad = AdContext(
+        member_id=2**32 - 1,
+        auction_id_64=2**64 - 1,
+        user_id_64=2**64 - 1,
+        creative_id=2**64 - 1,
+        landing_url=landing,
+        custom_notify_data="bid-4711",
+        test=True,
+        pos=3,
+        redirect_hosts=("shop.example",),
+    )
+    assert len(landing) == 100
+    assert len(SIGNER.sign(ad, ttl_s=86400)) < 300
+
+
+@pytest.mark.parametrize(("field", "value"), [("member_id", 2**32), ("auction_id_64", -1), ("pos", 70000)])
+def test_out_of_range_values_are_refused_when_signing(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=field):
+        SIGNER.sign(AdContext(**{"member_id": 1, field: value}), ttl_s=60)
