@@ -12,7 +12,13 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from publisher_support import (
+
+from clickbus.edge import create_app
+from clickbus.edge.appkeys import KEYRING
+from clickbus.log import EmbeddedLog, Topic
+from clickbus.records import ClickRecord, ImpressionRecord
+from clickbus.tokens import AdContext
+from tests.edge.publisher_support import (
     LANDING,
     MAX_BODY,
     MEMBER,
@@ -23,12 +29,6 @@ from publisher_support import (
     path_of,
     records,
 )
-
-from clickbus.edge import create_app
-from clickbus.edge.appkeys import KEYRING
-from clickbus.log import EmbeddedLog, Topic
-from clickbus.records import ClickRecord, ImpressionRecord
-from clickbus.tokens import AdContext
 
 ERROR_KEYS = ["instancePath", "keyword", "message", "params", "schemaPath"]
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from publisher_support import MEMBER, insertion, make_config, path_of, records
 
 from clickbus.edge import create_app
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ImpressionRecord
+from tests.edge.publisher_support import MEMBER, insertion, make_config, path_of, records
 
 
 @pytest.fixture

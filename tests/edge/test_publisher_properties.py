@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from publisher_support import API_KEY, CAMPAIGN, MAX_BODY, PLACEMENTS, insertion, make_config, path_of, records
 
 from clickbus.config import CampaignConfig
 from clickbus.edge import create_app
@@ -20,6 +19,16 @@ from clickbus.edge.server_clicks import DEVICES, parse_click
 from clickbus.edge.vtex_schema import MAX_POS, body_errors, parse_body, parse_pos
 from clickbus.iso3166 import ALPHA_2
 from clickbus.log import EmbeddedLog, Topic
+from tests.edge.publisher_support import (
+    API_KEY,
+    CAMPAIGN,
+    MAX_BODY,
+    PLACEMENTS,
+    insertion,
+    make_config,
+    path_of,
+    records,
+)
 
 KEYS = st.sampled_from(["user_id", "session_id", "campaignId", "placement", "location", "device"]) | st.text(max_size=8)
 SCALARS = (

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from publisher_support import API_KEY, CAMPAIGN, MAX_BODY, MEMBER, REFERENCE, SLOW_KEY, make_config, records
 
 from clickbus import cli
 from clickbus.config import ApiKeyConfig, from_mapping
@@ -21,6 +20,7 @@ from clickbus.edge import apikeys, create_app
 from clickbus.edge.apikeys import ApiKeys, RateLimiter, bearer
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ClickRecord
+from tests.edge.publisher_support import API_KEY, CAMPAIGN, MAX_BODY, MEMBER, REFERENCE, SLOW_KEY, make_config, records
 
 ENS = (REFERENCE / "ens-click-api.txt").read_text(encoding="utf-8")
 
