@@ -11,7 +11,7 @@ import os
 import platform
 from typing import Any
 
-BENCHES = ("insertion", "redirect")
+BENCHES = ("insertion", "redirect", "beacon")
 
 
 def machine() -> str:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,12 +30,19 @@ def generator() -> str:
     return "wrk" if shutil.which("wrk") else "aiohttp client"
 
 
-def requests_per_s(url: str, *, connections: int, duration_s: float, threads: int = 1) -> float:
-    """Sustained requests/s against `url`; raises if any answer was not 2xx/3xx."""
+def requests_per_s(
+    url: str, *, connections: int, duration_s: float, threads: int = 1, json_body: bytes | None = None
+) -> float:
+    """Sustained requests/s against `url` (a JSON POST when `json_body` is given); raises on any 4xx/5xx."""
     if not shutil.which("wrk"):
-        return asyncio.run(_client_loop(url, connections, duration_s))
+        return asyncio.run(_client_loop(url, connections, duration_s, json_body))
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", url]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if json_body is not None:
+            script.write(_post_script(json_body))
+            script.flush()
+            command[-1:-1] = ["-s", script.name]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if bad := _BAD.search(out):
         raise RuntimeError(f"{bad.group(1)} error responses from {url}")
     match = _RPS.search(out)
@@ -43,7 +51,13 @@ def requests_per_s(url: str, *, connections: int, duration_s: float, threads: in
     return float(match.group(1))
 
 
-async def _client_loop(url: str, connections: int, duration_s: float) -> float:
+def _post_script(body: bytes) -> str:
+    """A wrk script that POSTs `body` as JSON (Lua long brackets keep the body verbatim)."""
+    headers = 'wrk.headers["Content-Type"] = "application/json"'
+    return f'wrk.method = "POST"\n{headers}\nwrk.body = [==[{body.decode()}]==]\n'
+
+
+async def _client_loop(url: str, connections: int, duration_s: float, json_body: bytes | None = None) -> float:
     done = 0
     deadline = time.monotonic() + duration_s
     connector = aiohttp.TCPConnector(limit=connections)
@@ -52,7 +66,10 @@ async def _client_loop(url: str, connections: int, duration_s: float) -> float:
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
-                async with session.get(url, allow_redirects=False) as response:
+                method, headers = ("GET", {}) if json_body is None else ("POST", {"Content-Type": "application/json"})
+                async with session.request(
+                    method, url, data=json_body, headers=headers, allow_redirects=False
+                ) as response:
                     if response.status >= 400:
                         raise RuntimeError(f"{response.status} from {url}")
                     await response.read()
