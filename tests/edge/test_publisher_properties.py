@@ -44,7 +44,7 @@ JSON = st.recursive(
 )
 OBJECTS = st.dictionaries(KEYS, JSON, max_size=6)
 ERROR_KEYS = ["instancePath", "keyword", "message", "params", "schemaPath"]
-APP_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+APP_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @given(JSON | OBJECTS)
@@ -154,3 +154,12 @@ async def test_random_bytes_never_get_a_5xx(
     response = await client.post(path, data=data, headers={**headers, "Content-Type": content_type})
     assert response.status < 500
     await response.read()
+
+
+@APP_SETTINGS
+@given(authorization=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80))
+async def test_random_authorization_headers_get_the_same_401(client: TestClient, authorization: str) -> None:
+    headers = {"Authorization": authorization, "Content-Type": "application/json"}
+    response = await client.post("/api/v1/campaigns/click", data=b"{}", headers=headers)
+    assert response.status == 401
+    assert await response.read() == b'{"status":"error","message":"unauthorized"}'
