@@ -106,6 +106,8 @@ class KafkaConfig:
     max_batch_bytes: int = 256 * 1024
     spool_dir: Path = Path("spool")  # inside data_dir unless absolute
     spool_max_mb: int = 1024
+    group_session_timeout_ms: int = 10_000
+    group_heartbeat_interval_ms: int = 3_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,10 @@ def _read_kafka(r: _Reader) -> KafkaConfig:
         max_batch_bytes=r.get("max_batch_bytes", int, d.max_batch_bytes, _positive),
         spool_dir=Path(r.get("spool_dir", str, str(d.spool_dir))),
         spool_max_mb=r.get("spool_max_mb", int, d.spool_max_mb, _positive),
+        group_session_timeout_ms=r.get("group_session_timeout_ms", int, d.group_session_timeout_ms, _positive),
+        group_heartbeat_interval_ms=r.get(
+            "group_heartbeat_interval_ms", int, d.group_heartbeat_interval_ms, _positive
+        ),
     )
     r.done()
     return kafka

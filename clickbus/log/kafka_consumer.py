@@ -22,6 +22,7 @@ from clickbus.log.port import TopicPartition as ShortPartition
 log = logging.getLogger(__name__)
 
 POLL_MS = 500
+GROUP_REQUEST_TIMEOUT_MS = 40_000  # a JoinGroup waits out the broker's rebalance delay: keep aiokafka's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +90,20 @@ class KafkaGroupConsumer:
         self._consumer: Any = None
 
     async def start(self) -> None:
+        options = {**connection_options(self.config), "request_timeout_ms": GROUP_REQUEST_TIMEOUT_MS}
         consumer = AIOKafkaConsumer(
-            **connection_options(self.config),
+            **options,
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            session_timeout_ms=self.config.group_session_timeout_ms,
+            rebalance_timeout_ms=self.config.group_session_timeout_ms,
+            heartbeat_interval_ms=self.config.group_heartbeat_interval_ms,
         )
         consumer.subscribe([self.names.full(t) for t in self.topics], listener=_Listener(self.names, self.on_assign))
+        joining_s = 3 * self.config.group_session_timeout_ms / 1000  # start() waits for the group to settle
         try:
-            await start_bounded(consumer, self.config.connect_timeout_ms / 1000)
+            await start_bounded(consumer, self.config.connect_timeout_ms / 1000 + joining_s)
         except KafkaError as exc:
             raise LogUnavailable(f"kafka consumer for group {self.group}: {exc}") from exc
         self._consumer = consumer
