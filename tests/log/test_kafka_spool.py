@@ -42,6 +42,10 @@ def test_a_cut_anywhere_yields_only_whole_frames(records: list[SpooledRecord], d
     assert (frames[-1].end if frames else 0) <= cut
 
 
+def segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"*{SUFFIX}"))
+
+
 async def opened(directory: Path, **options: int) -> Spool:
     spool = Spool(directory, max_bytes=options.pop("max_bytes", 1 << 30), **options)
     await spool.open()
@@ -88,7 +92,7 @@ async def test_concurrent_puts_share_fsyncs_and_keep_call_order(tmp_path: Path) 
 async def test_a_torn_tail_is_cut_off_at_open(tmp_path: Path, damage: object) -> None:
     spool = await opened(tmp_path)
     await put(spool, 3)
-    (segment,) = tmp_path.glob(f"*{SUFFIX}")
+    (segment,) = segments(tmp_path)
     whole = segment.read_bytes()
     segment.write_bytes(damage(whole))  # type: ignore[operator]
 
@@ -121,11 +125,11 @@ async def test_shipped_and_done_records_are_not_read_again_after_a_restart(tmp_p
 async def test_full_segments_are_deleted_once_shipped(tmp_path: Path) -> None:
     spool = await opened(tmp_path, segment_bytes=200)
     seqs = await put(spool, 20)
-    assert len(list(tmp_path.glob(f"*{SUFFIX}"))) > 3
+    assert len(segments(tmp_path)) > 3
     await spool.mark_shipped(seqs[14])
     again = await opened(tmp_path)
     assert await pending_values(again) == [f"v{i}".encode() for i in range(15, 20)]
-    assert len(list(tmp_path.glob(f"*{SUFFIX}"))) < 4
+    assert len(segments(tmp_path)) < 4
 
 
 async def test_reset_removes_every_segment_once_all_is_shipped(tmp_path: Path) -> None:
@@ -134,7 +138,7 @@ async def test_reset_removes_every_segment_once_all_is_shipped(tmp_path: Path) -
     await spool.mark_shipped(seqs[-1])
     assert spool.pending == 0
     await spool.reset()
-    assert list(tmp_path.glob(f"*{SUFFIX}")) == []
+    assert segments(tmp_path) == []
     await put(spool, 1)
     assert await pending_values(spool) == [b"v0"]
 
