@@ -182,17 +182,18 @@ class Spool:
         found = await asyncio.to_thread(self._recover)
         self._segments, self._sizes = found.segments, found.sizes
         self._bytes = sum(found.sizes.values())
-        self._shipped = found.shipped
-        self._next_seq = max([*found.records, found.shipped]) + 1
-        self._done = {s for s in found.done if found.shipped < s < self._next_seq}
-        self._gaps = set(range(found.shipped + 1, self._next_seq)) - found.records - self._done
+        # records below the oldest one on disk were shipped before their segment was deleted
+        self._shipped = max(found.shipped, min(found.records, default=1) - 1)
+        self._next_seq = max([*found.records, self._shipped]) + 1
+        self._done = {s for s in found.done if self._shipped < s < self._next_seq}
+        self._gaps = set(range(self._shipped + 1, self._next_seq)) - found.records - self._done
         self.torn_bytes = found.torn
         if found.torn:
             log.warning("spool: cut a torn tail of %d bytes (an append interrupted by a crash)", found.torn)
 
     def _recover(self) -> _Recovered:
         self.directory.mkdir(parents=True, exist_ok=True)
-        found = _Recovered(records={0})
+        found = _Recovered()
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             first = int(path.name.removesuffix(SUFFIX))
             raw = path.read_bytes()
@@ -278,16 +279,19 @@ class Spool:
             await self._enqueue(encode_frame(SHIPPED, seq))
         await self._drop_shipped_segments()
 
-    async def reset(self) -> None:
-        """Delete every segment; only when nothing is pending or being written."""
-        assert self.pending == 0 and not self._queue
-        if self._flusher is not None:
+    async def reset(self) -> bool:
+        """Delete every segment if nothing is pending or being written; say whether it did."""
+        while self._flusher is not None and not self._flusher.done():
             await self._flusher
+        if self.pending or self._queue:
+            return False
         segments, self._segments, self._sizes = self._segments, [], {}
+        self._shipped = self._next_seq - 1
         self._done.clear()
         self._gaps.clear()
         self._bytes = 0
         await asyncio.to_thread(self._unlink, segments)
+        return True
 
     def _unlink(self, segments: list[int]) -> None:
         for first in segments:  # oldest first: a crash midway leaves the newest, which holds the SHIPPED marker

@@ -137,10 +137,13 @@ async def test_reset_removes_every_segment_once_all_is_shipped(tmp_path: Path) -
     seqs = await put(spool, 3)
     await spool.mark_shipped(seqs[-1])
     assert spool.pending == 0
-    await spool.reset()
+    assert await spool.reset()
     assert segments(tmp_path) == []
     await put(spool, 1)
     assert await pending_values(spool) == [b"v0"]
+    assert not await spool.reset(), "a pending record keeps the spool"
+    again = await opened(tmp_path)
+    assert await pending_values(again) == [b"v0"] and again.pending == 1
 
 
 async def test_the_size_limit_refuses_records_instead_of_losing_them(tmp_path: Path) -> None:
