@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import
 
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
+from clickbus.log.budget import Budget, BudgetExpired
 from clickbus.log.kafka_client import ensure_topics, new_producer, start_bounded, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
@@ -55,7 +56,8 @@ class KafkaLog:
         self.names = TopicNames(prefix)
         self.topics = tuple(topics)
         self.spool = Spool(spool_dir, max_bytes=config.spool_max_mb * 1024 * 1024)
-        self._budget_s = config.append_budget_ms / 1000
+        self._budget = Budget(config.append_budget_ms / 1000)
+        self._full = {topic: self.names.full(topic) for topic in self.topics}
         self._connect_s = config.connect_timeout_ms / 1000
         self._producer: Any = None
         self._direct = False  # appends go to Kafka (True) or to the spool (False)
@@ -106,6 +108,7 @@ class KafkaLog:
             await stop_producer(producer, max(0.1, grace if self._direct else min(grace, STOP_GRACE_S)))
         await self._persist_delivered()
         await self.spool.close()
+        self._budget.close()
         if self.spool.pending:
             log.warning("kafka log stopped with %d records in the spool; shipped at next start", self.spool.pending)
 
@@ -139,14 +142,15 @@ class KafkaLog:
         future = None
         try:
             try:
-                async with asyncio.timeout(self._budget_s):
-                    future = await self._producer.send(
-                        self.names.full(topic), value, key=key, headers=list(headers), timestamp_ms=ts
-                    )
-                    await asyncio.shield(future)
-                return
-            except TimeoutError:
+                wait = self._budget.start()
+                future = await wait.sent(
+                    self._producer.send(self._name(topic), value, key=key, headers=list(headers), timestamp_ms=ts)
+                )
+                if await wait.acknowledged(future):
+                    return
                 self._fall_back(f"kafka did not acknowledge within {self.config.append_budget_ms} ms")
+            except BudgetExpired:
+                self._fall_back(f"kafka did not take the record within {self.config.append_budget_ms} ms")
             except KafkaError as exc:
                 self._fall_back(f"kafka send failed: {exc!r}")
             if future is not None and _succeeded(future):
@@ -159,6 +163,14 @@ class KafkaLog:
             if not self._direct_appends:
                 self._direct_idle.set()
         await written
+
+    def _name(self, topic: str) -> str:
+        """The Kafka name of `topic`; a topic first seen here is created by the shipper if Kafka lacks it."""
+        name = self._full.get(topic)
+        if name is None:
+            name = self._full[topic] = self.names.full(topic)
+            self.topics += (topic,)
+        return name
 
     def _fall_back(self, reason: str) -> None:
         if self._direct:

@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
 from clickbus import cli
 from clickbus.config import Config
@@ -22,6 +21,7 @@ from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
 from tests.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
+from tests.log.kafka_helpers import consume_all, until
 
 ClientFactory = Callable[..., Any]
 AD = AdContext(
@@ -44,28 +44,6 @@ async def started(config: Config) -> KafkaLog:
     return log
 
 
-async def consume_all(config: Config, topic: str, expected: int, timeout_s: float = 10.0) -> list[Any]:
-    """Every record of `topic`, read by a plain aiokafka consumer that knows nothing of clickbus."""
-    consumer = AIOKafkaConsumer(
-        f"{config.log.topic_prefix}.{topic}",
-        bootstrap_servers=[str(s) for s in config.log.kafka.bootstrap_servers],
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            while len(found) < expected:
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    found += messages
-    except TimeoutError:
-        pass
-    finally:
-        await consumer.stop()
-    return found
-
-
 async def test_a_click_through_the_edge_reaches_kafka_with_every_field(
     aiohttp_client: ClientFactory, kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
@@ -80,7 +58,7 @@ async def test_a_click_through_the_edge_reaches_kafka_with_every_field(
     assert response.headers["Location"] == AD.landing_url
     assert (await client.get("/readyz")).status == 200
 
-    (message,) = await consume_all(config, Topic.CLICKS, expected=1)
+    (message,) = await consume_all(config, Topic.CLICKS)
     record = ClickRecord.from_json(message.value)
     assert message.key == record.dedup_key()
     assert dict(message.headers) == {"kind": b"click", "schema": str(SCHEMA_VERSION).encode()}
@@ -210,3 +188,19 @@ async def test_an_edge_without_a_broker_still_redirects_and_is_not_ready(
     ready = await client.get("/readyz")
     assert ready.status == 503
     assert "spooling to disk (1 records pending)" in (await ready.json())["reason"]
+
+
+async def test_a_topic_outside_the_known_ones_is_created_on_first_use(
+    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
+) -> None:
+    config = kafka_config(kafka_broker)
+    log = await started(config)
+    try:
+        for n in range(3):
+            await log.append("clicks_retry_1", b"k", orjson.dumps({"n": n}))
+        await until(lambda: log.health.ready)  # the first append may have waited for the topic to exist
+        got = await entries(log.read("clicks_retry_1", from_beginning=True, follow=False))
+        assert [orjson.loads(e.value)["n"] for e in got] == [0, 1, 2]
+        assert {e.topic for e in got} == {"clicks_retry_1"}
+    finally:
+        await log.stop(5)
