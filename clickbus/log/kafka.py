@@ -35,7 +35,8 @@ from clickbus.log.budget import Budget, BudgetExpired
 from clickbus.log.kafka_client import ensure_topics, new_producer, start_bounded, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
-from clickbus.log.spool import Cursor, Spool, SpooledRecord
+from clickbus.log.spool import Cursor, Spool
+from clickbus.log.spool_format import SpooledRecord
 
 log = logging.getLogger(__name__)
 

@@ -199,6 +199,27 @@ async def test_stopping_with_the_broker_down_is_bounded_and_the_spool_ships_at_n
     assert sorted(orjson.loads(m.value)["n"] for m in messages) == list(range(20))
 
 
+async def test_a_send_that_was_only_late_is_not_shipped_again(
+    own_broker: TansuBroker, kafka_config: KafkaConfigFactory
+) -> None:
+    config = kafka_config(own_broker)
+    log = open_log(config)
+    assert isinstance(log, KafkaLog)
+    await log.start()
+    try:
+        await log.append(Topic.CLICKS, b"k", orjson.dumps({"n": -1}))
+        own_broker.freeze()  # shorter than request_timeout_ms: the producer's own sends still succeed
+        await asyncio.gather(*(log.append(Topic.CLICKS, b"k%d" % n, orjson.dumps({"n": n})) for n in range(10)))
+        assert log.spool.pending == 10 and not log.health.ready
+        await asyncio.sleep(0.3)
+        own_broker.thaw()
+        await until(lambda: log.health.ready)
+    finally:
+        await log.stop(5)
+    messages = await consume_all(config, Topic.CLICKS)
+    assert sorted(orjson.loads(m.value)["n"] for m in messages) == list(range(-1, 10))
+
+
 def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,

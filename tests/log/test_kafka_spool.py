@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clickbus.errors import LogUnavailable
-from clickbus.log.spool import SUFFIX, Spool, SpooledRecord, decode_record, encode_record, read_frames
+from clickbus.log.spool import SUFFIX, Spool
+from clickbus.log.spool_format import SpooledRecord, decode_record, encode_record, read_frames
 
 HEADERS = (("kind", b"click"), ("schema", b"1"))
 RECORDS = st.builds(
