@@ -35,7 +35,7 @@ from clickbus.log.budget import Budget, BudgetExpired
 from clickbus.log.kafka_client import ensure_topics, new_producer, start_bounded, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
-from clickbus.log.spool import Cursor, Spool
+from clickbus.log.spool import Spool
 from clickbus.log.spool_format import SpooledRecord
 
 log = logging.getLogger(__name__)
@@ -237,11 +237,11 @@ class KafkaLog:
         """Pending records are still being written: let them reach the disk."""
         await asyncio.sleep(0.005)
 
-    async def _ship_batch(self, batch: list[tuple[SpooledRecord, Cursor]]) -> None:
+    async def _ship_batch(self, batch: list[SpooledRecord]) -> None:
         timeout = self.config.request_timeout_ms / 1000
         sends = []
         async with asyncio.timeout(timeout):
-            for record, _ in batch:
+            for record in batch:
                 if not self.spool.is_done(record.seq):
                     sends.append((record.seq, await self._send_once(record)))
         if sends:
@@ -251,7 +251,7 @@ class KafkaLog:
                 await self._persist_delivered()
                 raise _failure(future)
         await self._persist_delivered()
-        await self.spool.mark_shipped(batch[-1][0].seq)
+        await self.spool.mark_shipped(batch[-1].seq)
         self._reason = f"shipping spooled records to kafka ({self.spool.pending} left)"
 
     async def _send_once(self, record: SpooledRecord) -> asyncio.Future[Any]:

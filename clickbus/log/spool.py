@@ -44,6 +44,7 @@ from clickbus.log.spool_format import (
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
+READ_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,9 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         found = _Recovered()
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            if not path.name.removesuffix(SUFFIX).isdigit():
+                log.warning("spool: ignoring %s (not a segment)", path)
+                continue
             first = int(path.name.removesuffix(SUFFIX))
             raw = path.read_bytes()
             end = 0
@@ -296,35 +300,46 @@ class Spool:
         """Start a segment named for the lowest seq it will hold; names keep increasing."""
         self.directory.mkdir(parents=True, exist_ok=True)
         first = max(first_seq, self._segments[-1] + 1) if self._segments else first_seq
-        self._segments.append(first)
-        self._sizes[first] = 0
         fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.close(os.open(self.directory / _segment_name(first), os.O_WRONLY | os.O_CREAT, 0o600))
             os.fsync(fd)  # the new file's name is durable before any record in it is acknowledged
         finally:
             os.close(fd)
+        self._sizes[first] = 0
+        self._segments.append(first)
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def read(self, cursor: Cursor, max_records: int) -> tuple[list[tuple[SpooledRecord, Cursor]], Cursor]:
-        """Up to `max_records` durable records at or after `cursor`, each with its own position, and the next cursor."""
+    async def read(self, cursor: Cursor, max_records: int) -> tuple[list[SpooledRecord], Cursor]:
+        """Up to `max_records` durable, unshipped records at or after `cursor`, and the cursor after them."""
         return await asyncio.to_thread(self._read, cursor, max_records)
 
-    def _read(self, cursor: Cursor, max_records: int) -> tuple[list[tuple[SpooledRecord, Cursor]], Cursor]:
-        out: list[tuple[SpooledRecord, Cursor]] = []
-        segments = [s for s in self._segments if s >= cursor.segment]
-        for first in segments:
+    def _read(self, cursor: Cursor, max_records: int) -> tuple[list[SpooledRecord], Cursor]:
+        out: list[SpooledRecord] = []
+        for first in [s for s in self._segments if s >= cursor.segment]:
             offset = cursor.offset if first == cursor.segment else 0
-            size = self._sizes.get(first, 0)
-            if offset < size:
-                with open(self.directory / _segment_name(first), "rb") as f:
-                    raw = f.read(size)
-                for frame in read_frames(raw, offset):
-                    if frame.kind == RECORD and not self.is_done(frame.seq):
-                        out.append((decode_record(frame.seq, frame.payload), Cursor(first, offset)))
-                    offset = frame.end
-                    if len(out) >= max_records:
-                        return out, Cursor(first, offset)
-            cursor = Cursor(first, offset)
+            cursor = Cursor(first, self._read_segment(first, offset, max_records, out))
+            if len(out) >= max_records:
+                break
         return out, cursor
+
+    def _read_segment(self, first: int, offset: int, max_records: int, out: list[SpooledRecord]) -> int:
+        """Add the segment's unshipped records from `offset` to `out`; return the offset after the last frame read."""
+        size, chunk = self._sizes.get(first, 0), READ_CHUNK
+        with open(self.directory / _segment_name(first), "rb") as f:
+            while offset < size and len(out) < max_records:
+                f.seek(offset)
+                raw, start = f.read(min(chunk, size - offset)), offset
+                for frame in read_frames(raw):
+                    if frame.kind == RECORD and not self.is_done(frame.seq):
+                        out.append(decode_record(frame.seq, frame.payload))
+                    offset = start + frame.end
+                    if len(out) >= max_records:
+                        break
+                if offset == start:  # a frame larger than the chunk, or damage
+                    if len(raw) == size - start:
+                        log.error("spool: unreadable frame at %d in segment %d", start, first)
+                        break
+                    chunk *= 2
+        return offset

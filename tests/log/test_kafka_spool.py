@@ -59,7 +59,7 @@ async def put(spool: Spool, n: int, start: int = 0) -> list[int]:
 
 async def pending_values(spool: Spool) -> list[bytes]:
     batch, _ = await spool.read(spool.start_cursor(), 10_000)
-    return [record.value for record, _ in batch]
+    return [record.value for record in batch]
 
 
 async def test_records_come_back_in_order_with_every_field(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ async def test_records_come_back_in_order_with_every_field(tmp_path: Path) -> No
     seqs = await put(spool, 5)
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
     batch, _ = await spool.read(spool.start_cursor(), 100)
-    assert [(r.seq, r.topic, r.key, r.value, r.headers, r.timestamp_ms) for r, _ in batch] == [
+    assert [(r.seq, r.topic, r.key, r.value, r.headers, r.timestamp_ms) for r in batch] == [
         (seq, "clicks", b"k", f"v{i}".encode(), HEADERS, i) for i, seq in enumerate(seqs)
     ]
     assert spool.pending == 5
@@ -178,3 +178,23 @@ async def test_a_failed_write_is_refused_and_cut_so_the_spool_stays_readable(tmp
     again = await opened(tmp_path)
     assert await pending_values(again) == [b"v0", b"v1", b"v7"]
     assert again.torn_bytes == 0 and again.pending == 3
+
+
+@pytest.mark.parametrize("chunk", [16, 100, 1 << 22])
+async def test_reading_in_windows_across_chunks_returns_each_record_once_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr("clickbus.log.spool.READ_CHUNK", chunk)
+    spool = await opened(tmp_path, segment_bytes=1000)
+    big = b"x" * 500  # larger than the smaller chunks: the reader widens its chunk
+    values = [big if i % 7 == 3 else f"v{i}".encode() for i in range(40)]
+    for i, value in enumerate(values):
+        await spool.put("clicks", b"k", value, (), i)
+    read: list[bytes] = []
+    cursor = spool.start_cursor()
+    while True:
+        batch, cursor = await spool.read(cursor, 3)
+        if not batch:
+            break
+        read += [r.value for r in batch]
+    assert read == values
