@@ -130,12 +130,12 @@ class KafkaLog:
         if self._stopping:
             raise LogUnavailable("kafka log is stopping")
         record = (topic, key, value, tuple(headers), time.time_ns() // 1_000_000)
-        if self._direct:
-            await self._append_direct(*record)
-            return
-        if self._direct_appends:  # sends begun before the fall-back go first, so nothing overtakes them
-            await self._direct_idle.wait()
-        await self.spool.put(*record)
+        while not self._direct:
+            if not self._direct_appends:
+                await self.spool.put(*record)
+                return
+            await self._direct_idle.wait()  # sends begun before the fall-back go first: nothing overtakes them
+        await self._append_direct(*record)
 
     async def _append_direct(self, topic: str, key: bytes, value: bytes, headers: HeaderTuple, ts: int) -> None:
         self._direct_appends += 1
@@ -207,12 +207,16 @@ class KafkaLog:
             try:
                 await self._ship()
                 backoff = self.config.retry_backoff_ms / 1000
+                continue
             except (KafkaError, LogUnavailable, OSError, TimeoutError) as exc:
                 self._reason = f"kafka unavailable: {exc}"
                 log.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            except Exception:  # a bug must not end shipping for good: say so, and try again
+                self._reason = "spool shipping failed unexpectedly (see the log)"
+                log.exception("spool shipping failed; retrying in %.1fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _ship(self) -> None:
         """Ship every pending record in seq order; return once appends go to Kafka again."""
