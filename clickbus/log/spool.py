@@ -55,6 +55,15 @@ class Cursor:
     offset: int
 
 
+def _note_record(found: _Recovered, seq: int) -> None:
+    """Records are written in seq order: a jump means the seqs between were never written."""
+    if found.last_record:
+        found.missing.update(range(found.last_record + 1, seq))
+    else:
+        found.first_record = seq
+    found.last_record = seq
+
+
 def _segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{SUFFIX}"
 
@@ -65,7 +74,9 @@ class _Recovered:
 
     segments: list[int] = field(default_factory=list)
     sizes: dict[int, int] = field(default_factory=dict)
-    records: set[int] = field(default_factory=set)
+    first_record: int = 0
+    last_record: int = 0
+    missing: set[int] = field(default_factory=set)  # seqs between records that hold none (failed writes)
     done: set[int] = field(default_factory=set)
     shipped: int = 0
     torn: int = 0
@@ -105,10 +116,10 @@ class Spool:
         self._segments, self._sizes = found.segments, found.sizes
         self._bytes = sum(found.sizes.values())
         # records below the oldest one on disk were shipped before their segment was deleted
-        self._shipped = max(found.shipped, min(found.records, default=1) - 1)
-        self._next_seq = max([*found.records, self._shipped]) + 1
+        self._shipped = max(found.shipped, found.first_record - 1)
+        self._next_seq = max(found.last_record, self._shipped) + 1
         self._done = {s for s in found.done if self._shipped < s < self._next_seq}
-        self._gaps = set(range(self._shipped + 1, self._next_seq)) - found.records - self._done
+        self._gaps = {s for s in found.missing if s > self._shipped} - self._done
         self.torn_bytes = found.torn
         if found.torn:
             log.warning("spool: cut a torn tail of %d bytes (an append interrupted by a crash)", found.torn)
@@ -126,7 +137,7 @@ class Spool:
             for frame in read_frames(raw):
                 end = frame.end
                 if frame.kind == RECORD:
-                    found.records.add(frame.seq)
+                    _note_record(found, frame.seq)
                 elif frame.kind == DONE:
                     found.done.add(frame.seq)
                 elif frame.kind == SHIPPED:
