@@ -95,6 +95,19 @@ class KafkaConfig:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: Secret | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Kafka >= 0.11 supports it; off only for brokers that refuse InitProducerId v0 (Tansu 0.6)
+    idempotence: bool = True
+    request_timeout_ms: int = 10_000
+    retry_backoff_ms: int = 200
+    connect_timeout_ms: int = 5_000
+    max_batch_bytes: int = 256 * 1024
+    spool_dir: Path = Path("spool")  # inside data_dir unless absolute
+    spool_max_mb: int = 1024
+    group_session_timeout_ms: int = 10_000
+    group_heartbeat_interval_ms: int = 3_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +279,20 @@ def _read_kafka(r: _Reader) -> KafkaConfig:
         sasl_mechanism=r.optional("sasl_mechanism", str),
         sasl_username=r.optional("sasl_username", str),
         sasl_password=Secret(password.encode()) if password else None,
+        ssl_cafile=r.optional("ssl_cafile", str),
+        ssl_certfile=r.optional("ssl_certfile", str),
+        ssl_keyfile=r.optional("ssl_keyfile", str),
+        idempotence=r.get("idempotence", bool, d.idempotence),
+        request_timeout_ms=r.get("request_timeout_ms", int, d.request_timeout_ms, _positive),
+        retry_backoff_ms=r.get("retry_backoff_ms", int, d.retry_backoff_ms, _positive),
+        connect_timeout_ms=r.get("connect_timeout_ms", int, d.connect_timeout_ms, _positive),
+        max_batch_bytes=r.get("max_batch_bytes", int, d.max_batch_bytes, _positive),
+        spool_dir=Path(r.get("spool_dir", str, str(d.spool_dir))),
+        spool_max_mb=r.get("spool_max_mb", int, d.spool_max_mb, _positive),
+        group_session_timeout_ms=r.get("group_session_timeout_ms", int, d.group_session_timeout_ms, _positive),
+        group_heartbeat_interval_ms=r.get(
+            "group_heartbeat_interval_ms", int, d.group_heartbeat_interval_ms, _positive
+        ),
     )
     r.done()
     return kafka

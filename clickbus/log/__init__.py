@@ -11,4 +11,9 @@ __all__ = ["Consumer", "EmbeddedLog", "Entry", "Health", "Log", "Topic", "open_l
 
 def open_log(config: Config) -> Log:
     """The log adapter the configuration selects (not yet started)."""
+    if config.log.backend == "kafka":
+        from clickbus.log.kafka import KafkaLog  # aiokafka is loaded only when Kafka is used
+
+        kafka = config.log.kafka
+        return KafkaLog(kafka, spool_dir=config.data_dir / kafka.spool_dir, prefix=config.log.topic_prefix)
     return EmbeddedLog(config.log_path, max_batch=config.log.embedded.max_batch)

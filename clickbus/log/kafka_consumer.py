@@ -1,0 +1,183 @@
+"""Reading Kafka topics: group members for the notifier, plain readers for `clickbus tail`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.abc import ConsumerRebalanceListener  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+
+from clickbus.config import KafkaConfig
+from clickbus.errors import LogUnavailable
+from clickbus.log.kafka_client import connection_options, start_bounded
+from clickbus.log.port import AssignCallback, Entry
+from clickbus.log.port import TopicPartition as ShortPartition
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 500
+GROUP_REQUEST_TIMEOUT_MS = 40_000  # a JoinGroup waits out the broker's rebalance delay: keep aiokafka's default
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Maps the port's short topic names to Kafka topic names (`clicks` <-> `clickbus.clicks`)."""
+
+    prefix: str
+
+    def full(self, topic: str) -> str:
+        return f"{self.prefix}.{topic}"
+
+    def short(self, name: str) -> str:
+        return name.removeprefix(f"{self.prefix}.")
+
+
+def to_entries(names: TopicNames, batches: Mapping[Any, Iterable[Any]]) -> list[Entry]:
+    """Port entries from aiokafka's records, partition by partition."""
+    return [
+        Entry(
+            topic=names.short(m.topic),
+            partition=m.partition,
+            offset=m.offset,
+            key=m.key or b"",
+            value=m.value or b"",
+            headers=tuple(m.headers),
+            timestamp_ms=m.timestamp,
+        )
+        for _, messages in sorted(batches.items(), key=lambda item: (item[0].topic, item[0].partition))
+        for m in messages
+    ]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the group member's owner which partitions it now holds."""
+
+    def __init__(self, names: TopicNames, on_assign: AssignCallback | None) -> None:
+        self.names = names
+        self.on_assign = on_assign
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing to do: offsets are committed only after processing, by the owner."""
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.on_assign is not None:
+            pairs = sorted((self.names.short(tp.topic), tp.partition) for tp in assigned)
+            await self.on_assign(pairs)
+
+
+class KafkaGroupConsumer:
+    """A member of a Kafka consumer group with manual commits."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        names: TopicNames,
+        topics: Sequence[str],
+        group: str,
+        on_assign: AssignCallback | None,
+    ) -> None:
+        self.config = config
+        self.names = names
+        self.topics = tuple(topics)
+        self.group = group
+        self.on_assign = on_assign
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        options = {**connection_options(self.config), "request_timeout_ms": GROUP_REQUEST_TIMEOUT_MS}
+        consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.config.group_session_timeout_ms,
+            rebalance_timeout_ms=self.config.group_session_timeout_ms,
+            heartbeat_interval_ms=self.config.group_heartbeat_interval_ms,
+        )
+        consumer.subscribe([self.names.full(t) for t in self.topics], listener=_Listener(self.names, self.on_assign))
+        joining_s = 3 * self.config.group_session_timeout_ms / 1000  # start() waits for the group to settle
+        try:
+            await start_bounded(consumer, self.config.connect_timeout_ms / 1000 + joining_s)
+        except KafkaError as exc:
+            raise LogUnavailable(f"kafka consumer for group {self.group}: {exc}") from exc
+        self._consumer = consumer
+
+    async def stop(self, timeout: float) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            await asyncio.wait_for(consumer.stop(), timeout)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("kafka consumer for group %s did not stop cleanly: %r", self.group, exc)
+
+    async def fetch(self, *, max_records: int, timeout_s: float) -> list[Entry]:
+        """Next records of the partitions this member holds; empty after `timeout_s` with none."""
+        try:
+            batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise LogUnavailable(f"kafka fetch failed: {exc!r}") from exc
+        return to_entries(self.names, batches)
+
+    async def commit(self, offsets: Mapping[ShortPartition, int]) -> None:
+        """Commit, per (topic, partition), the next offset to read; raise `LogUnavailable` if Kafka refuses."""
+        if not offsets:
+            return
+        kafka_offsets = {TopicPartition(self.names.full(t), p): n for (t, p), n in offsets.items()}
+        try:
+            await asyncio.wait_for(self._consumer.commit(kafka_offsets), self.config.request_timeout_ms / 1000)
+        except (TimeoutError, KafkaError) as exc:
+            raise LogUnavailable(f"kafka commit failed for group {self.group}: {exc!r}") from exc
+
+
+async def read_topic(
+    config: KafkaConfig, names: TopicNames, topic: str, *, from_beginning: bool, follow: bool
+) -> AsyncIterator[Entry]:
+    """Every partition of `topic`, without a group; without `follow`, up to the end offsets at the start."""
+    consumer = AIOKafkaConsumer(**connection_options(config), group_id=None, enable_auto_commit=False)
+    try:
+        await start_bounded(consumer, config.connect_timeout_ms / 1000)
+    except KafkaError as exc:
+        raise LogUnavailable(f"cannot read {names.full(topic)}: {exc}") from exc
+    try:
+        partitions = await _partitions(consumer, names.full(topic), wait=follow)
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        ends = None if follow else await consumer.end_offsets(partitions)
+        async for entry in _drain(consumer, names, partitions, ends):
+            yield entry
+    finally:
+        with contextlib.suppress(TimeoutError, KafkaError):
+            await asyncio.wait_for(consumer.stop(), 2.0)
+
+
+async def _partitions(consumer: Any, name: str, *, wait: bool) -> list[Any]:
+    """The topic's partitions; when following a topic that does not exist yet, wait for it."""
+    while True:
+        await consumer.topics()  # refreshes metadata
+        found = consumer.partitions_for_topic(name)
+        if found or not wait:
+            return [TopicPartition(name, p) for p in sorted(found or ())]
+        await asyncio.sleep(POLL_MS / 1000)
+
+
+async def _drain(
+    consumer: Any, names: TopicNames, partitions: list[Any], ends: dict[Any, int] | None
+) -> AsyncIterator[Entry]:
+    remaining = list(partitions)
+    while remaining:
+        if ends is not None:
+            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
+            if not remaining:
+                return
+        for entry in to_entries(names, await consumer.getmany(*remaining, timeout_ms=POLL_MS)):
+            yield entry
