@@ -18,8 +18,13 @@ from clickbus.tokens import Keyring
 STOP_TIMEOUT_S = 10.0
 
 
-def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | None = None) -> web.Application:
-    """Build the edge for `config`; `log` and `keyring` default to what the configuration names."""
+def create_app(
+    config: Config, *, log: Log | None = None, keyring: Keyring | None = None, notifier: bool = False
+) -> web.Application:
+    """Build the edge for `config`; `log` and `keyring` default to what the configuration names.
+
+    With `notifier=True` the notifier runs in the same process, on the same log.
+    """
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
@@ -27,6 +32,8 @@ def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | Non
     app[LOG] = log if log is not None else open_log(config)
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_running(app[LOG]))
+    if notifier:
+        app.cleanup_ctx.append(_notifying(config, app[LOG]))
     for module in (health, insert, redirect):
         app.add_routes(module.routes)
     return app
@@ -37,5 +44,17 @@ def _running(log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
         await log.start()
         yield
         await log.stop(STOP_TIMEOUT_S)
+
+    return ctx
+
+
+def _notifying(config: Config, log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from clickbus.notifier import Notifier
+
+        notifier = Notifier(config, log)
+        await notifier.start()
+        yield
+        await notifier.stop(STOP_TIMEOUT_S)
 
     return ctx

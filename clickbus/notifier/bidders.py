@@ -1,0 +1,121 @@
+"""A member's bidder as the notifier sees it: its HTTP client, limits and breaker.
+
+Each bidder has its own client session (so its connection pool, DNS guard and
+concurrency limit are its own: a slow bidder only ever fills its own pool),
+an in-flight limit beyond which clicks are parked instead of queued, a
+circuit breaker, and a `disabled` reason once it answered 410 or is switched
+off in configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+from yarl import URL
+
+from clickbus.config import MemberConfig, NotifierConfig
+from clickbus.errors import AddressRefused, ConfigError
+from clickbus.notifier.addresses import GuardedResolver, check_literal
+from clickbus.notifier.breaker import Breaker
+from clickbus.notifier.delivery import Attempt, Verdict, post
+from clickbus.records import ClickRecord
+
+log = logging.getLogger(__name__)
+
+DISABLED_BY_CONFIG = "disabled in configuration"
+
+
+def signer_of(member: MemberConfig) -> Webhook | None:
+    """The Standard Webhooks signer for the member's secret (`whsec_` + base64), if it has one."""
+    if member.secret is None:
+        return None
+    try:
+        return Webhook(member.secret.value.decode())
+    except (binascii.Error, ValueError, EmptyWebhookSecretError):
+        raise ConfigError([f"members.{member.member_id}.secret: expected whsec_ followed by base64"]) from None
+
+
+def literal_refusal(member: MemberConfig) -> str | None:
+    """Why the member's click_uri is refused outright (an internal IP literal), if it is."""
+    if member.allow_private:
+        return None
+    try:
+        check_literal(URL(member.click_uri).raw_host or "")
+    except AddressRefused as exc:
+        return str(exc)
+    return None
+
+
+class Bidder:
+    """Delivery state for one member's click handler."""
+
+    def __init__(self, member: MemberConfig, settings: NotifierConfig) -> None:
+        self.member = member
+        self.signer = signer_of(member)
+        self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.max_load = member.concurrency * (1 + settings.queue_per_slot)
+        self.cap = settings.response_cap_bytes
+        self.refusal = literal_refusal(member)
+        self.disabled: str | None = None if member.enabled else DISABLED_BY_CONFIG
+        self.load = 0
+        self._slots = asyncio.Semaphore(member.concurrency)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        resolver = None if self.member.allow_private else GuardedResolver()
+        connector = aiohttp.TCPConnector(limit=self.member.concurrency, resolver=resolver, ttl_dns_cache=10)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def saturated(self) -> bool:
+        """True when as many clicks as it may hold are already waiting or in flight."""
+        return self.load >= self.max_load
+
+    def disable(self, why: str) -> None:
+        if self.disabled is None:
+            log.error("bidder of member %d disabled: %s", self.member.member_id, why)
+        self.disabled = why
+
+    async def attempt(self, click: ClickRecord) -> Attempt:
+        """POST `click` once, within the bidder's concurrency limit, unless its breaker holds it back."""
+        if self.refusal is not None:
+            return Attempt(Verdict.REFUSED, None, 0.0, self.refusal)
+        assert self._session is not None, "bidder not started"
+        self.load += 1
+        try:
+            async with self._slots:
+                if not self.breaker.allow():  # checked once a slot is ours: earlier failures may have opened it
+                    return Attempt(Verdict.HELD, None, 0.0, "circuit breaker open")
+                return await post(
+                    self._session,
+                    self.member.click_uri,
+                    click,
+                    signer=self.signer,
+                    timeout_s=self.member.timeout_s,
+                    cap=self.cap,
+                )
+        finally:
+            self.load -= 1
+
+
+def bidders_of(members: Mapping[int, MemberConfig], settings: NotifierConfig) -> dict[int, Bidder]:
+    """One `Bidder` per configured member; raises `ConfigError` naming every bad secret."""
+    problems: list[str] = []
+    bidders = {}
+    for member_id, member in members.items():
+        try:
+            bidders[member_id] = Bidder(member, settings)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return bidders

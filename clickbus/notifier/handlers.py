@@ -1,0 +1,136 @@
+"""What the notifier does with each record of its two inputs.
+
+`IntakeHandler` reads clicks (and impressions): it drops malformed records,
+records the verdict on invalid ones, and hands valid clicks to the dispatcher.
+`RetryHandler` reads parked deliveries and hands each to the dispatcher once
+it is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from clickbus.config import NotifierConfig
+from clickbus.log.port import HEADER_KIND, Entry, Log, Topic, TopicPartition
+from clickbus.notifier.dedup import DedupWindow
+from clickbus.notifier.dispatch import Dispatcher
+from clickbus.notifier.ivt import verdict
+from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
+from clickbus.notifier.retry import Parked
+from clickbus.records import ClickRecord, ImpressionRecord
+
+log = logging.getLogger(__name__)
+
+Record = ClickRecord | ImpressionRecord
+
+
+def short_topic(name: str) -> Topic:
+    """The `Topic` of a storage name (`clicks` on the embedded log, `clickbus.clicks` on Kafka)."""
+    return Topic(name.rsplit(".", 1)[-1])
+
+
+def decode(entry: Entry) -> Record | None:
+    """The click or impression in `entry`, or None when it cannot be read."""
+    kind = entry.header(HEADER_KIND)
+    is_impression = kind == ImpressionRecord.KIND.encode() if kind else short_topic(entry.topic) is Topic.IMPRESSIONS
+    try:
+        return ImpressionRecord.from_json(entry.value) if is_impression else ClickRecord.from_json(entry.value)
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        return None
+
+
+def record_id(record: Record) -> str:
+    return record.click_id if isinstance(record, ClickRecord) else record.impression_id
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _done() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class IntakeHandler:
+    """Dedup, invalid traffic and hand-off for new clicks and impressions."""
+
+    log: Log
+    settings: NotifierConfig
+    dispatcher: Dispatcher
+    recorder: Recorder
+    is_crawler: Callable[[str], bool]
+    windows: dict[TopicPartition, DedupWindow | None]
+
+    def _window_for(self, tp: TopicPartition) -> DedupWindow | None:
+        if short_topic(tp[0]) is Topic.IMPRESSIONS:
+            on, seconds = self.settings.dedup_impressions, self.settings.impression_window_s
+        else:
+            on, seconds = True, self.settings.click_window_s
+        return DedupWindow(int(seconds * 1000)) if on else None
+
+    async def prepare(self, tp: TopicPartition, first_offset: int) -> None:
+        """Rebuild the partition's dedup window from the records before `first_offset` still inside it."""
+        window = self.windows[tp] = self._window_for(tp)
+        if window is None or first_offset == 0:
+            return
+        since = _now_ms() - window.window_ms
+        replayed = 0
+        async for entry in self.log.read(short_topic(tp[0]), from_beginning=True, follow=False):
+            if entry.partition != tp[1] or entry.timestamp_ms < since:
+                continue
+            if entry.offset >= first_offset:
+                break
+            if (record := decode(entry)) is not None:
+                verdict(record, entry.key, entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
+                replayed += 1
+        log.info("dedup window of %s[%d] rebuilt from %d records (%d keys)", tp[0], tp[1], replayed, len(window))
+
+    def accept(self, entry: Entry) -> Awaitable[None]:
+        record = decode(entry)
+        if record is None:
+            outcome = DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED)
+            return self.recorder.outcome(outcome)
+        tp = (entry.topic, entry.partition)
+        window = self.windows[tp] if tp in self.windows else self.windows.setdefault(tp, self._window_for(tp))
+        key = entry.key or record.dedup_key()
+        reason = verdict(record, key, entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
+        if reason is not None:
+            invalid = DeliveryOutcome(
+                record_id(record), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test
+            )
+            return self.recorder.outcome(invalid)
+        if isinstance(record, ImpressionRecord):
+            return _done()
+        now = _now_ms()
+        return self.dispatcher.deliver(Parked(record, 0, now, now))
+
+
+@dataclass(slots=True)
+class RetryHandler:
+    """Parked deliveries: wait until due, then take the next step."""
+
+    dispatcher: Dispatcher
+    recorder: Recorder
+
+    async def prepare(self, tp: TopicPartition, first_offset: int) -> None:
+        return None
+
+    def accept(self, entry: Entry) -> Awaitable[None]:
+        try:
+            parked = Parked.from_json(entry.value)
+        except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
+            return self.recorder.outcome(DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED))
+        return self._when_due(parked)
+
+    async def _when_due(self, parked: Parked) -> None:
+        wait_s = (parked.due_ms - _now_ms()) / 1000
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        await self.dispatcher.deliver(parked)
