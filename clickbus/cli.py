@@ -95,11 +95,12 @@ async def _dlq(config: Config, args: argparse.Namespace) -> None:
 
 
 async def _replay(log: Log, config: Config) -> None:
+    from rich.console import Console
     from rich.progress import Progress
 
     from clickbus.notifier import dlq
 
-    with Progress(transient=False) as progress:
+    with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("replaying dead letters", total=None)
         done = await dlq.replay(
             log,

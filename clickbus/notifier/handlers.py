@@ -9,10 +9,11 @@ it is due.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -118,6 +119,7 @@ class RetryHandler:
 
     dispatcher: Dispatcher
     recorder: Recorder
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def prepare(self, tp: TopicPartition, first_offset: int) -> None:
         return None
@@ -132,5 +134,8 @@ class RetryHandler:
     async def _when_due(self, parked: Parked) -> None:
         wait_s = (parked.due_ms - _now_ms()) / 1000
         if wait_s > 0:
-            await asyncio.sleep(wait_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), wait_s)
+        if self.stopping.is_set():  # left unfinished (not committed): read again after the restart
+            raise asyncio.CancelledError
         await self.dispatcher.deliver(parked)

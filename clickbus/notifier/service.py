@@ -19,7 +19,6 @@ from clickbus.notifier.retry import Schedule
 log = logging.getLogger(__name__)
 
 RETRY_GROUP_SUFFIX = ".retry"
-RETRY_DRAIN_S = 0.5  # parked retries mostly sleep; cancelled ones are re-read after a restart
 
 
 class Notifier:
@@ -45,11 +44,12 @@ class Notifier:
             commit_interval_s=settings.commit_interval_s,
             drain_s=drain_s,
         )
+        self.parked = RetryHandler(self.dispatcher, self.recorder)
         self.retries = GroupLoop(
             log,
             [Topic.RETRY],
             settings.group + RETRY_GROUP_SUFFIX,
-            RetryHandler(self.dispatcher, self.recorder),
+            self.parked,
             max_in_flight=settings.max_parked,
             commit_interval_s=settings.commit_interval_s,
             drain_s=drain_s,
@@ -69,6 +69,7 @@ class Notifier:
 
     async def stop(self, timeout: float) -> None:
         """Stop both loops (in-flight deliveries get a grace period), then close the bidders' clients."""
+        self.parked.stopping.set()  # parked retries still waiting stay in the log for the next start
         await asyncio.gather(self.intake.stop(timeout), self.retries.stop(timeout))
         for bidder in self.bidders.values():
             await bidder.close()

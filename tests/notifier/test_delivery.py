@@ -103,7 +103,7 @@ async def test_retry_after_is_honoured(log: Log, stubs, running, tmp_path: Path)
 async def test_hanging_bidder_does_not_delay_another(log: Log, stubs, running, tmp_path: Path) -> None:
     hung = await stubs(default="hang")
     fine = await stubs()
-    members = {1: {"click_uri": hung.url, "timeout_s": 5.0, "concurrency": 2}, 2: {"click_uri": fine.url}}
+    members = {1: {"click_uri": hung.url, "timeout_s": 1.5, "concurrency": 2}, 2: {"click_uri": fine.url}}
     async with running(f.config(tmp_path, members)):
         await f.append(log, *[f.click(1) for _ in range(20)])
         await f.append(log, *[f.click(2) for _ in range(20)])
