@@ -100,7 +100,7 @@ class GroupLoop:
 
     async def _fetch_some(self) -> None:
         room = self.max_in_flight - len(self._tasks)
-        if room <= 0:
+        if room < min(FETCH_MAX, self.max_in_flight // 2 or 1):  # fetch in batches, not one record per finish
             self._room.clear()
             await self._room.wait()
             return

@@ -57,7 +57,7 @@ class Dispatcher:
         if result.verdict is Verdict.HELD:
             await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, BREAKER_OPEN)
             return
-        parked = replace(parked, attempt=parked.attempt + 1)
+        parked = Parked(parked.click, parked.attempt + 1, parked.due_ms, parked.first_ms, parked.last_status)
         if result.verdict in (Verdict.RETRY, Verdict.REFUSED):
             bidder.breaker.failure()
         else:

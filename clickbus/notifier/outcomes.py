@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -53,7 +53,7 @@ class DeliveryOutcome:
     click_response: Any = None
     due_ms: int | None = None
     test: bool = False
-    ts_ms: int = 0
+    ts_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -80,8 +80,7 @@ class Recorder:
 
     async def outcome(self, outcome: DeliveryOutcome) -> None:
         self.counts[outcome.outcome] += 1
-        stamped = outcome if outcome.ts_ms else replace(outcome, ts_ms=time.time_ns() // 1_000_000)
-        await self.append(Topic.DELIVERIES, outcome.click_id.encode(), stamped.to_json())
+        await self.append(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json())
 
     async def park(self, parked: Parked, outcome: DeliveryOutcome) -> None:
         await asyncio.gather(

@@ -53,9 +53,7 @@ async def append(log: Log, *records: ClickRecord) -> None:
         await log.append(Topic.CLICKS, record.dedup_key(), record.to_json(), record.headers())
 
 
-def config(
-    tmp_path: Path, members: Mapping[int, Mapping[str, Any]], **notifier: Any
-) -> Config:
+def config(tmp_path: Path, members: Mapping[int, Mapping[str, Any]], **notifier: Any) -> Config:
     """A test configuration: members from `members`, fast notifier settings overridable by keyword."""
     settings = {"retry_base_s": 0.05, "retry_max_delay_s": 0.2, "commit_interval_s": 0.05, **notifier}
     raw = {
