@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import sqlite3
@@ -98,8 +99,8 @@ class _Writer(threading.Thread):
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         try:
             conn.execute("BEGIN")
-            for op in batch:
-                conn.execute(op.sql, op.params)
+            for sql, ops in itertools.groupby(batch, key=lambda op: op.sql):  # runs of one statement: one call
+                conn.executemany(sql, [op.params for op in ops])
             conn.execute("COMMIT")
             self.error = None
         except sqlite3.Error as exc:
