@@ -21,6 +21,7 @@ from clickbus.notifier.retry import Parked, Schedule
 
 SATURATED = "bidder saturated"
 BREAKER_OPEN = "circuit breaker open"
+BIDDER_DISABLED = "bidder_disabled"  # a metric: bidders disabled by a 410 since start
 _DEAD_REASON = {Verdict.REJECTED: "rejected", Verdict.GONE: "gone", Verdict.REFUSED: "refused"}
 
 
@@ -68,8 +69,9 @@ class Dispatcher:
             delay = self.schedule.delay_s(parked.attempt, result.retry_after_s, self.rng)
             await self._park(parked, delay, Outcome.RETRY, result.error, result)
         else:
-            if result.verdict is Verdict.GONE:
+            if result.verdict is Verdict.GONE and bidder.disabled is None:
                 bidder.disable(f"{bidder.member.click_uri} answered 410 Gone")
+                self.recorder.counts[BIDDER_DISABLED] += 1
             await self._dead(parked, _DEAD_REASON[result.verdict], result.error, result)
 
     async def _park(

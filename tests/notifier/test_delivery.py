@@ -139,7 +139,7 @@ async def test_bidder_answering_410_is_disabled(log: Log, stubs, running, tmp_pa
         dead = await f.eventually_async(lambda: _at_least(log, Topic.DLQ, 2))
     assert len(stub.received) == 1
     assert [d["reason"] for d in dead] == ["gone", "disabled"]
-    assert notifier.counts["dead"] == 2
+    assert (notifier.counts["dead"], notifier.counts["bidder_disabled"]) == (2, 1)
 
 
 async def _at_least(log: Log, topic: Topic, n: int) -> list[dict[str, object]] | None:
