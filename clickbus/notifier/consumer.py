@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol
 
 from clickbus.log.port import Consumer, Entry, Log, TopicPartition
@@ -28,8 +28,8 @@ ERROR_PAUSE_S = 1.0
 
 
 class Handler(Protocol):
-    async def prepare(self, tp: TopicPartition, first_offset: int) -> None:
-        """Get ready for a newly assigned partition whose first record to process is `first_offset`."""
+    async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
+        """Get ready for newly assigned partitions, given the first offset to process in each."""
         ...
 
     def accept(self, entry: Entry) -> Awaitable[None]:
@@ -110,14 +110,22 @@ class GroupLoop:
             log.warning("notifier fetch failed: %s", exc)
             await asyncio.sleep(ERROR_PAUSE_S)
             return
+        await self._prepare(entries)
         for entry in entries:
-            await self._spawn(entry)
+            self._spawn(entry)
 
-    async def _spawn(self, entry: Entry) -> None:
+    async def _prepare(self, entries: Sequence[Entry]) -> None:
+        firsts: dict[TopicPartition, int] = {}
+        for entry in entries:
+            tp = (entry.topic, entry.partition)
+            if tp in self._unprepared and tp not in firsts:
+                firsts[tp] = entry.offset
+        if firsts:  # all partitions of this batch at once: one read of each topic
+            await self.handler.prepare(firsts)
+            self._unprepared -= set(firsts)
+
+    def _spawn(self, entry: Entry) -> None:
         tp = (entry.topic, entry.partition)
-        if tp in self._unprepared:
-            await self.handler.prepare(tp, entry.offset)
-            self._unprepared.discard(tp)
         self.tracker.start(tp, entry.offset)
         task = asyncio.ensure_future(self.handler.accept(entry))
         self._tasks.add(task)

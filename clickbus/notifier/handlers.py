@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 
 import orjson
@@ -84,22 +84,41 @@ class IntakeHandler:
             on, seconds = True, self.settings.click_window_s
         return DedupWindow(int(seconds * 1000)) if on else None
 
-    async def prepare(self, tp: TopicPartition, first_offset: int) -> None:
-        """Rebuild the partition's dedup window from the records before `first_offset` still inside it."""
+    async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
+        """Rebuild the dedup windows of newly assigned partitions from their records before `firsts`."""
+        windows = {tp: window for tp in firsts if (window := self._fresh_window(tp)) is not None}
+        for topic in {tp[0] for tp in windows}:
+            todo = {tp[1]: firsts[tp] for tp in windows if tp[0] == topic}
+            await self._replay(topic, todo, {p: windows[(topic, p)] for p in todo})
+        for tp, window in windows.items():
+            log.info("dedup window of %s[%d] rebuilt: %d keys", tp[0], tp[1], len(window))
+
+    def _fresh_window(self, tp: TopicPartition) -> DedupWindow | None:
         window = self.windows[tp] = self._window_for(tp)
-        if window is None or first_offset == 0:
+        return window
+
+    async def _replay(self, topic: str, before: dict[int, int], windows: dict[int, DedupWindow]) -> None:
+        """Feed each partition's records from the last window, up to its first unprocessed offset."""
+        since = _now_ms() - max(w.window_ms for w in windows.values())
+        pending = {p for p, first in before.items() if first > 0}
+        if not pending:
             return
-        since = _now_ms() - window.window_ms
-        replayed = 0
-        async for entry in self.log.read(short_topic(tp[0]), from_beginning=True, follow=False):
-            if entry.partition != tp[1] or entry.timestamp_ms < since:
-                continue
-            if entry.offset >= first_offset:
-                break
-            if (record := decode(entry)) is not None:
-                verdict(record, entry.key, entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
-                replayed += 1
-        log.info("dedup window of %s[%d] rebuilt from %d records (%d keys)", tp[0], tp[1], replayed, len(window))
+        entries = self.log.read(short_topic(topic), from_beginning=True, follow=False)
+        try:
+            async for entry in entries:
+                p = entry.partition
+                if p not in pending:
+                    continue
+                if entry.offset >= before[p]:
+                    pending.discard(p)
+                    if not pending:
+                        return
+                    continue
+                if entry.timestamp_ms >= since and (record := decode(entry)) is not None:
+                    verdict(record, entry.key, entry.timestamp_ms, is_crawler=self.is_crawler, window=windows[p])
+        finally:
+            if (aclose := getattr(entries, "aclose", None)) is not None:  # release the reader now, not at GC
+                await aclose()
 
     def accept(self, entry: Entry) -> Awaitable[None]:
         record = decode(entry)
@@ -129,7 +148,7 @@ class RetryHandler:
     recorder: Recorder
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def prepare(self, tp: TopicPartition, first_offset: int) -> None:
+    async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
         return None
 
     def accept(self, entry: Entry) -> Awaitable[None]:
