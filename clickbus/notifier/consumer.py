@@ -120,14 +120,23 @@ class GroupLoop:
             tp = (entry.topic, entry.partition)
             if tp in self._unprepared and tp not in firsts:
                 firsts[tp] = entry.offset
-        if firsts:  # all partitions of this batch at once: one read of each topic
+        if not firsts:
+            return
+        try:  # all partitions of this batch at once: one read of each topic
             await self.handler.prepare(firsts)
-            self._unprepared -= set(firsts)
+        except Exception:  # carry on unprepared (dedup misses at worst) rather than stop consuming
+            log.exception("notifier could not prepare %s", sorted(firsts))
+        self._unprepared -= set(firsts)
 
     def _spawn(self, entry: Entry) -> None:
         tp = (entry.topic, entry.partition)
         self.tracker.start(tp, entry.offset)
-        task = asyncio.ensure_future(self.handler.accept(entry))
+        try:
+            work = self.handler.accept(entry)
+        except Exception:  # a bug for this record: keep it unfinished (re-read later), keep consuming
+            log.exception("notifier left %s@%d unfinished", tp, entry.offset)
+            return
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._finished, tp, entry.offset))
 

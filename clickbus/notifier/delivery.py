@@ -83,6 +83,16 @@ def click_response(raw: bytes) -> Any:
     return data.get("click_response") if isinstance(data, dict) else None
 
 
+async def read_capped(content: aiohttp.StreamReader, cap: int) -> bytes:
+    """At most `cap` bytes of a response body (`read(n)` alone may stop at a chunk boundary)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap and (chunk := await content.read(cap - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def post(
     session: aiohttp.ClientSession,
     url: str,
@@ -103,7 +113,7 @@ async def post(
         headers = webhook_headers(click.click_id, body, signer, time.time())
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         async with session.post(url, data=body, headers=headers, allow_redirects=False, timeout=timeout) as resp:
-            raw = await resp.content.read(cap)
+            raw = await read_capped(resp.content, cap)
             verdict = classify(resp.status)
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
             return Attempt(verdict, resp.status, took(), "", click_response(raw), retry_after)
