@@ -79,7 +79,7 @@ def _config(data_dir: Path, url: str) -> configuration.Config:
     raw = {
         "data_dir": str(data_dir),
         "members": {"13": {"click_uri": url, "allow_private": True, "concurrency": CONCURRENCY}},
-        "notifier": {"queue_per_slot": 16, "commit_interval_s": 0.1},
+        "notifier": {},  # the defaults
     }
     return configuration.from_mapping(raw, env={})
 

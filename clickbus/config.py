@@ -127,7 +127,7 @@ class NotifierConfig:
     impression_window_s: float = 60.0
     dedup_impressions: bool = True
     max_in_flight: int = 1024
-    queue_per_slot: int = 4
+    queue_per_slot: int = 16
     retry_base_s: float = 1.0
     retry_max_delay_s: float = 3600.0
     retry_horizon_s: float = 86400.0

@@ -28,6 +28,8 @@ from clickbus.records import ClickRecord
 log = logging.getLogger(__name__)
 
 DISABLED_BY_CONFIG = "disabled in configuration"
+SATURATED = "bidder saturated"
+BREAKER_OPEN = "circuit breaker open"
 
 
 def signer_of(member: MemberConfig) -> Webhook | None:
@@ -92,9 +94,11 @@ class Bidder:
         assert self._session is not None, "bidder not started"
         self.load += 1
         try:
-            async with self._slots:
+            if not await self._slot():
+                return Attempt(Verdict.HELD, None, 0.0, SATURATED)
+            try:
                 if not self.breaker.allow():  # checked once a slot is ours: earlier failures may have opened it
-                    return Attempt(Verdict.HELD, None, 0.0, "circuit breaker open")
+                    return Attempt(Verdict.HELD, None, 0.0, BREAKER_OPEN)
                 return await post(
                     self._session,
                     self.member.click_uri,
@@ -103,8 +107,19 @@ class Bidder:
                     timeout_s=self.member.timeout_s,
                     cap=self.cap,
                 )
+            finally:
+                self._slots.release()
         finally:
             self.load -= 1
+
+    async def _slot(self) -> bool:
+        """Take a concurrency slot, waiting at most one request timeout (a healthy bidder frees one sooner)."""
+        try:
+            async with asyncio.timeout(self.member.timeout_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            return False
+        return True
 
 
 def bidders_of(members: Mapping[int, MemberConfig], settings: NotifierConfig) -> dict[int, Bidder]:

@@ -36,7 +36,7 @@ class Verdict(StrEnum):
     REJECTED = "rejected"  # 3xx or 4xx: the bidder will not take it; dead-letter
     GONE = "gone"  # 410: the bidder's endpoint is gone; disable the bidder
     REFUSED = "refused"  # the address is internal and the bidder may not use one
-    HELD = "held"  # not attempted: the bidder's circuit breaker is open
+    HELD = "held"  # not attempted: the bidder's breaker is open, or no slot freed up in time
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
-from clickbus.notifier.bidders import Bidder
+from clickbus.notifier.bidders import BREAKER_OPEN, SATURATED, Bidder
 from clickbus.notifier.delivery import Attempt, Verdict
 from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
 from clickbus.notifier.retry import Parked, Schedule
 
-SATURATED = "bidder saturated"
-BREAKER_OPEN = "circuit breaker open"
 BIDDER_DISABLED = "bidder_disabled"  # a metric: bidders disabled by a 410 since start
 _DEAD_REASON = {Verdict.REJECTED: "rejected", Verdict.GONE: "gone", Verdict.REFUSED: "refused"}
 
@@ -55,8 +53,8 @@ class Dispatcher:
 
     async def _attempt(self, bidder: Bidder, parked: Parked) -> None:
         result = await bidder.attempt(parked.click)
-        if result.verdict is Verdict.HELD:
-            await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, BREAKER_OPEN)
+        if result.verdict is Verdict.HELD:  # saturated, or its breaker opened while the click waited
+            await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, result.error)
             return
         parked = Parked(parked.click, parked.attempt + 1, parked.due_ms, parked.first_ms, parked.last_status)
         if result.verdict in (Verdict.RETRY, Verdict.REFUSED):

@@ -103,14 +103,20 @@ async def test_retry_after_is_honoured(log: Log, stubs, running, tmp_path: Path)
 async def test_hanging_bidder_does_not_delay_another(log: Log, stubs, running, tmp_path: Path) -> None:
     hung = await stubs(default="hang")
     fine = await stubs()
-    members = {1: {"click_uri": hung.url, "timeout_s": 1.5, "concurrency": 2}, 2: {"click_uri": fine.url}}
-    async with running(f.config(tmp_path, members)):
+    members = {1: {"click_uri": hung.url, "timeout_s": 1.0, "concurrency": 2}, 2: {"click_uri": fine.url}}
+    async with running(f.config(tmp_path, members, queue_per_slot=4)):
         await f.append(log, *[f.click(1) for _ in range(20)])
         await f.append(log, *[f.click(2) for _ in range(20)])
         await f.eventually(lambda: len(fine.received) == 20)
         assert hung.hanging == 2  # its two slots are still stuck, and it held nothing else up
+
+        async def hung_clicks_parked() -> list[dict[str, object]]:
+            outcomes = await f.records(log, Topic.DELIVERIES)
+            return [o for o in outcomes if o["member_id"] == 1 and o["outcome"] == "parked"]
+
+        parked = await f.eventually_async(hung_clicks_parked)
         outcomes = await f.records(log, Topic.DELIVERIES)
-    assert sum(o["outcome"] == "parked" and o["member_id"] == 1 for o in outcomes) >= 1
+    assert {o["error"] for o in parked} == {"bidder saturated"}
     assert sum(o["outcome"] == "delivered" and o["member_id"] == 2 for o in outcomes) == 20
 
 
