@@ -76,6 +76,8 @@ def classify(status: int) -> Verdict:
 
 def click_response(raw: bytes) -> Any:
     """The bidder's optional `click_response`, if its answer is a JSON object carrying one."""
+    if not raw:
+        return None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

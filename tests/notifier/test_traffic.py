@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import orjson
 
 from clickbus.log.port import Log, Topic
-from clickbus.records import Reason
+from clickbus.records import ImpressionRecord, Reason
 from tests.notifier import factory as f
 
 
@@ -105,4 +106,18 @@ async def test_click_for_unknown_member_is_recorded(log: Log, stubs, running, tm
         await f.append(log, f.click(99))
         (outcome,) = await _outcomes(log, 1)
     assert outcome["outcome"] == "no_bidder"
+    assert stub.received == []
+
+
+async def test_duplicate_impressions_are_recorded_invalid(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    base = f.click(13, user=5)
+    fields = {k.name: getattr(base, k.name) for k in dataclasses.fields(ImpressionRecord) if hasattr(base, k.name)}
+    first = ImpressionRecord(**{**fields, "impression_id": "imp-1"})
+    again = ImpressionRecord(**{**fields, "impression_id": "imp-2"})
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        for record in (first, again):
+            await log.append(Topic.IMPRESSIONS, record.dedup_key(), record.to_json(), record.headers())
+        (outcome,) = await _outcomes(log, 1)
+    assert (outcome["click_id"], outcome["outcome"], outcome["reason"]) == ("imp-2", "invalid", Reason.DUPLICATE)
     assert stub.received == []
