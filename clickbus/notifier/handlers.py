@@ -54,6 +54,11 @@ def decode(entry: Entry) -> Record | None:
         return None
 
 
+def dedup_key(entry: Entry, record: Record) -> bytes:
+    """The entry's log key, which the edge sets to the record's dedup key (computed if missing)."""
+    return entry.key or record.dedup_key()
+
+
 def record_id(record: Record) -> str:
     return record.click_id if isinstance(record, ClickRecord) else record.impression_id
 
@@ -115,7 +120,8 @@ class IntakeHandler:
                         return
                     continue
                 if entry.timestamp_ms >= since and (record := decode(entry)) is not None:
-                    verdict(record, entry.key, entry.timestamp_ms, is_crawler=self.is_crawler, window=windows[p])
+                    key = dedup_key(entry, record)
+                    verdict(record, key, entry.timestamp_ms, is_crawler=self.is_crawler, window=windows[p])
         finally:
             if (aclose := getattr(entries, "aclose", None)) is not None:  # release the reader now, not at GC
                 await aclose()
@@ -127,8 +133,9 @@ class IntakeHandler:
             return self.recorder.outcome(outcome)
         tp = (entry.topic, entry.partition)
         window = self.windows[tp] if tp in self.windows else self.windows.setdefault(tp, self._window_for(tp))
-        key = entry.key or record.dedup_key()
-        reason = verdict(record, key, entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
+        reason = verdict(
+            record, dedup_key(entry, record), entry.timestamp_ms, is_crawler=self.is_crawler, window=window
+        )
         if reason is not None:
             invalid = DeliveryOutcome(
                 record_id(record), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test
