@@ -128,6 +128,7 @@ class NotifierConfig:
     dedup_impressions: bool = True
     max_in_flight: int = 1024
     queue_per_slot: int = 16
+    slot_wait_s: float = 0.25
     retry_base_s: float = 1.0
     retry_max_delay_s: float = 3600.0
     retry_horizon_s: float = 86400.0
@@ -395,6 +396,7 @@ def _read_notifier(r: _Reader) -> NotifierConfig:
         dedup_impressions=r.get("dedup_impressions", bool, d.dedup_impressions),
         max_in_flight=r.get("max_in_flight", int, d.max_in_flight, _positive),
         queue_per_slot=r.get("queue_per_slot", int, d.queue_per_slot, _positive),
+        slot_wait_s=r.get("slot_wait_s", float, d.slot_wait_s, _positive),
         retry_base_s=r.get("retry_base_s", float, d.retry_base_s, _positive),
         retry_max_delay_s=r.get("retry_max_delay_s", float, d.retry_max_delay_s, _positive),
         retry_horizon_s=r.get("retry_horizon_s", float, d.retry_horizon_s, _positive),

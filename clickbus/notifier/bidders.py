@@ -62,6 +62,7 @@ class Bidder:
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.max_load = member.concurrency * (1 + settings.queue_per_slot)
         self.cap = settings.response_cap_bytes
+        self.slot_wait_s = min(member.timeout_s, settings.slot_wait_s)
         self.refusal = literal_refusal(member)
         self.disabled: str | None = None if member.enabled else DISABLED_BY_CONFIG
         self.load = 0
@@ -113,9 +114,9 @@ class Bidder:
             self.load -= 1
 
     async def _slot(self) -> bool:
-        """Take a concurrency slot, waiting at most one request timeout (a healthy bidder frees one sooner)."""
+        """Take a concurrency slot, waiting at most `slot_wait_s`: a healthy bidder frees one sooner."""
         try:
-            async with asyncio.timeout(self.member.timeout_s):
+            async with asyncio.timeout(self.slot_wait_s):
                 await self._slots.acquire()
         except TimeoutError:
             return False

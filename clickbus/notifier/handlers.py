@@ -132,7 +132,9 @@ class IntakeHandler:
             outcome = DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED)
             return self.recorder.outcome(outcome)
         tp = (entry.topic, entry.partition)
-        window = self.windows[tp] if tp in self.windows else self.windows.setdefault(tp, self._window_for(tp))
+        if tp not in self.windows:  # assigned but never prepared (its first record had nothing before it)
+            self.windows[tp] = self._window_for(tp)
+        window = self.windows[tp]
         reason = verdict(
             record, dedup_key(entry, record), entry.timestamp_ms, is_crawler=self.is_crawler, window=window
         )
