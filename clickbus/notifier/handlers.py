@@ -132,7 +132,7 @@ class IntakeHandler:
             outcome = DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED)
             return self.recorder.outcome(outcome)
         tp = (entry.topic, entry.partition)
-        if tp not in self.windows:  # assigned but never prepared (its first record had nothing before it)
+        if tp not in self.windows:  # not prepared: the rebuild failed, or no assignment was reported
             self.windows[tp] = self._window_for(tp)
         window = self.windows[tp]
         reason = verdict(
