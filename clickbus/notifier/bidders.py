@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import time
 from collections.abc import Mapping
 
 import aiohttp
@@ -62,10 +63,11 @@ class Bidder:
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.max_load = member.concurrency * (1 + settings.queue_per_slot)
         self.cap = settings.response_cap_bytes
-        self.slot_wait_s = min(member.timeout_s, settings.slot_wait_s)
+        self.slot_wait_s = settings.slot_wait_s
         self.refusal = literal_refusal(member)
         self.disabled: str | None = None if member.enabled else DISABLED_BY_CONFIG
         self.load = 0
+        self.last_answer = 0.0  # monotonic time of the bidder's latest HTTP answer, any status
         self._slots = asyncio.Semaphore(member.concurrency)
         self._session: aiohttp.ClientSession | None = None
 
@@ -100,7 +102,7 @@ class Bidder:
             try:
                 if not self.breaker.allow():  # checked once a slot is ours: earlier failures may have opened it
                     return Attempt(Verdict.HELD, None, 0.0, BREAKER_OPEN)
-                return await post(
+                result = await post(
                     self._session,
                     self.member.click_uri,
                     click,
@@ -108,19 +110,28 @@ class Bidder:
                     timeout_s=self.member.timeout_s,
                     cap=self.cap,
                 )
+                if result.status is not None:
+                    self.last_answer = time.monotonic()
+                return result
             finally:
                 self._slots.release()
         finally:
             self.load -= 1
 
     async def _slot(self) -> bool:
-        """Take a concurrency slot, waiting at most `slot_wait_s`: a healthy bidder frees one sooner."""
-        try:
-            async with asyncio.timeout(self.slot_wait_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            return False
-        return True
+        """Take a concurrency slot; give up once `slot_wait_s` passed without the bidder answering anything.
+
+        A healthy bidder draining a burst keeps answering, so its clicks keep waiting (at most
+        `max_load` of them); a stuck one answers nothing, so its clicks are parked quickly.
+        """
+        while True:
+            try:
+                async with asyncio.timeout(self.slot_wait_s):
+                    await self._slots.acquire()
+                return True
+            except TimeoutError:
+                if time.monotonic() - self.last_answer > self.slot_wait_s:
+                    return False
 
 
 def bidders_of(members: Mapping[int, MemberConfig], settings: NotifierConfig) -> dict[int, Bidder]:

@@ -120,6 +120,16 @@ async def test_hanging_bidder_does_not_delay_another(log: Log, stubs, running, t
     assert sum(o["outcome"] == "delivered" and o["member_id"] == 2 for o in outcomes) == 20
 
 
+async def test_burst_to_a_slow_but_answering_bidder_waits_instead_of_parking(
+    log: Log, stubs, running, tmp_path: Path
+) -> None:
+    stub = await stubs(delay_s=0.05)
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=0.25)):
+        await f.append(log, *[f.click(13) for _ in range(30)])  # 0.75 s of work for its two slots
+        outcomes = await f.eventually_async(lambda: _at_least(log, Topic.DELIVERIES, 30))
+    assert [o["outcome"] for o in outcomes] == ["delivered"] * 30
+
+
 async def test_breaker_stops_attempts_to_failing_bidder(log: Log, stubs, running, tmp_path: Path) -> None:
     stub = await stubs(default="500")
     config = f.config(
