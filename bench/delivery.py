@@ -39,7 +39,7 @@ from tests.notifier.factory import click
 CONCURRENCY = 64
 RATE_PER_S = 1000
 TICK_S = 0.01
-ROUNDS = 2
+ROUNDS = 3
 
 
 def _row(name: str, value: float, unit: str, target: str, baseline: float | None = None) -> dict[str, Any]:
