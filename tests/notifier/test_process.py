@@ -62,7 +62,7 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
 async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs, tmp_path: Path) -> None:
     if not isinstance(log, EmbeddedLog):
         pytest.skip("the subprocess is configured for the embedded log at the test's path")
-    stub = await stubs(delay_s=0.002)
+    stub = await stubs(delay_s=0.01)
     config = _config_file(tmp_path, stub.url)
     clicks = [f.click(13) for _ in range(600)]
     process = _start(config)
@@ -79,7 +79,7 @@ async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs, tmp_path: Path)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 10)
-    assert killed_at < len(clicks)  # the kill did land mid-stream
+    assert killed_at < 300  # the kill landed mid-stream, before the first 300 were all delivered
     bodies: dict[str, set[bytes]] = defaultdict(set)
     for received in stub.received:
         Webhook(f.SECRET).verify(received.body, received.headers)
