@@ -1,4 +1,4 @@
-"""The `clickbus` command line: run, tail, sign, keygen."""
+"""The `clickbus` command line: run, notifier, tail, dlq, sign, keygen."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import orjson
 from clickbus import config as configuration
 from clickbus.config import Config
 from clickbus.errors import ClickbusError, ConfigError
-from clickbus.log.port import Entry, Topic
+from clickbus.log.port import Entry, Log, Topic
 
 DEFAULT_CONFIG = Path("conf/clickbus.toml")
 Command = Callable[[argparse.Namespace], int]
@@ -28,14 +28,14 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Serve the edge on the configured address."""
+    """Serve the edge on the configured address, with the notifier in the same process."""
     from aiohttp import web
     from aiohttp.log import access_logger
 
     from clickbus.edge import create_app
 
     config = _load(args)
-    app = create_app(config)
+    app = create_app(config, notifier=not args.no_notifier)
     web.run_app(
         app,
         host=config.edge.listen.host,
@@ -44,6 +44,77 @@ def cmd_run(args: argparse.Namespace) -> int:
         print=lambda _: print(f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url}"),
         loop=_new_loop(),
     )
+    return 0
+
+
+async def _notify(config: Config) -> None:
+    import signal
+
+    from clickbus.log import open_log
+    from clickbus.notifier import Notifier
+
+    log = open_log(config)
+    notifier = Notifier(config, log)  # before starting anything: a bad secret fails here
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await log.start()
+    try:
+        await notifier.start()
+        print(f"clickbus notifier running for members {sorted(config.members)}", flush=True)
+        await stop.wait()
+        await notifier.stop(10.0)
+    finally:
+        await log.stop(10.0)
+
+
+def cmd_notifier(args: argparse.Namespace) -> int:
+    """Run the notifier alone: deliver logged clicks to bidders (for scale-out)."""
+    config = _load(args)
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(_notify(config))
+    return 0
+
+
+async def _dlq(config: Config, args: argparse.Namespace) -> None:
+    from clickbus.log import open_log
+    from clickbus.notifier import dlq
+
+    log = open_log(config)
+    await log.start()
+    try:
+        if args.dlq_command == "list":
+            letters = await dlq.pending(log, config.notifier.group)
+            for letter in letters:
+                sys.stdout.buffer.write(orjson.dumps(letter.summary()) + b"\n")
+            print(f"{len(letters)} dead letter(s) pending", file=sys.stderr)
+        else:
+            await _replay(log, config)
+    finally:
+        await log.stop(10.0)
+
+
+async def _replay(log: Log, config: Config) -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from clickbus.notifier import dlq
+
+    with Progress(console=Console(stderr=True)) as progress:
+        task = progress.add_task("replaying dead letters", total=None)
+        done = await dlq.replay(
+            log,
+            config.notifier.group,
+            on_start=lambda n: progress.update(task, total=n),
+            on_each=lambda: progress.advance(task),
+        )
+    print(f"replayed {done} dead letter(s) into {Topic.RETRY.value}", file=sys.stderr)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """List dead letters not yet replayed, or replay them (re-inject them for delivery)."""
+    config = _load(args)
+    asyncio.run(_dlq(config, args))
     return 0
 
 
@@ -152,7 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         return cmd
 
-    command("run", cmd_run)
+    run = command("run", cmd_run)
+    run.add_argument("--no-notifier", action="store_true", help="serve the edge only")
+
+    command("notifier", cmd_notifier)
+
+    dlq = command("dlq", cmd_dlq)
+    dlq.add_argument("dlq_command", choices=["list", "replay"])
 
     tail = command("tail", cmd_tail)
     tail.add_argument("--topic", default=Topic.CLICKS.value, choices=[t.value for t in Topic])

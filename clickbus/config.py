@@ -132,6 +132,28 @@ class MemberConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifierConfig:
+    """The notifier: consumer group, dedup windows, retry schedule, circuit breaker, limits."""
+
+    group: str = "clickbus-notifier"
+    click_window_s: float = 3600.0
+    impression_window_s: float = 60.0
+    dedup_impressions: bool = True
+    max_in_flight: int = 1024
+    queue_per_slot: int = 16
+    slot_wait_s: float = 0.25
+    retry_base_s: float = 1.0
+    retry_max_delay_s: float = 3600.0
+    retry_horizon_s: float = 86400.0
+    max_parked: int = 20000
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    response_cap_bytes: int = 65536
+    crawler_cache_size: int = 10000
+    commit_interval_s: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignConfig:
     campaign_id: int
     member_id: int
@@ -157,6 +179,7 @@ class Config:
     campaigns: Mapping[int, CampaignConfig] = field(default_factory=dict)
     api_keys: tuple[ApiKeyConfig, ...] = ()
     source: Path | None = None
+    notifier: NotifierConfig = NotifierConfig()
 
     @property
     def log_path(self) -> Path:
@@ -391,6 +414,30 @@ def _click_uri_check(text: str) -> str | None:
     return None
 
 
+def _read_notifier(r: _Reader) -> NotifierConfig:
+    d = NotifierConfig()
+    notifier = NotifierConfig(
+        group=r.get("group", str, d.group, lambda s: None if s else "expected a group name"),
+        click_window_s=r.get("click_window_s", float, d.click_window_s, _positive),
+        impression_window_s=r.get("impression_window_s", float, d.impression_window_s, _positive),
+        dedup_impressions=r.get("dedup_impressions", bool, d.dedup_impressions),
+        max_in_flight=r.get("max_in_flight", int, d.max_in_flight, _positive),
+        queue_per_slot=r.get("queue_per_slot", int, d.queue_per_slot, _positive),
+        slot_wait_s=r.get("slot_wait_s", float, d.slot_wait_s, _positive),
+        retry_base_s=r.get("retry_base_s", float, d.retry_base_s, _positive),
+        retry_max_delay_s=r.get("retry_max_delay_s", float, d.retry_max_delay_s, _positive),
+        retry_horizon_s=r.get("retry_horizon_s", float, d.retry_horizon_s, _positive),
+        max_parked=r.get("max_parked", int, d.max_parked, _positive),
+        breaker_failures=r.get("breaker_failures", int, d.breaker_failures, _positive),
+        breaker_cooldown_s=r.get("breaker_cooldown_s", float, d.breaker_cooldown_s, _positive),
+        response_cap_bytes=r.get("response_cap_bytes", int, d.response_cap_bytes, _positive),
+        crawler_cache_size=r.get("crawler_cache_size", int, d.crawler_cache_size, _positive),
+        commit_interval_s=r.get("commit_interval_s", float, d.commit_interval_s, _positive),
+    )
+    r.done()
+    return notifier
+
+
 def _read_campaigns(r: _Reader, members: Mapping[int, MemberConfig]) -> dict[int, CampaignConfig]:
     campaigns = {}
     for name in list(r.raw):
@@ -440,6 +487,7 @@ def from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
         members=members,
         campaigns=_read_campaigns(root.table("campaigns"), members),
         api_keys=_read_api_keys(root.table("api_keys")),
+        notifier=_read_notifier(root.table("notifier")),
     )
     root.done()
     if problems:

@@ -50,3 +50,7 @@ class BodyError(ClickbusError):
         self.status = status
         self.message = message
         super().__init__(message)
+
+
+class AddressRefused(ClickbusError):
+    """A bidder's address is loopback, private, link-local or metadata, and the bidder may not use one."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -12,6 +14,7 @@ from clickbus.creative import Inserter
 from clickbus.edge import beacons, health, insert, pixel, redirect, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, RATE_LIMITER
+from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
 from clickbus.tokens import Keyring
@@ -19,8 +22,13 @@ from clickbus.tokens import Keyring
 STOP_TIMEOUT_S = 10.0
 
 
-def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | None = None) -> web.Application:
-    """Build the edge for `config`; `log` and `keyring` default to what the configuration names."""
+def create_app(
+    config: Config, *, log: Log | None = None, keyring: Keyring | None = None, notifier: bool = False
+) -> web.Application:
+    """Build the edge for `config`; `log` and `keyring` default to what the configuration names.
+
+    With `notifier=True` the notifier runs in the same process, on the same log.
+    """
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
@@ -30,6 +38,8 @@ def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | Non
     app[API_KEYS] = ApiKeys(config.api_keys)
     app[RATE_LIMITER] = RateLimiter(config.api_keys)
     app.cleanup_ctx.append(_running(app[LOG]))
+    if notifier:
+        app.cleanup_ctx.append(_notifying(config, app[LOG]))
     for module in (health, insert, redirect, beacons, pixel, server_clicks):
         app.add_routes(module.routes)
     return app
@@ -42,3 +52,26 @@ def _running(log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
         await log.stop(STOP_TIMEOUT_S)
 
     return ctx
+
+
+def _notifying(config: Config, log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from clickbus.notifier import Notifier
+
+        notifier = Notifier(config, log)
+        # Joining a Kafka consumer group can take several session timeouts: serve clicks meanwhile.
+        starting = asyncio.create_task(notifier.start(), name="clickbus-notifier-start")
+        starting.add_done_callback(_report_failed_start)
+        yield
+        if not starting.done():
+            starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ClickbusError):
+            await starting
+        await notifier.stop(STOP_TIMEOUT_S)
+
+    return ctx
+
+
+def _report_failed_start(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger(__name__).error("notifier did not start: %s", task.exception())

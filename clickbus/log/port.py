@@ -25,6 +25,7 @@ class Topic(StrEnum):
     IMPRESSIONS = "impressions"
     DELIVERIES = "deliveries"
     DLQ = "dlq"
+    RETRY = "retry"  # the notifier's parked deliveries, each with its attempt number and due time
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,177 @@
+"""The consumer loop: read a topic in a group, process records concurrently, commit safely.
+
+Each record becomes one tracked task. At most `max_in_flight` are alive at
+once (the loop stops fetching until one finishes), and offsets are committed
+every `commit_interval_s` up to the lowest unfinished one per partition. A
+handler's synchronous `accept` runs in log order (dedup depends on that);
+the coroutine it returns runs concurrently. A partition newly assigned is
+`prepare`d (its dedup window rebuilt) before its first record is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Protocol
+
+from clickbus.log.port import Consumer, Entry, Log, TopicPartition
+from clickbus.notifier.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+FETCH_MAX = 500
+FETCH_WAIT_S = 0.2
+ERROR_PAUSE_S = 1.0
+
+
+class Handler(Protocol):
+    async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
+        """Get ready for newly assigned partitions, given the first offset to process in each."""
+        ...
+
+    def accept(self, entry: Entry) -> Awaitable[None]:
+        """Classify `entry` now, in log order; the returned awaitable finishes it."""
+        ...
+
+
+class GroupLoop:
+    """One consumer group member driving a `Handler`."""
+
+    def __init__(
+        self,
+        log: Log,
+        topics: Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        max_in_flight: int,
+        commit_interval_s: float,
+        drain_s: float,
+    ) -> None:
+        self.handler = handler
+        self.max_in_flight = max_in_flight
+        self.commit_interval_s = commit_interval_s
+        self.drain_s = drain_s
+        self.tracker = OffsetTracker()
+        self._consumer: Consumer = log.consumer(topics, group, on_assign=self._on_assign)
+        self._assigned: set[TopicPartition] = set()
+        self._unprepared: set[TopicPartition] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._runner = asyncio.create_task(self._run(), name="clickbus-notifier-loop")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop fetching, let in-flight work finish for a while, commit, and leave the group."""
+        self._stopping.set()
+        self._room.set()
+        if self._runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._runner), timeout)
+            if not self._runner.done():
+                self._runner.cancel()
+        await self._consumer.stop(timeout)
+
+    async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
+        assigned = set(tps)
+        self._unprepared |= assigned - self._assigned
+        self._unprepared &= assigned
+        self._assigned = assigned
+        self.tracker.reset(assigned)
+
+    async def _run(self) -> None:
+        committer = asyncio.create_task(self._commit_every(), name="clickbus-notifier-commit")
+        try:
+            while not self._stopping.is_set():
+                await self._fetch_some()
+        finally:
+            await self._drain()
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self._commit()
+
+    async def _fetch_some(self) -> None:
+        room = self.max_in_flight - len(self._tasks)
+        if room < min(FETCH_MAX, self.max_in_flight // 2 or 1):  # fetch in batches, not one record per finish
+            self._room.clear()
+            await self._room.wait()
+            return
+        try:
+            entries = await self._consumer.fetch(max_records=min(room, FETCH_MAX), timeout_s=FETCH_WAIT_S)
+        except Exception as exc:  # a broker hiccup must not end the loop; records are re-fetched
+            log.warning("notifier fetch failed: %s", exc)
+            await asyncio.sleep(ERROR_PAUSE_S)
+            return
+        await self._prepare(entries)
+        for entry in entries:
+            self._spawn(entry)
+
+    async def _prepare(self, entries: Sequence[Entry]) -> None:
+        firsts: dict[TopicPartition, int] = {}
+        for entry in entries:
+            tp = (entry.topic, entry.partition)
+            if tp in self._unprepared and tp not in firsts:
+                firsts[tp] = entry.offset
+        if not firsts:
+            return
+        try:  # all partitions of this batch at once: one read of each topic
+            await self.handler.prepare(firsts)
+        except Exception:  # carry on unprepared (dedup misses at worst) rather than stop consuming
+            log.exception("notifier could not prepare %s", sorted(firsts))
+        self._unprepared -= set(firsts)
+
+    def _spawn(self, entry: Entry) -> None:
+        tp = (entry.topic, entry.partition)
+        self.tracker.start(tp, entry.offset)
+        try:
+            work = self.handler.accept(entry)
+        except Exception:  # a bug for this record: keep it unfinished (re-read later), keep consuming
+            log.exception("notifier left %s@%d unfinished", tp, entry.offset)
+            return
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, tp, entry.offset))
+
+    def _finished(self, tp: TopicPartition, offset: int, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._room.set()
+        if task.cancelled():
+            return  # left unfinished: re-read after a restart
+        if (exc := task.exception()) is not None:
+            log.error("notifier left %s@%d unfinished", tp, offset, exc_info=exc)
+            return
+        self.tracker.finish(tp, offset)
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.drain_s)
+        for task in set(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _commit_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.commit_interval_s)
+            await self._commit()
+
+    async def _commit(self) -> None:
+        moved = self.tracker.committable()
+        if not moved:
+            return
+        try:
+            await self._consumer.commit(moved)
+        except Exception as exc:  # not committing only means re-reading; never crash the loop for it
+            log.warning("notifier commit failed: %s", exc)
+            return
+        self.tracker.committed(moved)
+
+    def in_flight(self) -> int:
+        return len(self._tasks)

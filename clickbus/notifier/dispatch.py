@@ -1,0 +1,113 @@
+"""What to do with one valid click: attempt it, park it, or dead-letter it.
+
+A click for a saturated bidder or one whose breaker is open is parked without
+an attempt, so a slow or dead bidder never holds up anything else. After an
+attempt: 2xx is done; a retryable failure is parked until its next due time,
+or dead-lettered once that falls past the horizon; 410 disables the bidder and
+dead-letters the click, as does any other refusal.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+from clickbus.notifier.bidders import BREAKER_OPEN, SATURATED, Bidder
+from clickbus.notifier.delivery import Attempt, Verdict
+from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
+from clickbus.notifier.retry import Parked, Schedule
+
+BIDDER_DISABLED = "bidder_disabled"  # a metric: bidders disabled by a 410 since start
+_DEAD_REASON = {Verdict.REJECTED: "rejected", Verdict.GONE: "gone", Verdict.REFUSED: "refused"}
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Dispatcher:
+    """Delivers clicks to their member's bidder, recording every step."""
+
+    def __init__(self, bidders: Mapping[int, Bidder], schedule: Schedule, recorder: Recorder) -> None:
+        self.bidders = bidders
+        self.schedule = schedule
+        self.recorder = recorder
+        self.rng = random.Random()
+
+    async def deliver(self, parked: Parked) -> None:
+        """Take the click's next step; `parked.attempt` attempts were already made."""
+        click = parked.click
+        bidder = self.bidders.get(click.member_id)
+        if bidder is None:
+            await self.recorder.outcome(self._outcome(parked, Outcome.NO_BIDDER, error="no member configured"))
+        elif bidder.disabled is not None:
+            await self._dead(parked, "disabled", error=bidder.disabled)
+        elif bidder.saturated:
+            await self._park(parked, self.schedule.base_s, Outcome.PARKED, SATURATED)
+        elif bidder.breaker.is_open and bidder.breaker.wait_s() > 0:
+            await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, BREAKER_OPEN)
+        else:
+            await self._attempt(bidder, parked)
+
+    async def _attempt(self, bidder: Bidder, parked: Parked) -> None:
+        result = await bidder.attempt(parked.click)
+        if result.verdict is Verdict.HELD:  # saturated, or its breaker opened while the click waited
+            await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, result.error)
+            return
+        parked = Parked(parked.click, parked.attempt + 1, parked.due_ms, parked.first_ms, parked.last_status)
+        if result.verdict in (Verdict.RETRY, Verdict.REFUSED):
+            bidder.breaker.failure()
+        else:
+            bidder.breaker.success()
+        if result.verdict is Verdict.DELIVERED:
+            await self.recorder.outcome(self._attempt_outcome(parked, result, Outcome.DELIVERED))
+        elif result.verdict is Verdict.RETRY:
+            delay = self.schedule.delay_s(parked.attempt, result.retry_after_s, self.rng)
+            await self._park(parked, delay, Outcome.RETRY, result.error, result)
+        else:
+            if result.verdict is Verdict.GONE and bidder.disabled is None:
+                bidder.disable(f"{bidder.member.click_uri} answered 410 Gone")
+                self.recorder.counts[BIDDER_DISABLED] += 1
+            await self._dead(parked, _DEAD_REASON[result.verdict], result.error, result)
+
+    async def _park(
+        self, parked: Parked, delay_s: float, outcome: Outcome, why: str, result: Attempt | None = None
+    ) -> None:
+        jittered = delay_s * (1 + 0.1 * self.rng.random())
+        now = _now_ms()
+        due = self.schedule.next_due_ms(parked.first_ms, now, jittered)
+        if due is None:
+            await self._dead(parked, "exhausted", why, result)
+            return
+        status = result.status if result else parked.last_status
+        again = replace(parked, due_ms=due, last_status=status, last_error=why, reason=outcome.value)
+        record = self._attempt_outcome(again, result, outcome) if result else self._outcome(again, outcome, error=why)
+        await self.recorder.park(again, replace(record, due_ms=due))
+
+    async def _dead(self, parked: Parked, reason: str, error: str = "", result: Attempt | None = None) -> None:
+        status = result.status if result else parked.last_status
+        dead = replace(parked, last_status=status, last_error=error or parked.last_error, reason=reason)
+        record = self._attempt_outcome(dead, result, Outcome.DEAD) if result else self._outcome(dead, Outcome.DEAD)
+        await self.recorder.dead_letter(dead, replace(record, reason=reason, error=dead.last_error))
+
+    @staticmethod
+    def _outcome(parked: Parked, outcome: Outcome, *, error: str = "") -> DeliveryOutcome:
+        click = parked.click
+        return DeliveryOutcome(click.click_id, click.member_id, parked.attempt, outcome, error=error, test=click.test)
+
+    @staticmethod
+    def _attempt_outcome(parked: Parked, result: Attempt, outcome: Outcome) -> DeliveryOutcome:
+        click = parked.click
+        return DeliveryOutcome(
+            click.click_id,
+            click.member_id,
+            parked.attempt,
+            outcome,
+            status=result.status,
+            latency_ms=result.latency_ms,
+            error=result.error,
+            click_response=result.click_response,
+            test=click.test,
+        )

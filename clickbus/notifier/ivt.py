@@ -1,0 +1,49 @@
+"""Invalid traffic: which clicks and impressions must never be delivered as valid.
+
+A record is invalid when the edge already said so (expired token, HEAD request:
+`valid` is false and `reason` set), when its user agent is a declared crawler
+(the `crawlerdetect` list), or when it duplicates a record seen within the
+dedup window. Only valid records enter the window, so a crawler's click does
+not hide a person's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+from crawlerdetect import CrawlerDetect  # type: ignore[import-untyped]
+
+from clickbus.notifier.dedup import DedupWindow
+from clickbus.records import ClickRecord, ImpressionRecord, Reason
+
+EDGE_INVALID = "invalid"
+
+
+def crawler_check(cache_size: int) -> Callable[[str], bool]:
+    """`is_crawler(user_agent)`, cached per user agent in a bounded LRU (the regex scan is slow)."""
+    detector = CrawlerDetect()
+
+    @lru_cache(maxsize=cache_size)
+    def is_crawler(user_agent: str) -> bool:
+        return bool(detector.is_crawler(user_agent))
+
+    return is_crawler
+
+
+def verdict(
+    record: ClickRecord | ImpressionRecord,
+    key: bytes,
+    ts_ms: int,
+    *,
+    is_crawler: Callable[[str], bool],
+    window: DedupWindow | None,
+) -> str | None:
+    """Why `record` is invalid, or None when it is valid (it then enters the window)."""
+    if not record.valid:
+        return record.reason or EDGE_INVALID
+    if is_crawler(record.user_agent):
+        return Reason.BOT
+    if window is not None and window.check_and_add(key, ts_ms):
+        return Reason.DUPLICATE
+    return None

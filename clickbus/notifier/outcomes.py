@@ -1,0 +1,100 @@
+"""Outcomes, parked deliveries and dead letters, written durably to the log.
+
+Every attempt and every verdict becomes one JSON record on `Topic.DELIVERIES`
+(keyed by click id), so the clicks topic stays immutable and operators can
+tail what happened to any click. A click is finished only once what was
+decided about it is durable; appends that fail are retried until they succeed
+(or the notifier stops, leaving the click unfinished and so re-read later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from clickbus.errors import LogUnavailable
+from clickbus.log.port import Log, Topic
+from clickbus.notifier.retry import Parked
+
+log = logging.getLogger(__name__)
+
+APPEND_RETRY_S = (0.05, 0.2, 1.0, 2.0)
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # an attempt failed; the click is parked for another one
+    PARKED = "parked"  # not attempted (breaker open, bidder saturated); parked
+    DEAD = "dead"  # dead-lettered
+    INVALID = "invalid"  # invalid traffic, never delivered
+    NO_BIDDER = "no_bidder"  # no member configured for the click
+    MALFORMED = "malformed"  # not a readable record
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """One record on `Topic.DELIVERIES`."""
+
+    click_id: str
+    member_id: int
+    attempt: int
+    outcome: str
+    status: int | None = None
+    latency_ms: float | None = None
+    error: str = ""
+    reason: str | None = None
+    click_response: Any = None
+    due_ms: int | None = None
+    test: bool = False
+    ts_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+class Recorder:
+    """Writes outcomes, parked deliveries and dead letters; counts outcomes for metrics."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.counts: Counter[str] = Counter()
+
+    async def append(self, topic: str, key: bytes, value: bytes) -> None:
+        """Append durably, retrying for as long as the log is unavailable (a stop cancels this)."""
+        tries = 0
+        while True:
+            try:
+                await self.log.append(topic, key, value)
+                return
+            except LogUnavailable as exc:
+                log.warning("notifier append to %s failed: %s", topic, exc)
+                await asyncio.sleep(APPEND_RETRY_S[min(tries, len(APPEND_RETRY_S) - 1)])
+                tries += 1
+
+    async def outcome(self, outcome: DeliveryOutcome) -> None:
+        self.counts[outcome.outcome] += 1
+        await self.append(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json())
+
+    async def park(self, parked: Parked, outcome: DeliveryOutcome) -> None:
+        await asyncio.gather(
+            self.append(Topic.RETRY, parked.click.click_id.encode(), parked.to_json()), self.outcome(outcome)
+        )
+
+    async def dead_letter(self, parked: Parked, outcome: DeliveryOutcome) -> None:
+        log.warning(
+            "click %s for member %d dead-lettered: %s %s",
+            parked.click.click_id,
+            parked.click.member_id,
+            parked.reason,
+            parked.last_error or parked.last_status or "",
+        )
+        await asyncio.gather(
+            self.append(Topic.DLQ, parked.click.click_id.encode(), parked.to_json()), self.outcome(outcome)
+        )

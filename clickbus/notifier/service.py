@@ -1,0 +1,75 @@
+"""The notifier: two group loops (new clicks, parked retries) sharing one dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from clickbus.config import Config
+from clickbus.log.port import Log, Topic
+from clickbus.notifier.bidders import bidders_of
+from clickbus.notifier.consumer import GroupLoop
+from clickbus.notifier.dispatch import Dispatcher
+from clickbus.notifier.handlers import IntakeHandler, RetryHandler
+from clickbus.notifier.ivt import crawler_check
+from clickbus.notifier.outcomes import Recorder
+from clickbus.notifier.retry import Schedule
+
+log = logging.getLogger(__name__)
+
+RETRY_GROUP_SUFFIX = ".retry"
+
+
+class Notifier:
+    """Turns raw clicks into bidder deliveries; `start` and `stop` bracket its life."""
+
+    def __init__(self, config: Config, log: Log) -> None:
+        settings = config.notifier
+        self.bidders = bidders_of(config.members, settings)
+        self.recorder = Recorder(log)
+        schedule = Schedule(settings.retry_base_s, settings.retry_max_delay_s, settings.retry_horizon_s)
+        self.dispatcher = Dispatcher(self.bidders, schedule, self.recorder)
+        intake = IntakeHandler(
+            log, settings, self.dispatcher, self.recorder, crawler_check(settings.crawler_cache_size), {}
+        )
+        topics = [Topic.CLICKS, Topic.IMPRESSIONS] if settings.dedup_impressions else [Topic.CLICKS]
+        drain_s = max((m.timeout_s for m in config.members.values()), default=2.0)
+        self.intake = GroupLoop(
+            log,
+            topics,
+            settings.group,
+            intake,
+            max_in_flight=settings.max_in_flight,
+            commit_interval_s=settings.commit_interval_s,
+            drain_s=drain_s,
+        )
+        self.parked = RetryHandler(self.dispatcher, self.recorder)
+        self.retries = GroupLoop(
+            log,
+            [Topic.RETRY],
+            settings.group + RETRY_GROUP_SUFFIX,
+            self.parked,
+            max_in_flight=settings.max_parked,
+            commit_interval_s=settings.commit_interval_s,
+            drain_s=drain_s,
+        )
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Outcomes recorded so far, by outcome name."""
+        return self.recorder.counts
+
+    async def start(self) -> None:
+        for bidder in self.bidders.values():
+            await bidder.start()
+        await self.retries.start()
+        await self.intake.start()
+        log.info("notifier started for members %s", sorted(self.bidders))
+
+    async def stop(self, timeout: float) -> None:
+        """Stop both loops (in-flight deliveries get a grace period), then close the bidders' clients."""
+        self.parked.stopping.set()  # parked retries still waiting stay in the log for the next start
+        await asyncio.gather(self.intake.stop(timeout), self.retries.stop(timeout))
+        for bidder in self.bidders.values():
+            await bidder.close()

@@ -1,0 +1,49 @@
+"""The SSRF guard: bidders on internal addresses are refused unless allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clickbus.log.port import Log, Topic
+from clickbus.notifier.addresses import refused
+from tests.notifier import factory as f
+
+
+@pytest.mark.parametrize(
+    ("address", "bad"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("172.16.0.1", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),  # cloud metadata
+        ("100.64.0.1", True),  # carrier-grade NAT
+        ("0.0.0.0", True),
+        ("224.0.0.1", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("fd00:ec2::254", True),  # AWS metadata over IPv6
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", True),
+        ("8.8.8.8", False),
+        ("93.184.216.34", False),
+        ("2606:4700:4700::1111", False),
+    ],
+)
+def test_refused_ranges(address: str, bad: bool) -> None:
+    assert refused(address) is bad
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_private_bidder_refused_unless_allowed(log: Log, stubs, running, tmp_path: Path, host: str) -> None:
+    stub = await stubs()
+    port = stub.url.split(":")[2].split("/")[0]
+    guarded = {"click_uri": f"http://{host}:{port}/click", "allow_private": False}
+    async with running(f.config(tmp_path, {13: guarded})):
+        await f.append(log, f.click(13))
+        (dead,) = await f.eventually_async(lambda: f.records(log, Topic.DLQ))
+    assert dead["reason"] == "refused"
+    assert "not public" in dead["last_error"] or "non-public" in dead["last_error"]
+    assert stub.received == []

@@ -1,0 +1,123 @@
+"""Invalid traffic and dedup windows, end to end through the notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import orjson
+
+from clickbus.log.port import Log, Topic
+from clickbus.records import ImpressionRecord, Reason
+from tests.notifier import factory as f
+
+
+async def _outcomes(log: Log, n: int) -> list[dict[str, object]]:
+    return await f.eventually_async(lambda: _at_least(log, n))
+
+
+async def _at_least(log: Log, n: int) -> list[dict[str, object]] | None:
+    got = await f.records(log, Topic.DELIVERIES)
+    return got if len(got) >= n else None
+
+
+async def test_invalid_traffic_is_recorded_never_delivered(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    invalid = {
+        "bot": f.click(13, user_agent=f.CRAWLER_UA),
+        "expired": f.click(13, valid=False, reason=Reason.EXPIRED),
+        "head": f.click(13, valid=False, reason=Reason.HEAD),
+    }
+    valid = f.click(13)
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        await f.append(log, *invalid.values(), valid)
+        outcomes = await _outcomes(log, 4)
+    assert [r.webhook_id for r in stub.received] == [valid.click_id]
+    verdicts = {o["click_id"]: (o["outcome"], o["reason"]) for o in outcomes}
+    assert verdicts == {
+        **{c.click_id: ("invalid", reason) for reason, c in invalid.items()},
+        valid.click_id: ("delivered", None),
+    }
+
+
+async def test_duplicates_within_window_dropped_and_past_it_delivered(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    first = f.click(13, user=42, auction_id_64=1)
+    again = f.click(13, user=42, auction_id_64=2)  # same member, user, device and ad: a duplicate
+    other_user = f.click(13, user=43)
+    later = f.click(13, user=42, auction_id_64=3)
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}}, click_window_s=0.5)):
+        await f.append(log, first, again, other_user)
+        await _outcomes(log, 3)
+        await asyncio.sleep(0.6)
+        await f.append(log, later)
+        outcomes = await _outcomes(log, 4)
+    assert sorted(r.webhook_id for r in stub.received) == sorted([first.click_id, other_user.click_id, later.click_id])
+    assert {o["click_id"]: o["reason"] for o in outcomes}[again.click_id] == Reason.DUPLICATE
+
+
+async def test_crawler_click_does_not_hide_a_person(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    bot = f.click(13, user=7, user_agent=f.CRAWLER_UA, device="same")
+    person = f.click(13, user=7, device="same")
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        await f.append(log, bot, person)
+        await _outcomes(log, 2)
+    assert [r.webhook_id for r in stub.received] == [person.click_id]
+
+
+async def test_dedup_window_rebuilt_after_restart(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    config = f.config(tmp_path, {13: {"click_uri": stub.url}})
+    first = f.click(13, user=42)
+    async with running(config):
+        await f.append(log, first)
+        await _outcomes(log, 1)
+    duplicate = f.click(13, user=42)
+    async with running(config):
+        await f.append(log, duplicate)
+        outcomes = await _outcomes(log, 2)
+    assert [r.webhook_id for r in stub.received] == [first.click_id]
+    assert outcomes[-1]["reason"] == Reason.DUPLICATE
+
+
+async def test_test_clicks_are_delivered_with_test_true(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        await f.append(log, f.click(13, test=True), f.click(13, test=False))
+        await f.eventually(lambda: len(stub.received) == 2)
+    assert sorted(orjson.loads(r.body)["click_request"]["test"] for r in stub.received) == [False, True]
+
+
+async def test_malformed_record_is_skipped(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    valid = f.click(13)
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        await log.append(Topic.CLICKS, b"junk", b'{"not": "a click"}')
+        await f.append(log, valid)
+        outcomes = await _outcomes(log, 2)
+    assert [o["outcome"] for o in outcomes] == ["malformed", "delivered"]
+
+
+async def test_click_for_unknown_member_is_recorded(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        await f.append(log, f.click(99))
+        (outcome,) = await _outcomes(log, 1)
+    assert outcome["outcome"] == "no_bidder"
+    assert stub.received == []
+
+
+async def test_duplicate_impressions_are_recorded_invalid(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs()
+    base = f.click(13, user=5)
+    fields = {k.name: getattr(base, k.name) for k in dataclasses.fields(ImpressionRecord) if hasattr(base, k.name)}
+    first = ImpressionRecord(**{**fields, "impression_id": "imp-1"})
+    again = ImpressionRecord(**{**fields, "impression_id": "imp-2"})
+    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+        for record in (first, again):
+            await log.append(Topic.IMPRESSIONS, record.dedup_key(), record.to_json(), record.headers())
+        (outcome,) = await _outcomes(log, 1)
+    assert (outcome["click_id"], outcome["outcome"], outcome["reason"]) == ("imp-2", "invalid", Reason.DUPLICATE)
+    assert stub.received == []
