@@ -75,6 +75,7 @@ class EdgeConfig:
     trust_forwarded: bool = False
     max_body_bytes: int = 64 * 1024
     access_log: bool = False
+    shutdown_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +245,7 @@ def _read_edge(r: _Reader) -> EdgeConfig:
         trust_forwarded=r.get("trust_forwarded", bool, d.trust_forwarded),
         max_body_bytes=r.get("max_body_bytes", int, d.max_body_bytes, _positive),
         access_log=r.get("access_log", bool, d.access_log),
+        shutdown_timeout_s=r.get("shutdown_timeout_s", float, d.shutdown_timeout_s, _positive),
     )
     r.done()
     return edge

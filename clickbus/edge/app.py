@@ -9,33 +9,36 @@ from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.edge import health, insert, redirect
-from clickbus.edge.appkeys import CONFIG, DRAINING, INSERTER, KEYRING, LOG
+from clickbus.edge import health, insert, openapi, prometheus, redirect
+from clickbus.edge.appkeys import CONFIG, DRAINING, INSERTER, KEYRING, LOG, METRICS
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
+from clickbus.log.metered import MeteredLog
+from clickbus.metrics import Metrics, default_metrics
 from clickbus.tokens import Keyring
 
-STOP_TIMEOUT_S = 10.0
 
-
-def create_app(config: Config, *, log: Log | None = None, keyring: Keyring | None = None) -> web.Application:
-    """Build the edge for `config`; `log` and `keyring` default to what the configuration names."""
+def create_app(
+    config: Config, *, log: Log | None = None, keyring: Keyring | None = None, metrics: Metrics | None = None
+) -> web.Application:
+    """Build the edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names."""
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
-    app[LOG] = log if log is not None else open_log(config)
+    app[METRICS] = metrics if metrics is not None else default_metrics()
+    app[LOG] = MeteredLog(log if log is not None else open_log(config), app[METRICS])
     app[DRAINING] = asyncio.Event()
-    app.cleanup_ctx.append(_running(app[LOG]))
-    for module in (health, insert, redirect):
+    app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
+    for module in (health, insert, redirect, prometheus, openapi):
         app.add_routes(module.routes)
     return app
 
 
-def _running(log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await log.start()
         yield
-        await log.stop(STOP_TIMEOUT_S)
+        await log.stop(stop_timeout_s)
 
     return ctx

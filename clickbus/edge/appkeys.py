@@ -9,6 +9,7 @@ from aiohttp import web
 from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.log.port import Log
+from clickbus.metrics import Metrics
 from clickbus.tokens import Keyring
 
 CONFIG = web.AppKey("config", Config)
@@ -16,3 +17,4 @@ LOG = web.AppKey("log", Log)
 KEYRING = web.AppKey("keyring", Keyring)
 INSERTER = web.AppKey("inserter", Inserter)
 DRAINING = web.AppKey("draining", asyncio.Event)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,212 @@
+"""Prometheus metrics: every clickbus metric is declared here, and `/metrics` renders them.
+
+Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
+through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
+`log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
+`breaker`. The processes of one `clickbus run --workers N` (and the notifier beside them) share
+a directory of sample files (prometheus-client's multiprocess mode) so that `/metrics` on any
+worker reports the whole service. `use_multiprocess_dir` must run before the first metric
+exists; without it, samples stay in the process (tests, one-process tools).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIRNAME = "metrics"
+VALID = "valid"  # the `reason` label of valid clicks and impressions
+# Redirects answer after an fsync'd append: most in a few ms, the budget is tens of ms.
+REDIRECT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+APPEND_BUCKETS = REDIRECT_BUCKETS
+
+
+class BreakerState(IntEnum):
+    """The value of `clickbus_breaker_state` for one bidder."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Every clickbus metric, with one method per thing worth counting."""
+
+    registry: CollectorRegistry
+    clicks: Counter
+    impressions: Counter
+    insertions: Counter
+    appends: Counter
+    append_seconds: Histogram
+    redirects: Counter
+    redirect_seconds: Histogram
+    spool_records: Gauge
+    spool_age: Gauge
+    deliveries: Counter
+    retry_records: Gauge
+    dead_letters: Counter
+    lag: Gauge
+    breakers: Gauge
+    # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
+    _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
+
+    def _child(self, family: M, *labels: str) -> M:
+        key = (id(family), *labels)
+        child = self._bound.get(key)
+        if child is None:
+            child = self._bound[key] = family.labels(*labels)
+        return child
+
+    def click(self, source: str, reason: str | None) -> None:
+        """One click recorded; `reason` is None for valid clicks."""
+        self._child(self.clicks, source, reason or VALID).inc()
+
+    def impression(self, source: str, reason: str | None) -> None:
+        """One impression recorded; `reason` is None for valid impressions."""
+        self._child(self.impressions, source, reason or VALID).inc()
+
+    def insertion(self, outcome: str) -> None:
+        """One insertion request: `ok`, or the kind of refusal (`invalid`, `bad_body`)."""
+        self._child(self.insertions, outcome).inc()
+
+    def log_append(self, topic: str, seconds: float, ok: bool) -> None:
+        """One append to the log and how long it took to become durable (or to fail)."""
+        self._child(self.appends, topic, "ok" if ok else "error").inc()
+        if ok:
+            self._child(self.append_seconds, topic).observe(seconds)
+
+    def redirect(self, status: int, seconds: float) -> None:
+        """One answer of the click redirect and how long it took."""
+        self._child(self.redirects, str(status)).inc()
+        self.redirect_seconds.observe(seconds)
+
+    def spool(self, records: int, oldest_age_s: float) -> None:
+        """The local spool of this process: how many records, the oldest one's age."""
+        self.spool_records.set(records)
+        self.spool_age.set(oldest_age_s)
+
+    def delivery(self, member_id: int, status: str) -> None:
+        """One delivery attempt: `delivered`, `retry`, `failed`, `rejected`, ... (a short word, not a URL)."""
+        self._child(self.deliveries, str(member_id), status).inc()
+
+    def retry_depth(self, records: int) -> None:
+        """Clicks this process holds for a later delivery attempt."""
+        self.retry_records.set(records)
+
+    def dead_letter(self, member_id: int) -> None:
+        """One click given up on and written to the dead-letter topic."""
+        self._child(self.dead_letters, str(member_id)).inc()
+
+    def consumer_lag(self, group: str, topic: str, partition: int, records: int) -> None:
+        """Records of one partition the group has not yet committed."""
+        self._child(self.lag, group, topic, str(partition)).set(records)
+
+    def breaker(self, member_id: int, state: BreakerState) -> None:
+        """The circuit breaker state of one bidder."""
+        self._child(self.breakers, str(member_id)).set(int(state))
+
+
+def _declare(r: CollectorRegistry) -> Metrics:
+    return Metrics(
+        registry=r,
+        clicks=Counter("clickbus_clicks", "Clicks recorded, by source and validity", ["source", "reason"], registry=r),
+        impressions=Counter(
+            "clickbus_impressions", "Impressions recorded, by source and validity", ["source", "reason"], registry=r
+        ),
+        insertions=Counter("clickbus_insertions", "Insertion requests, by outcome", ["outcome"], registry=r),
+        appends=Counter("clickbus_log_appends", "Log appends, by topic and outcome", ["topic", "outcome"], registry=r),
+        append_seconds=Histogram(
+            "clickbus_log_append_seconds", "Time until an append is durable", ["topic"], buckets=APPEND_BUCKETS,
+            registry=r,
+        ),
+        redirects=Counter("clickbus_redirects", "Answers of GET /ck/{token}, by status", ["status"], registry=r),
+        redirect_seconds=Histogram(
+            "clickbus_redirect_seconds", "Time to answer GET /ck/{token}", buckets=REDIRECT_BUCKETS, registry=r
+        ),
+        spool_records=Gauge(
+            "clickbus_spool_records", "Records spooled on local disk, awaiting the broker",
+            multiprocess_mode="livesum", registry=r,
+        ),
+        spool_age=Gauge(
+            "clickbus_spool_oldest_age_seconds", "Age of the oldest spooled record", multiprocess_mode="livemax",
+            registry=r,
+        ),
+        deliveries=Counter(
+            "clickbus_deliveries", "Delivery attempts to bidders, by member and status", ["member", "status"],
+            registry=r,
+        ),
+        retry_records=Gauge(
+            "clickbus_retry_queue_records", "Clicks parked for a later delivery attempt", multiprocess_mode="livesum",
+            registry=r,
+        ),
+        dead_letters=Counter("clickbus_dead_letters", "Clicks dead-lettered, by member", ["member"], registry=r),
+        lag=Gauge(
+            "clickbus_consumer_lag_records", "Records not yet committed by a consumer group",
+            ["group", "topic", "partition"], multiprocess_mode="livemax", registry=r,
+        ),
+        breakers=Gauge(
+            "clickbus_breaker_state", "Circuit breaker per bidder: 0 closed, 1 half-open, 2 open", ["member"],
+            multiprocess_mode="livemax", registry=r,
+        ),
+    )
+
+
+def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    """Declare every metric on `registry` (a fresh one by default: tests get their own)."""
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    return _declare(registry)
+
+
+_default: list[Metrics] = []
+
+
+def default_metrics() -> Metrics:
+    """This process's metrics, declared on first use (after `use_multiprocess_dir`, when there is one)."""
+    if not _default:
+        _default.append(create_metrics())
+    return _default[0]
+
+
+def multiprocess_dir() -> Path | None:
+    """The shared sample directory, when this process takes part in multiprocess mode."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return Path(path) if path else None
+
+
+def use_multiprocess_dir(path: Path, *, clean: bool) -> None:
+    """Write this process's samples under `path` (emptied first when `clean`); call before any metric exists."""
+    if clean and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    # prometheus-client picks its value class at import time; pick again now that the directory is known
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def mark_process_dead(pid: int) -> None:
+    """Forget the live gauges of a process that has exited (its counters stay counted)."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+
+
+def render(metrics: Metrics) -> tuple[bytes, str]:
+    """The text exposition of every process's samples (or this process's alone) and its content type."""
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(path))  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
