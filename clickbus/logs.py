@@ -26,7 +26,8 @@ ENV_WORKER = "CLICKBUS_WORKER"
 MASK = "***"
 ACCESS_LOGGER = "clickbus.access"
 _SECRET_NAME = re.compile(r"secret|passw|token|authoriz|cookie|api_?key|signature", re.IGNORECASE)
-_IP_LIKE = re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])")
+_V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+_IP_LIKE = re.compile(rf"(?<![\w.:])(?:{_V4}|[0-9A-Fa-f]{{0,4}}(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?:{_V4})?)(?![\w.:])")
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 

@@ -75,8 +75,8 @@ def quantile(snapshot: Snapshot, name: str, q: float) -> float | None:
     return next(b for b in bounds if buckets[b] >= rank)
 
 
-def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> Table:
-    table = Table(title=title, title_justify="left", expand=False)
+def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]], caption: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left", expand=False)
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
@@ -98,7 +98,7 @@ def traffic(before: Snapshot, after: Snapshot) -> Table:
         f"redirect p50 {_ms(quantile(after, 'clickbus_redirect_seconds', 0.5))} ms,"
         f" p99 {_ms(quantile(after, 'clickbus_redirect_seconds', 0.99))} ms"
     )
-    return _table(f"Traffic (per second) · {redirect}", ("source", "clicks/s", "impressions/s"), rows)
+    return _table("Traffic", ("source", "clicks/s", "impressions/s"), rows, caption=redirect)
 
 
 def validity(after: Snapshot) -> Table:

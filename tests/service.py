@@ -56,7 +56,8 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Service:
-        argv = [sys.executable, "-m", "clickbus", "run", "--config", str(self.config_path), "--workers", str(self.workers)]
+        argv = [sys.executable, "-m", "clickbus", "run", "--config", str(self.config_path)]
+        argv += ["--workers", str(self.workers)]
         with self.stderr_path.open("ab") as err:
             self.process = subprocess.Popen(argv, stderr=err, stdout=subprocess.DEVNULL)
         self.wait_ready()
