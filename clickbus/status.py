@@ -110,7 +110,7 @@ def validity(after: Snapshot) -> Table:
 
 
 def log_and_spool(before: Snapshot, after: Snapshot) -> Table:
-    appends = _rate(before, after, "clickbus_log_appends_total", "outcome")
+    appends = _rate(before, after, "clickbus_log_append_seconds_count", "outcome")
     lag = after.by("clickbus_consumer_lag_records", "group")
     rows = [
         ("appends/s", f"{appends.get('ok', 0):.1f}"),

@@ -27,11 +27,9 @@ async def test_clicks_redirects_and_appends_are_counted(tmp_path: Path, aiohttp_
     assert (await client.head(app_click_path(app), allow_redirects=False)).status == 302  # HEAD: not a click
     text = await scrape(client)
     assert sample(text, "clickbus_clicks_total", source="redirect", reason="valid") == 3
-    assert sample(text, "clickbus_redirects_total", status="302") == 4
-    assert sample(text, "clickbus_redirects_total", status="400") == 1
-    assert sample(text, "clickbus_redirect_seconds_count") == 5
-    assert sample(text, "clickbus_log_appends_total", topic="clicks", outcome="ok") == 3
-    assert sample(text, "clickbus_log_append_seconds_count", topic="clicks") == 3
+    assert sample(text, "clickbus_redirect_seconds_count", status="302") == 4
+    assert sample(text, "clickbus_redirect_seconds_count", status="400") == 1
+    assert sample(text, "clickbus_log_append_seconds_count", topic="clicks", outcome="ok") == 3
 
 
 async def test_insertions_are_counted_by_outcome(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:

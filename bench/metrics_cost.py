@@ -1,0 +1,112 @@
+"""The cost of metrics on the redirect path: throughput with every metric on against metrics off, same run.
+
+Metrics off is a `Metrics` whose methods do nothing (only the clock reads stay), served by the
+same code as `clickbus run` (one uvloop worker, SO_REUSEPORT site, multiprocess sample files).
+Rounds alternate off/on to spread drift evenly; the best round of each counts. Also printed:
+the CPU time the metric calls of one redirect take, measured directly.
+Target: metrics cost <= 5% of redirect throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.load import Server, generator, print_rows, requests_per_second
+from clickbus.metrics import BreakerState, Metrics, create_metrics, use_multiprocess_dir
+
+
+class MetricsOff(Metrics):
+    """Every metric call a no-op."""
+
+    def click(self, source: str, reason: str | None) -> None: ...
+    def impression(self, source: str, reason: str | None) -> None: ...
+    def insertion(self, outcome: str) -> None: ...
+    def log_append(self, topic: str, seconds: float, ok: bool) -> None: ...
+    def redirect(self, status: int, seconds: float) -> None: ...
+    def spool(self, records: int, oldest_age_s: float) -> None: ...
+    def delivery(self, member_id: int, status: str) -> None: ...
+    def retry_depth(self, records: int) -> None: ...
+    def dead_letter(self, member_id: int) -> None: ...
+    def consumer_lag(self, group: str, topic: str, partition: int, records: int) -> None: ...
+    def breaker(self, member_id: int, state: BreakerState) -> None: ...
+
+
+def serve(mode: str, config_path: str) -> None:
+    """Serve the edge like `clickbus run`, with metrics on or off."""
+    from clickbus import config as configuration
+    from clickbus.cli import _new_loop
+    from clickbus.edge import create_app
+    from clickbus.edge.serve import serve as serve_edge
+
+    config = configuration.load(config_path)
+    use_multiprocess_dir(config.data_dir / "metrics", clean=True)
+    real = create_metrics()
+    metrics = real if mode == "on" else MetricsOff(**{f: getattr(real, f) for f in Metrics.__dataclass_fields__})
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(serve_edge(create_app(config, metrics=metrics), config))
+
+
+def calls_cost_us(n: int = 100_000) -> float:
+    """Microseconds of CPU for the metric calls one redirect makes, in multiprocess mode."""
+    use_multiprocess_dir(Path(tempfile.mkdtemp(prefix="clickbus-metrics-")), clean=True)
+    metrics = create_metrics()
+    started = time.process_time()
+    for _ in range(n):
+        metrics.log_append("clicks", 0.002, True)
+        metrics.click("redirect", None)
+        metrics.redirect(302, 0.003)
+    return (time.process_time() - started) / n * 1e6
+
+
+def _round(mode: str, seconds: float, connections: int) -> float:
+    with Server([sys.executable, "-m", "bench.metrics_cost", "--serve", mode]) as server:
+        url = server.click_url()
+        requests_per_second(url, seconds=1, connections=connections, threads=1)
+        return requests_per_second(url, seconds=seconds, connections=connections, threads=1)
+
+
+def main(quick: bool = False, *, rounds: int | None = None, seconds: float | None = None,
+         connections: int = 32) -> list[dict[str, object]]:
+    rounds = rounds or (2 if quick else 4)
+    seconds = seconds or (2.0 if quick else 4.0)
+    print(f"metrics cost: load by {generator()}, {rounds} rounds of {seconds:.0f}s, {connections} connections")
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(rounds):
+        off.append(_round("off", seconds, connections))
+        on.append(_round("on", seconds, connections))
+    best_off, best_on = max(off), max(on)
+    per_call = calls_cost_us(20_000 if quick else 100_000)
+    rows: list[dict[str, object]] = [
+        {"name": "redirects/s, metrics off", "value": best_off, "unit": "req/s", "baseline": None, "ratio": None,
+         "target": "baseline"},
+        {"name": "redirects/s, metrics on", "value": best_on, "unit": "req/s", "baseline": best_off,
+         "ratio": best_on / best_off, "target": ">= 0.95 (cost <= 5%)"},
+        {"name": "redirects/s, metrics on (median round)", "value": statistics.median(on), "unit": "req/s",
+         "baseline": statistics.median(off), "ratio": statistics.median(on) / statistics.median(off),
+         "target": ">= 0.95"},
+        {"name": "metric calls per redirect (CPU)", "value": per_call, "unit": "us", "baseline": 1e6 / best_off,
+         "ratio": per_call / (1e6 / best_off), "target": "<= 0.05 of a redirect's time"},
+    ]
+    print_rows(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", choices=["on", "off"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seconds", type=float)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.config)
+    else:
+        main(args.quick, rounds=args.rounds, seconds=args.seconds)

@@ -1,0 +1,51 @@
+"""Redirect throughput with 1, 2, ... N workers (`clickbus run --workers n`) against the single-worker figure.
+
+Target: n workers serve >= 0.8 * n times one worker's redirects, while cores last (the load
+generator needs cores too: on a small machine the curve flattens early, and the figures say so).
+Usage: `python -m bench.scaling [--workers N] [--seconds S] [--connections C] [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.load import Server, clickbus_argv, cores, generator, print_rows, requests_per_second
+
+
+def measure(workers: int, *, seconds: float, connections: int) -> float:
+    with Server(clickbus_argv("run", "--workers", str(workers))) as server:
+        url = server.click_url()
+        requests_per_second(url, seconds=1, connections=connections, threads=workers)  # warm up
+        return requests_per_second(url, seconds=seconds, connections=connections, threads=max(1, cores() // 2))
+
+
+def main(quick: bool = False, *, max_workers: int | None = None, seconds: float | None = None,
+         connections: int = 64) -> list[dict[str, object]]:
+    top = max_workers or (2 if quick else max(2, cores()))
+    seconds = seconds or (2.0 if quick else 5.0)
+    print(f"scaling: {cores()} cores, load by {generator()}, {connections} connections, {seconds:.0f}s per point")
+    rows: list[dict[str, object]] = []
+    single = 0.0
+    for n in range(1, top + 1):
+        rps = measure(n, seconds=seconds, connections=connections)
+        single = single or rps
+        rows.append({
+            "name": f"redirects/s with {n} worker{'s' if n > 1 else ''}",
+            "value": rps,
+            "unit": "req/s",
+            "baseline": single if n > 1 else None,
+            "ratio": rps / single if n > 1 else None,
+            "target": f">= {0.8 * n:.1f}x one worker" if n > 1 else "baseline",
+        })
+    print_rows(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, help="largest worker count (default: cores)")
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    main(args.quick, max_workers=args.workers, seconds=args.seconds, connections=args.connections)
