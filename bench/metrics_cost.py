@@ -2,7 +2,9 @@
 
 Metrics off is a `Metrics` whose methods do nothing (only the clock reads stay), served by the
 same code as `clickbus run` (one uvloop worker, SO_REUSEPORT site, multiprocess sample files).
-Rounds alternate off/on to spread drift evenly; the best round of each counts. Also printed:
+The log lives on tmpfs (when there is one) so that fsync latency, which varies a lot from round to
+round on a disk, does not hide a CPU cost. Rounds alternate off/on to spread drift evenly; the
+best round of each counts, and the medians are printed beside it. Also printed:
 the CPU time the metric calls of one redirect take, measured directly.
 Target: metrics cost <= 5% of redirect throughput.
 """
@@ -65,7 +67,7 @@ def calls_cost_us(n: int = 100_000) -> float:
 
 
 def _round(mode: str, seconds: float, connections: int) -> float:
-    with Server([sys.executable, "-m", "bench.metrics_cost", "--serve", mode]) as server:
+    with Server([sys.executable, "-m", "bench.metrics_cost", "--serve", mode], memory=True) as server:
         url = server.click_url()
         requests_per_second(url, seconds=1, connections=connections, threads=1)
         return requests_per_second(url, seconds=seconds, connections=connections, threads=1)
@@ -73,26 +75,23 @@ def _round(mode: str, seconds: float, connections: int) -> float:
 
 def main(quick: bool = False, *, rounds: int | None = None, seconds: float | None = None,
          connections: int = 32) -> list[dict[str, object]]:
-    rounds = rounds or (2 if quick else 4)
-    seconds = seconds or (2.0 if quick else 4.0)
-    print(f"metrics cost: load by {generator()}, {rounds} rounds of {seconds:.0f}s, {connections} connections")
-    off: list[float] = []
-    on: list[float] = []
-    for _ in range(rounds):
-        off.append(_round("off", seconds, connections))
-        on.append(_round("on", seconds, connections))
-    best_off, best_on = max(off), max(on)
+    rounds = rounds or (2 if quick else 5)
+    seconds = seconds or (2.0 if quick else 3.0)
+    print(f"metrics cost: load by {generator()}, {rounds} pairs of {seconds:.0f}s rounds, {connections} connections")
+    pairs = [(_round("off", seconds, connections), _round("on", seconds, connections)) for _ in range(rounds)]
+    for off, on in pairs:
+        print(f"  round: off {off:8.1f}  on {on:8.1f}  ratio {on / off:.3f}")
+    best_off = max(off for off, _ in pairs)
     per_call = calls_cost_us(20_000 if quick else 100_000)
     rows: list[dict[str, object]] = [
-        {"name": "redirects/s, metrics off", "value": best_off, "unit": "req/s", "baseline": None, "ratio": None,
-         "target": "baseline"},
-        {"name": "redirects/s, metrics on", "value": best_on, "unit": "req/s", "baseline": best_off,
-         "ratio": best_on / best_off, "target": ">= 0.95 (cost <= 5%)"},
-        {"name": "redirects/s, metrics on (median round)", "value": statistics.median(on), "unit": "req/s",
-         "baseline": statistics.median(off), "ratio": statistics.median(on) / statistics.median(off),
-         "target": ">= 0.95"},
+        {"name": "redirects/s, metrics off (median)", "value": statistics.median(off for off, _ in pairs),
+         "unit": "req/s", "baseline": None, "ratio": None, "target": "baseline"},
+        {"name": "redirects/s, metrics on (median)", "value": statistics.median(on for _, on in pairs),
+         "unit": "req/s", "baseline": statistics.median(off for off, _ in pairs),
+         # neighbours on a shared machine move whole rounds: the ratio within a pair is the steadier figure
+         "ratio": statistics.median(on / off for off, on in pairs), "target": ">= 0.95 (median pair ratio)"},
         {"name": "metric calls per redirect (CPU)", "value": per_call, "unit": "us", "baseline": 1e6 / best_off,
-         "ratio": per_call / (1e6 / best_off), "target": "<= 0.05 of a redirect's time"},
+         "ratio": per_call / (1e6 / best_off), "target": "<= 0.05 of a redirect's time at best throughput"},
     ]
     print_rows(rows)
     return rows
