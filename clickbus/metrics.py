@@ -3,16 +3,22 @@
 Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
 through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
 `log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
-`breaker`. The processes of one `clickbus run --workers N` (and the notifier beside them) share
-a directory of sample files (prometheus-client's multiprocess mode) so that `/metrics` on any
-worker reports the whole service. `use_multiprocess_dir` must run before the first metric
-exists; without it, samples stay in the process (tests, one-process tools).
+`breaker`. Counts and latencies of the hot paths are summed in the process and written at most
+a second apart (and at every render and shutdown). The processes of one `clickbus run
+--workers N` (and the notifier beside them) share a directory of sample files
+(prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
+service. `use_multiprocess_dir` must run before the first metric exists; without it, samples
+stay in the process (tests, one-process tools).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import threading
+import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -38,6 +44,55 @@ class BreakerState(IntEnum):
 
 
 M = TypeVar("M", Counter, Gauge, Histogram)
+FLUSH_EVERY_S = 1.0
+
+
+class _Batch:
+    """Hot-path samples summed in the process and written to prometheus-client at most once a second.
+
+    In multiprocess mode a sample write takes a lock and writes a memory-mapped file (about a
+    microsecond); a redirect makes five, so they are summed here and written together. A histogram's
+    observations are written the way `Histogram.observe` does: its sum, and the first bucket that
+    holds each value (tests/test_metrics.py checks the two agree).
+    """
+
+    __slots__ = ("counts", "histograms", "lock", "next_flush")
+
+    def __init__(self) -> None:
+        self.counts: dict[Counter, int] = {}
+        self.histograms: dict[Histogram, list[float]] = {}
+        self.lock = threading.Lock()
+        self.next_flush = 0.0
+
+    def count(self, child: Counter) -> None:
+        with self.lock:
+            self.counts[child] = self.counts.get(child, 0) + 1
+        if time.monotonic() >= self.next_flush:
+            self.flush()
+
+    def observe(self, child: Histogram, value: float) -> None:
+        bounds = child._upper_bounds
+        with self.lock:
+            entry = self.histograms.get(child)
+            if entry is None:
+                entry = self.histograms[child] = [0.0] * (len(bounds) + 1)  # sum, then a count per bucket
+            entry[0] += value
+            entry[1 + bisect_left(bounds, value)] += 1
+        if time.monotonic() >= self.next_flush:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            counts, self.counts = self.counts, {}
+            histograms, self.histograms = self.histograms, {}
+            self.next_flush = time.monotonic() + FLUSH_EVERY_S
+        for counter, n in counts.items():
+            counter.inc(n)
+        for histogram, entry in histograms.items():
+            histogram._sum.inc(entry[0])
+            for bucket, hits in zip(histogram._buckets, entry[1:], strict=True):
+                if hits:
+                    bucket.inc(hits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +114,11 @@ class Metrics:
     breakers: Gauge
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
+    _batch: _Batch = field(default_factory=_Batch, repr=False)
+
+    def flush(self) -> None:
+        """Write the samples gathered since the last flush (done at most a second apart, and before rendering)."""
+        self._batch.flush()
 
     def _child(self, family: M, *labels: str) -> M:
         key = (id(family), *labels)
@@ -69,23 +129,23 @@ class Metrics:
 
     def click(self, source: str, reason: str | None) -> None:
         """One click recorded; `reason` is None for valid clicks."""
-        self._child(self.clicks, source, reason or VALID).inc()
+        self._batch.count(self._child(self.clicks, source, reason or VALID))
 
     def impression(self, source: str, reason: str | None) -> None:
         """One impression recorded; `reason` is None for valid impressions."""
-        self._child(self.impressions, source, reason or VALID).inc()
+        self._batch.count(self._child(self.impressions, source, reason or VALID))
 
     def insertion(self, outcome: str) -> None:
         """One insertion request: `ok`, or the kind of refusal (`invalid`, `bad_body`)."""
-        self._child(self.insertions, outcome).inc()
+        self._batch.count(self._child(self.insertions, outcome))
 
     def log_append(self, topic: str, seconds: float, ok: bool) -> None:
         """One append to the log and how long it took to become durable (or to fail)."""
-        self._child(self.append_seconds, topic, "ok" if ok else "error").observe(seconds)
+        self._batch.observe(self._child(self.append_seconds, topic, "ok" if ok else "error"), seconds)
 
     def redirect(self, status: int, seconds: float) -> None:
         """One answer of the click redirect and how long it took."""
-        self._child(self.redirect_seconds, str(status)).observe(seconds)
+        self._batch.observe(self._child(self.redirect_seconds, str(status)), seconds)
 
     def spool(self, records: int, oldest_age_s: float) -> None:
         """The local spool of this process: how many records, the oldest one's age."""
@@ -172,6 +232,7 @@ def default_metrics() -> Metrics:
     """This process's metrics, declared on first use (after `use_multiprocess_dir`, when there is one)."""
     if not _default:
         _default.append(create_metrics())
+        atexit.register(_default[0].flush)  # the last second's samples, in processes that end without a cleanup
     return _default[0]
 
 
@@ -200,6 +261,7 @@ def mark_process_dead(pid: int) -> None:
 
 def render(metrics: Metrics) -> tuple[bytes, str]:
     """The text exposition of every process's samples (or this process's alone) and its content type."""
+    metrics.flush()
     path = multiprocess_dir()
     if path is None:
         return generate_latest(metrics.registry), CONTENT_TYPE_LATEST

@@ -71,6 +71,7 @@ m = create_metrics()
 for _ in range(int(sys.argv[2])):
     m.click("redirect", None)
 m.spool(int(sys.argv[2]), 1.0)
+m.flush()
 print(os.getpid())
 """
 
@@ -93,3 +94,34 @@ def test_processes_add_up_and_dead_ones_leave_live_gauges(tmp_path: Path, monkey
     text = render(create_metrics())[0].decode()
     assert sample(text, "clickbus_clicks_total", source="redirect", reason="valid") == 7  # counters stay counted
     assert sample(text, "clickbus_spool_records") == 4  # only the live process's spool
+
+
+@pytest.mark.parametrize("values", [[0.0004, 0.0005, 0.003, 0.003, 7.0], [0.0], [2.5, 2.5000001, 1e-9]])
+def test_batched_observations_render_as_observe_would(values: list[float]) -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from clickbus.metrics import REDIRECT_BUCKETS
+
+    metrics = create_metrics()
+    reference = CollectorRegistry()
+    direct = Histogram("clickbus_redirect_seconds", "x", ["status"], buckets=REDIRECT_BUCKETS, registry=reference)
+    for value in values:
+        metrics.redirect(302, value)
+        direct.labels("302").observe(value)
+
+    def buckets(text: str) -> list[str]:
+        lines = text.splitlines()
+        return sorted(x for x in lines if x.startswith("clickbus_redirect_seconds_") and "_created" not in x)
+
+    assert buckets(render(metrics)[0].decode()) == buckets(generate_latest(reference).decode())
+
+
+def test_hot_path_samples_wait_for_the_flush() -> None:
+    metrics = create_metrics()
+    metrics.click("redirect", None)  # the first call flushes at once
+    metrics.click("redirect", None)
+    metrics.click("redirect", None)
+    direct = metrics.clicks.labels("redirect", "valid")._value.get()
+    assert direct == 1  # the other two are still summed in the process
+    metrics.flush()
+    assert metrics.clicks.labels("redirect", "valid")._value.get() == 3

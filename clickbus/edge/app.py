@@ -30,9 +30,14 @@ def create_app(
     app[LOG] = MeteredLog(log if log is not None else open_log(config), app[METRICS])
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
+    app.on_cleanup.append(_flush_metrics)
     for module in (health, insert, redirect, prometheus, openapi):
         app.add_routes(module.routes)
     return app
+
+
+async def _flush_metrics(app: web.Application) -> None:
+    app[METRICS].flush()
 
 
 def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
