@@ -54,6 +54,12 @@ class Server:
         inserter = Inserter(load_keyring(config), config.edge.public_url, ttl_s=3600)
         return inserter.click_url(AdContext(member_id=1, auction_id_64=1, landing_url=check_landing(LANDING)))
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self) -> Server:
         self.click_url()  # generates the key before the workers race to
         self.process = subprocess.Popen(self.argv, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
