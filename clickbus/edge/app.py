@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from clickbus.edge.appkeys import CONFIG, DRAINING, INSERTER, KEYRING, LOG, METR
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
 from clickbus.log.metered import MeteredLog
-from clickbus.metrics import Metrics, default_metrics
+from clickbus.metrics import FLUSH_EVERY_S, Metrics, default_metrics
 from clickbus.tokens import Keyring
 
 
@@ -29,15 +30,28 @@ def create_app(
     app[METRICS] = metrics if metrics is not None else default_metrics()
     app[LOG] = MeteredLog(log if log is not None else open_log(config), app[METRICS])
     app[DRAINING] = asyncio.Event()
+    app.cleanup_ctx.append(_flushing_metrics)  # first in, last out: the final flush follows the log's stop
     app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
-    app.on_cleanup.append(_flush_metrics)
     for module in (health, insert, redirect, prometheus, openapi):
         app.add_routes(module.routes)
     return app
 
 
-async def _flush_metrics(app: web.Application) -> None:
-    app[METRICS].flush()
+async def _flushing_metrics(app: web.Application) -> AsyncIterator[None]:
+    """Write the metrics summed in this process every second, idle or not, and once more at the end."""
+    metrics = app[METRICS]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            metrics.flush()
+
+    task = asyncio.create_task(loop(), name="clickbus-metrics-flush")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    metrics.flush()
 
 
 def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
