@@ -36,26 +36,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics_dir = config.data_dir / metrics.METRICS_DIRNAME
     if args.worker:
         metrics.use_multiprocess_dir(metrics_dir, clean=False)
-        return _serve(config)
+        return _serve(config, announce=False)
     metrics.use_multiprocess_dir(metrics_dir, clean=True)
     config_args = ("--config", args.config, "--log-level", args.log_level)
     extras = supervisor.extra_children(config_args)
     if args.workers == 1 and not extras:
-        return _serve(config)
+        return _serve(config, announce=True)
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
     workers = [supervisor.ChildSpec(f"worker-{i}", worker_argv, {logs.ENV_WORKER: str(i)}) for i in range(args.workers)]
-    print(f"clickbus: {args.workers} workers on {config.edge.listen}", file=sys.stderr)
+    print(f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url} ({args.workers} workers)",
+          flush=True)
     return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, *, announce: bool) -> int:
     from clickbus import metrics
     from clickbus.edge import create_app
     from clickbus.edge.serve import serve
 
     try:
         with asyncio.Runner(loop_factory=_new_loop) as runner:
-            runner.run(serve(create_app(config), config))
+            runner.run(serve(create_app(config), config, announce=announce))
     finally:
         metrics.mark_process_dead(os.getpid())
     return 0

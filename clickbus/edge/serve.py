@@ -58,8 +58,11 @@ def make_runner(app: web.Application, config: Config) -> web.AppRunner:
     )
 
 
-async def serve(app: web.Application, config: Config) -> None:
-    """Serve `app` on `edge.listen` (shared with sibling workers) until a stop signal, then drain."""
+async def serve(app: web.Application, config: Config, *, announce: bool = False) -> None:
+    """Serve `app` on `edge.listen` (shared with sibling workers) until a stop signal, then drain.
+
+    `announce` also prints the listening line on stdout, as `clickbus run` always has.
+    """
     shutdown = Shutdown(app[DRAINING])
     shutdown.install(asyncio.get_running_loop())
     runner = make_runner(app, config)
@@ -68,6 +71,8 @@ async def serve(app: web.Application, config: Config) -> None:
         site = web.TCPSite(runner, config.edge.listen.host, config.edge.listen.port, reuse_port=True)
         await site.start()
         log.info("listening", extra={"address": _address(runner), "public_url": config.edge.public_url})
+        if announce:
+            print(f"clickbus listening on {_address(runner)}, public URL {config.edge.public_url}", flush=True)
         await shutdown.requested.wait()
     finally:
         await drain(runner, config.edge.shutdown_timeout_s)
