@@ -46,6 +46,7 @@ class Service:
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = directory / "stderr.log"
+        self.listening_before = 0
 
     @property
     def config(self) -> Config:
@@ -56,6 +57,7 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Service:
+        self.listening_before = self.listening()
         argv = [sys.executable, "-m", "clickbus", "run", "--config", str(self.config_path)]
         argv += ["--workers", str(self.workers)]
         with self.stderr_path.open("ab") as err:
@@ -63,16 +65,23 @@ class Service:
         self.wait_ready()
         return self
 
-    def wait_ready(self) -> None:
+    def listening(self) -> int:
+        """How many worker processes have started listening since this service's log began."""
+        return self.logs().count('"msg":"listening"')
+
+    def wait_ready(self, listening: int | None = None) -> None:
+        """Wait until /readyz answers 200 and `listening` workers (all of this start's) are listening."""
+        wanted = self.listening_before + self.workers if listening is None else listening
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.logs()
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
-                    if response.status == 200:
+                    if response.status == 200 and self.listening() >= wanted:
                         return
             except (OSError, urllib.error.URLError):
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise AssertionError(f"service not ready in {START_TIMEOUT_S}s:\n{self.logs()}")
 
     def signal(self, signum: int = signal.SIGTERM) -> None:

@@ -71,7 +71,7 @@ def test_workers_share_the_port_the_metrics_and_are_restarted(tmp_path: Path) ->
         while len(worker_pids(service)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(worker_pids(service)) == 3, service.logs()
-        service.wait_ready()
+        service.wait_ready(listening=3)
         assert get(service.url + click_path(inserter, auction_id=1000)) == 302
         # the dead worker's counts are still counted
         assert clicks_counted(service, clicks + 1) == clicks + 1
