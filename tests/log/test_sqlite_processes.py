@@ -29,7 +29,13 @@ def test_processes_append_to_one_file_without_losing_any(tmp_path: Path) -> None
     path = tmp_path / "log.sqlite3"  # a fresh file: the processes also race to create it
     count = 300
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"p{n}", str(count)]) for n in range(4)]
-    assert [w.wait(60) for w in writers] == [0, 0, 0, 0]
+    try:
+        assert [w.wait(60) for w in writers] == [0, 0, 0, 0]
+    finally:
+        for writer in writers:  # a failed writer's siblings may wait forever
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT offset, value FROM topic_clicks ORDER BY offset").fetchall()
     values = {value.decode() for _, value in rows}
