@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.load import free_port, generator, python, requests_per_s, serving
-from bench.redirect import AD, print_rows
+from bench.load import free_port, generator, print_rows, python, requests_per_s, serving
+from bench.redirect import AD
 from clickbus.config import from_mapping
 from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring

@@ -10,7 +10,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.redirect import print_rows
+from bench.load import print_rows
 from clickbus.creative import Inserter
 from clickbus.tokens import AdContext, Keyring, new_key
 

@@ -11,7 +11,7 @@ import statistics
 import tempfile
 from typing import Any
 
-from bench.load import free_port, generator, python, requests_per_s, serving
+from bench.load import free_port, generator, print_rows, python, requests_per_s, serving
 from clickbus.config import from_mapping
 from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring
@@ -66,15 +66,6 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     }
     print_rows([row])
     return [row]
-
-
-def print_rows(rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
-        baseline = f"{row['baseline']:,.0f}" if row.get("baseline") is not None else "-"
-        print(
-            f"{row['name']}: {row['value']:,.0f} {row['unit']} | baseline {baseline} | ratio {ratio} ({row['target']})"
-        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The `clickbus` command line: run, notifier, tail, dlq, sign, keygen."""
+"""The `clickbus` command line: run, notifier, status, tail, dlq, sign, keygen, apikey."""
 
 from __future__ import annotations
 
@@ -28,22 +28,39 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Serve the edge on the configured address, with the notifier in the same process."""
-    from aiohttp import web
-    from aiohttp.log import access_logger
+    """Serve the edge on the configured address (`--workers N`: N processes sharing it)."""
+    from clickbus import logs, metrics, supervisor
 
-    from clickbus.edge import create_app
-
+    logs.configure(args.log_level)
     config = _load(args)
-    app = create_app(config, notifier=not args.no_notifier)
-    web.run_app(
-        app,
-        host=config.edge.listen.host,
-        port=config.edge.listen.port,
-        access_log=access_logger if config.edge.access_log else None,
-        print=lambda _: print(f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url}"),
-        loop=_new_loop(),
+    metrics_dir = config.data_dir / metrics.METRICS_DIRNAME
+    if args.worker:
+        metrics.use_multiprocess_dir(metrics_dir, clean=False)
+        return _serve(config, announce=False, notifier=False)
+    metrics.use_multiprocess_dir(metrics_dir, clean=True)
+    config_args = ("--config", args.config, "--log-level", args.log_level)
+    extras = [] if args.no_notifier else supervisor.extra_children(config_args)
+    if args.workers == 1:  # one process: the notifier runs inside it
+        return _serve(config, announce=True, notifier=not args.no_notifier)
+    worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
+    workers = [supervisor.ChildSpec(f"worker-{i}", worker_argv, {logs.ENV_WORKER: str(i)}) for i in range(args.workers)]
+    print(
+        f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url} ({args.workers} workers)",
+        flush=True,
     )
+    return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
+
+
+def _serve(config: Config, *, announce: bool, notifier: bool) -> int:
+    from clickbus import metrics
+    from clickbus.edge import create_app
+    from clickbus.edge.serve import serve
+
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            runner.run(serve(create_app(config, notifier=notifier), config, announce=announce))
+    finally:
+        metrics.mark_process_dead(os.getpid())
     return 0
 
 
@@ -70,6 +87,9 @@ async def _notify(config: Config) -> None:
 
 def cmd_notifier(args: argparse.Namespace) -> int:
     """Run the notifier alone: deliver logged clicks to bidders (for scale-out)."""
+    from clickbus import logs
+
+    logs.configure(args.log_level)
     config = _load(args)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(_notify(config))
@@ -212,6 +232,22 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """A live terminal view of the running service, read from its /metrics."""
+    from clickbus.status import watch
+
+    config = _load(args)
+    url = args.url or f"http://{config.edge.listen}/metrics"
+    return watch(url, interval_s=args.interval, once=args.once)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML configuration (default: %(default)s)")
@@ -224,12 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
         return cmd
 
     run = command("run", cmd_run)
-    run.add_argument("--no-notifier", action="store_true", help="serve the edge only")
 
-    command("notifier", cmd_notifier)
+    notifier = command("notifier", cmd_notifier)
+    notifier.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     dlq = command("dlq", cmd_dlq)
     dlq.add_argument("dlq_command", choices=["list", "replay"])
+    run.add_argument("--workers", type=_positive_int, default=1, help="edge processes sharing the port (SO_REUSEPORT)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the supervisor on its children
+
+    status = command("status", cmd_status)
+    status.add_argument("--url", help="the service's /metrics (default: from edge.listen)")
+    status.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default: %(default)s)")
+    run.add_argument("--no-notifier", action="store_true", help="serve the edge only")
 
     tail = command("tail", cmd_tail)
     tail.add_argument("--topic", default=Topic.CLICKS.value, choices=[t.value for t in Topic])

@@ -75,6 +75,7 @@ class EdgeConfig:
     trust_forwarded: bool = False
     max_body_bytes: int = 64 * 1024
     access_log: bool = False
+    shutdown_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,7 @@ def _read_edge(r: _Reader) -> EdgeConfig:
         trust_forwarded=r.get("trust_forwarded", bool, d.trust_forwarded),
         max_body_bytes=r.get("max_body_bytes", int, d.max_body_bytes, _positive),
         access_log=r.get("access_log", bool, d.access_log),
+        shutdown_timeout_s=r.get("shutdown_timeout_s", float, d.shutdown_timeout_s, _positive),
     )
     r.done()
     return edge
@@ -313,9 +315,7 @@ def _read_kafka(r: _Reader) -> KafkaConfig:
         spool_dir=Path(r.get("spool_dir", str, str(d.spool_dir))),
         spool_max_mb=r.get("spool_max_mb", int, d.spool_max_mb, _positive),
         group_session_timeout_ms=r.get("group_session_timeout_ms", int, d.group_session_timeout_ms, _positive),
-        group_heartbeat_interval_ms=r.get(
-            "group_heartbeat_interval_ms", int, d.group_heartbeat_interval_ms, _positive
-        ),
+        group_heartbeat_interval_ms=r.get("group_heartbeat_interval_ms", int, d.group_heartbeat_interval_ms, _positive),
     )
     r.done()
     return kafka

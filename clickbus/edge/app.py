@@ -11,21 +11,26 @@ from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.edge import beacons, health, insert, pixel, redirect, server_clicks
+from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
-from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, RATE_LIMITER
+from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, METRICS, RATE_LIMITER
 from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
+from clickbus.log.metered import MeteredLog
+from clickbus.metrics import FLUSH_EVERY_S, Metrics, default_metrics
 from clickbus.tokens import Keyring
-
-STOP_TIMEOUT_S = 10.0
 
 
 def create_app(
-    config: Config, *, log: Log | None = None, keyring: Keyring | None = None, notifier: bool = False
+    config: Config,
+    *,
+    log: Log | None = None,
+    keyring: Keyring | None = None,
+    metrics: Metrics | None = None,
+    notifier: bool = False,
 ) -> web.Application:
-    """Build the edge for `config`; `log` and `keyring` default to what the configuration names.
+    """Build the edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names.
 
     With `notifier=True` the notifier runs in the same process, on the same log.
     """
@@ -33,23 +38,42 @@ def create_app(
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
-    app[LOG] = log if log is not None else open_log(config)
+    app[METRICS] = metrics if metrics is not None else default_metrics()
+    app[LOG] = MeteredLog(log if log is not None else open_log(config), app[METRICS])
     app[DRAINING] = asyncio.Event()
     app[API_KEYS] = ApiKeys(config.api_keys)
     app[RATE_LIMITER] = RateLimiter(config.api_keys)
-    app.cleanup_ctx.append(_running(app[LOG]))
+    app.cleanup_ctx.append(_flushing_metrics)  # first in, last out: the final flush follows the log's stop
+    app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
     if notifier:
         app.cleanup_ctx.append(_notifying(config, app[LOG]))
-    for module in (health, insert, redirect, beacons, pixel, server_clicks):
+    for module in (health, insert, redirect, beacons, pixel, server_clicks, prometheus, openapi):
         app.add_routes(module.routes)
     return app
 
 
-def _running(log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+async def _flushing_metrics(app: web.Application) -> AsyncIterator[None]:
+    """Write the metrics summed in this process every second, idle or not, and once more at the end."""
+    metrics = app[METRICS]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            metrics.flush()
+
+    task = asyncio.create_task(loop(), name="clickbus-metrics-flush")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    metrics.flush()
+
+
+def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await log.start()
         yield
-        await log.stop(STOP_TIMEOUT_S)
+        await log.stop(stop_timeout_s)
 
     return ctx
 
@@ -67,7 +91,7 @@ def _notifying(config: Config, log: Log) -> Callable[[web.Application], AsyncIte
             starting.cancel()
         with contextlib.suppress(asyncio.CancelledError, ClickbusError):
             await starting
-        await notifier.stop(STOP_TIMEOUT_S)
+        await notifier.stop(config.edge.shutdown_timeout_s)
 
     return ctx
 

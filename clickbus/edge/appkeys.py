@@ -10,6 +10,7 @@ from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.log.port import Log
+from clickbus.metrics import Metrics
 from clickbus.tokens import Keyring
 
 CONFIG = web.AppKey("config", Config)
@@ -19,3 +20,4 @@ INSERTER = web.AppKey("inserter", Inserter)
 DRAINING = web.AppKey("draining", asyncio.Event)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+METRICS = web.AppKey("metrics", Metrics)

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clickbus.edge.appkeys import INSERTER
+from clickbus.edge.appkeys import INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
 from clickbus.landing import landing_problems
@@ -96,9 +96,12 @@ async def insert(request: web.Request) -> web.Response:
         markup, ad, wrap = parse_insert(await read_json(request))
         done = request.app[INSERTER].insert(markup, ad, wrap_links=wrap)
     except BodyError as exc:
+        request.app[METRICS].insertion("bad_body")
         return web.json_response({"errors": [_problem("", exc.message)]}, status=exc.status, dumps=_dumps)
     except InsertRequestError as exc:
+        request.app[METRICS].insertion("invalid")
         return web.json_response({"errors": exc.problems}, status=422, dumps=_dumps)
+    request.app[METRICS].insertion("ok")
     body: dict[str, Any] = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
     body["beacons"] = {"click": done.beacon_click_url, "impression": done.beacon_impression_url}
     return web.json_response(body, dumps=_dumps)

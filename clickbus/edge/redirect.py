@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from clickbus.creative import REDIRECT_PARAM
-from clickbus.edge.appkeys import CONFIG, KEYRING, LOG
+from clickbus.edge.appkeys import CONFIG, KEYRING, LOG, METRICS
 from clickbus.edge.client import client_of
 from clickbus.edge.events import click_record
 from clickbus.errors import LogUnavailable, TokenError
@@ -37,6 +37,13 @@ def destination(token: Token, appended: str | None) -> str:
 @routes.get("/ck/{token}")
 async def click(request: web.Request) -> web.Response:
     """Redirect a browser that followed a tracking URL, after its click is durable."""
+    started = time.perf_counter()
+    response = await _answer(request)
+    request.app[METRICS].redirect(response.status, time.perf_counter() - started)
+    return response
+
+
+async def _answer(request: web.Request) -> web.Response:
     try:
         token = request.app[KEYRING].verify(request.match_info["token"])
     except TokenError:
@@ -52,4 +59,5 @@ async def click(request: web.Request) -> web.Response:
         except LogUnavailable as exc:
             log.error("click not recorded: %s", exc, extra={"click_id": record.click_id})
             return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
+        request.app[METRICS].click(record.source, record.reason)
     return web.Response(status=302, headers={"Location": location, "Cache-Control": _NO_STORE})

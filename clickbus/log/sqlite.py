@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 SWITCH_INTERVAL_S = 0.0002
+# Several worker processes write the same file: each waits up to this long for the write lock.
+BUSY_TIMEOUT_S = 30.0
+SCHEMA_ATTEMPTS = 50
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, next_offset INTEGER NOT NULL,
@@ -46,7 +49,7 @@ def _table(topic: str) -> str:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
@@ -109,7 +112,9 @@ class _Writer(threading.Thread):
         for op in group:
             statements.setdefault(op.sql, []).append(op.params)
         try:
-            conn.execute("BEGIN")
+            # IMMEDIATE takes the write lock up front, under the busy timeout; a deferred BEGIN could
+            # meet another process's commit between its read and its write and fail at once.
+            conn.execute("BEGIN IMMEDIATE")
             for sql, rows in statements.items():
                 conn.executemany(sql, rows)
             conn.execute("COMMIT")
@@ -171,9 +176,19 @@ class EmbeddedLog:
         # throughput at (connections / 5 ms); a short interval lets groups commit promptly.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self._create_schema)
+        await asyncio.to_thread(self._create_schema_retrying)
         self._writer = _Writer(self.path, asyncio.get_running_loop(), self.max_batch, self._wakeup.fire)
         self._writer.start()
+
+    def _create_schema_retrying(self) -> None:
+        # Workers starting together race to switch a new file to WAL, which needs it alone for a moment.
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                return self._create_schema()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == SCHEMA_ATTEMPTS - 1:
+                    raise LogUnavailable(f"embedded log cannot be opened: {exc}") from exc
+                time.sleep(0.05 + 0.05 * attempt)
 
     def _create_schema(self) -> None:
         conn = _connect(self.path)

@@ -1,0 +1,72 @@
+"""Redirect throughput with 1, 2, ... N workers (`clickbus run --workers n`) against the single-worker figure.
+
+Target: n workers serve >= 0.8 * n times one worker's redirects, while cores last (the load
+generator needs cores too: on a small machine the curve flattens early, and the figures say so).
+Beside throughput, the workers' CPU time per redirect: where it stays flat as n grows, the
+workers scale until the cores run out; where it climbs, they contend (the shared log file).
+Usage: `python -m bench.scaling [--workers N] [--seconds S] [--connections C] [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.load import Server, clickbus_argv, cores, generator, print_rows, requests_per_s
+
+
+def measure(workers: int, *, seconds: float, connections: int) -> tuple[float, float]:
+    """Redirects per second, and the workers' CPU microseconds per redirect."""
+    with Server(clickbus_argv("run", "--workers", str(workers))) as server:
+        url = server.click_url()
+        requests_per_s(url, duration_s=1, connections=connections, threads=workers)  # warm up
+        cpu, started = server.cpu_seconds(), time.monotonic()
+        rps = requests_per_s(url, duration_s=seconds, connections=connections, threads=max(1, cores() // 2))
+        served = rps * (time.monotonic() - started)
+        return rps, (server.cpu_seconds() - cpu) / served * 1e6
+
+
+def main(
+    quick: bool = False, *, max_workers: int | None = None, seconds: float | None = None, connections: int = 64
+) -> list[dict[str, object]]:
+    top = max_workers or (2 if quick else max(2, cores()))
+    seconds = seconds or (2.0 if quick else 5.0)
+    print(f"scaling: {cores()} cores, load by {generator()}, {connections} connections, {seconds:.0f}s per point")
+    rows: list[dict[str, object]] = []
+    single = single_cpu = 0.0
+    for n in range(1, top + 1):
+        rps, cpu = measure(n, seconds=seconds, connections=connections)
+        single, single_cpu = single or rps, single_cpu or cpu
+        rows.append(
+            {
+                "name": f"redirects/s with {n} worker{'s' if n > 1 else ''}",
+                "value": rps,
+                "unit": "req/s",
+                "baseline": single if n > 1 else None,
+                "ratio": rps / single if n > 1 else None,
+                "target": f">= {0.8 * n:.1f}x one worker" if n > 1 else "baseline",
+            }
+        )
+        # flat CPU per redirect means the workers do not get in each other's way (locks, the log file)
+        rows.append(
+            {
+                "name": f"CPU per redirect with {n} worker{'s' if n > 1 else ''}",
+                "value": cpu,
+                "unit": "us",
+                "baseline": single_cpu if n > 1 else None,
+                "ratio": cpu / single_cpu if n > 1 else None,
+                "target": "<= 1.25x one worker's" if n > 1 else "baseline",
+            }
+        )
+    print_rows(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, help="largest worker count (default: cores)")
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    main(args.quick, max_workers=args.workers, seconds=args.seconds, connections=args.connections)

@@ -1,0 +1,42 @@
+"""A log that counts and times every append of the log it wraps, whichever adapter that is."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from clickbus.log.port import AssignCallback, Consumer, Entry, Headers, Health, Log
+from clickbus.metrics import Metrics
+
+
+class MeteredLog:
+    """The log port around another log: `clickbus_log_appends_total` and `clickbus_log_append_seconds`."""
+
+    def __init__(self, inner: Log, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self, timeout: float) -> None:
+        await self.inner.stop(timeout)
+
+    @property
+    def health(self) -> Health:
+        return self.inner.health
+
+    async def append(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.append(topic, key, value, headers)
+        except Exception:
+            self.metrics.log_append(topic, time.perf_counter() - started, ok=False)
+            raise
+        self.metrics.log_append(topic, time.perf_counter() - started, ok=True)
+
+    def read(self, topic: str, *, from_beginning: bool, follow: bool) -> AsyncIterator[Entry]:
+        return self.inner.read(topic, from_beginning=from_beginning, follow=follow)
+
+    def consumer(self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None) -> Consumer:
+        return self.inner.consumer(topics, group, on_assign=on_assign)

@@ -1,0 +1,290 @@
+"""Prometheus metrics: every clickbus metric is declared here, and `/metrics` renders them.
+
+Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
+through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
+`log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
+`breaker`. Counts and latencies of the hot paths are summed in the process and written at most
+a second apart (and at every render and shutdown). The processes of one `clickbus run
+--workers N` (and the notifier beside them) share a directory of sample files
+(prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
+service. `use_multiprocess_dir` must run before the first metric exists; without it, samples
+stay in the process (tests, one-process tools).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import threading
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIRNAME = "metrics"
+VALID = "valid"  # the `reason` label of valid clicks and impressions
+# Redirects answer after an fsync'd append: most in a few ms, the budget is tens of ms.
+REDIRECT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+APPEND_BUCKETS = REDIRECT_BUCKETS
+
+
+class BreakerState(IntEnum):
+    """The value of `clickbus_breaker_state` for one bidder."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+FLUSH_EVERY_S = 1.0
+
+
+class _Batch:
+    """Hot-path samples summed in the process and written to prometheus-client at most once a second.
+
+    In multiprocess mode a sample write takes a lock and writes a memory-mapped file (about a
+    microsecond); a redirect makes five, so they are summed here and written together. A histogram's
+    observations are written the way `Histogram.observe` does: its sum, and the first bucket that
+    holds each value (tests/test_metrics.py checks the two agree).
+    """
+
+    __slots__ = ("counts", "histograms", "lock", "next_flush")
+
+    def __init__(self) -> None:
+        self.counts: dict[Counter, int] = {}
+        self.histograms: dict[Histogram, list[float]] = {}
+        self.lock = threading.Lock()
+        self.next_flush = 0.0
+
+    def count(self, child: Counter) -> None:
+        with self.lock:
+            self.counts[child] = self.counts.get(child, 0) + 1
+        if time.monotonic() >= self.next_flush:
+            self.flush()
+
+    def observe(self, child: Histogram, value: float) -> None:
+        bounds = child._upper_bounds
+        with self.lock:
+            entry = self.histograms.get(child)
+            if entry is None:
+                entry = self.histograms[child] = [0.0] * (len(bounds) + 1)  # sum, then a count per bucket
+            entry[0] += value
+            entry[1 + bisect_left(bounds, value)] += 1
+        if time.monotonic() >= self.next_flush:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            counts, self.counts = self.counts, {}
+            histograms, self.histograms = self.histograms, {}
+            self.next_flush = time.monotonic() + FLUSH_EVERY_S
+        for counter, n in counts.items():
+            counter.inc(n)
+        for histogram, entry in histograms.items():
+            histogram._sum.inc(entry[0])
+            for bucket, hits in zip(histogram._buckets, entry[1:], strict=True):
+                if hits:
+                    bucket.inc(hits)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Every clickbus metric, with one method per thing worth counting."""
+
+    registry: CollectorRegistry
+    clicks: Counter
+    impressions: Counter
+    insertions: Counter
+    append_seconds: Histogram
+    redirect_seconds: Histogram
+    spool_records: Gauge
+    spool_age: Gauge
+    deliveries: Counter
+    retry_records: Gauge
+    dead_letters: Counter
+    lag: Gauge
+    breakers: Gauge
+    # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
+    _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
+    _batch: _Batch = field(default_factory=_Batch, repr=False)
+
+    def flush(self) -> None:
+        """Write the samples gathered since the last flush (done at most a second apart, and before rendering)."""
+        self._batch.flush()
+
+    def _child(self, family: M, *labels: str) -> M:
+        key = (id(family), *labels)
+        child = self._bound.get(key)
+        if child is None:
+            child = self._bound[key] = family.labels(*labels)
+        return child
+
+    def click(self, source: str, reason: str | None) -> None:
+        """One click recorded; `reason` is None for valid clicks."""
+        self._batch.count(self._child(self.clicks, source, reason or VALID))
+
+    def impression(self, source: str, reason: str | None) -> None:
+        """One impression recorded; `reason` is None for valid impressions."""
+        self._batch.count(self._child(self.impressions, source, reason or VALID))
+
+    def insertion(self, outcome: str) -> None:
+        """One insertion request: `ok`, or the kind of refusal (`invalid`, `bad_body`)."""
+        self._batch.count(self._child(self.insertions, outcome))
+
+    def log_append(self, topic: str, seconds: float, ok: bool) -> None:
+        """One append to the log and how long it took to become durable (or to fail)."""
+        self._batch.observe(self._child(self.append_seconds, topic, "ok" if ok else "error"), seconds)
+
+    def redirect(self, status: int, seconds: float) -> None:
+        """One answer of the click redirect and how long it took."""
+        self._batch.observe(self._child(self.redirect_seconds, str(status)), seconds)
+
+    def spool(self, records: int, oldest_age_s: float) -> None:
+        """The local spool of this process: how many records, the oldest one's age."""
+        self.spool_records.set(records)
+        self.spool_age.set(oldest_age_s)
+
+    def delivery(self, member_id: int, status: str) -> None:
+        """One delivery attempt: `delivered`, `retry`, `failed`, `rejected`, ... (a short word, not a URL)."""
+        self._child(self.deliveries, str(member_id), status).inc()
+
+    def retry_depth(self, records: int) -> None:
+        """Clicks this process holds for a later delivery attempt."""
+        self.retry_records.set(records)
+
+    def dead_letter(self, member_id: int) -> None:
+        """One click given up on and written to the dead-letter topic."""
+        self._child(self.dead_letters, str(member_id)).inc()
+
+    def consumer_lag(self, group: str, topic: str, partition: int, records: int) -> None:
+        """Records of one partition the group has not yet committed."""
+        self._child(self.lag, group, topic, str(partition)).set(records)
+
+    def breaker(self, member_id: int, state: BreakerState) -> None:
+        """The circuit breaker state of one bidder."""
+        self._child(self.breakers, str(member_id)).set(int(state))
+
+
+def _declare(r: CollectorRegistry) -> Metrics:
+    return Metrics(
+        registry=r,
+        clicks=Counter("clickbus_clicks", "Clicks recorded, by source and validity", ["source", "reason"], registry=r),
+        impressions=Counter(
+            "clickbus_impressions", "Impressions recorded, by source and validity", ["source", "reason"], registry=r
+        ),
+        insertions=Counter("clickbus_insertions", "Insertion requests, by outcome", ["outcome"], registry=r),
+        # One histogram per path, its _count the number of events: each observation costs one sample
+        # write fewer than a separate counter would (the redirect path is hot).
+        append_seconds=Histogram(
+            "clickbus_log_append_seconds",
+            "Time until an append is durable (or fails), by topic and outcome",
+            ["topic", "outcome"],
+            buckets=APPEND_BUCKETS,
+            registry=r,
+        ),
+        redirect_seconds=Histogram(
+            "clickbus_redirect_seconds",
+            "Time to answer GET /ck/{token}, by status",
+            ["status"],
+            buckets=REDIRECT_BUCKETS,
+            registry=r,
+        ),
+        spool_records=Gauge(
+            "clickbus_spool_records",
+            "Records spooled on local disk, awaiting the broker",
+            multiprocess_mode="livesum",
+            registry=r,
+        ),
+        spool_age=Gauge(
+            "clickbus_spool_oldest_age_seconds",
+            "Age of the oldest spooled record",
+            multiprocess_mode="livemax",
+            registry=r,
+        ),
+        deliveries=Counter(
+            "clickbus_deliveries",
+            "Delivery attempts to bidders, by member and status",
+            ["member", "status"],
+            registry=r,
+        ),
+        retry_records=Gauge(
+            "clickbus_retry_queue_records",
+            "Clicks parked for a later delivery attempt",
+            multiprocess_mode="livesum",
+            registry=r,
+        ),
+        dead_letters=Counter("clickbus_dead_letters", "Clicks dead-lettered, by member", ["member"], registry=r),
+        lag=Gauge(
+            "clickbus_consumer_lag_records",
+            "Records not yet committed by a consumer group",
+            ["group", "topic", "partition"],
+            multiprocess_mode="livemax",
+            registry=r,
+        ),
+        breakers=Gauge(
+            "clickbus_breaker_state",
+            "Circuit breaker per bidder: 0 closed, 1 half-open, 2 open",
+            ["member"],
+            multiprocess_mode="livemax",
+            registry=r,
+        ),
+    )
+
+
+def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    """Declare every metric on `registry` (a fresh one by default: tests get their own)."""
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    return _declare(registry)
+
+
+_default: list[Metrics] = []
+
+
+def default_metrics() -> Metrics:
+    """This process's metrics, declared on first use (after `use_multiprocess_dir`, when there is one)."""
+    if not _default:
+        _default.append(create_metrics())
+        atexit.register(_default[0].flush)  # the last second's samples, in processes that end without a cleanup
+    return _default[0]
+
+
+def multiprocess_dir() -> Path | None:
+    """The shared sample directory, when this process takes part in multiprocess mode."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return Path(path) if path else None
+
+
+def use_multiprocess_dir(path: Path, *, clean: bool) -> None:
+    """Write this process's samples under `path` (emptied first when `clean`); call before any metric exists."""
+    if clean and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    # prometheus-client picks its value class at import time; pick again now that the directory is known
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def mark_process_dead(pid: int) -> None:
+    """Forget the live gauges of a process that has exited (its counters stay counted)."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+
+
+def render(metrics: Metrics) -> tuple[bytes, str]:
+    """The text exposition of every process's samples (or this process's alone) and its content type."""
+    metrics.flush()
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(path))  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

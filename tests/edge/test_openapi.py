@@ -1,0 +1,38 @@
+"""The OpenAPI description: served, and naming exactly the routes the edge has."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from pytest_aiohttp import AiohttpClient
+
+from tests.edgeapp import make_app, make_config
+
+
+def spec() -> dict[str, object]:
+    return dict(json.loads(resources.files("clickbus").joinpath("openapi.json").read_bytes()))
+
+
+def test_spec_names_exactly_the_routes_of_the_edge(tmp_path: Path) -> None:
+    app, _ = make_app(make_config(tmp_path))
+    routes = {
+        (route.resource.canonical, route.method.lower())
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    paths = spec()["paths"]
+    assert isinstance(paths, dict)
+    described = {(path, method) for path, item in paths.items() for method in item if method != "parameters"}
+    assert spec()["openapi"] == "3.1.0"
+    assert routes == described - {("/ck/{token}", "head")}
+
+
+async def test_spec_is_served(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
+    app, _ = make_app(make_config(tmp_path))
+    client = await aiohttp_client(app)
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    assert await response.json() == spec()

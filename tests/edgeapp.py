@@ -1,0 +1,42 @@
+"""An edge app for tests: configuration on a temp dir, fresh metrics, click paths minted by its own keys.
+
+Kept out of conftest.py so that other test modules' fixtures merge without conflicts; test
+modules define their fixtures from these functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from clickbus.config import Config, from_mapping
+from clickbus.creative import Inserter
+from clickbus.edge import create_app
+from clickbus.edge.appkeys import INSERTER
+from clickbus.landing import check_landing
+from clickbus.metrics import Metrics, create_metrics
+from clickbus.tokens import AdContext
+
+LANDING = "https://landing.example/page"
+
+
+def make_config(tmp_path: Path, **edge: object) -> Config:
+    """A configuration whose data lives under `tmp_path`."""
+    return from_mapping({"data_dir": str(tmp_path / "var"), "edge": dict(edge)}, env={})
+
+
+def make_app(config: Config) -> tuple[web.Application, Metrics]:
+    """An edge app on `config` with metrics of its own."""
+    metrics = create_metrics()
+    return create_app(config, metrics=metrics), metrics
+
+
+def click_path(inserter: Inserter, *, auction_id: int = 1, member_id: int = 7, landing: str = LANDING) -> str:
+    """The path of a click URL minted by the edge's own inserter."""
+    ad = AdContext(member_id=member_id, auction_id_64=auction_id, landing_url=check_landing(landing))
+    return inserter.click_url(ad).removeprefix(inserter.public_url)
+
+
+def app_click_path(app: web.Application, **kwargs: int) -> str:
+    return click_path(app[INSERTER], **kwargs)

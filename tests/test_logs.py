@@ -1,0 +1,96 @@
+"""Structured logs: JSON lines with context, no secrets, no full addresses; the access log is opt-in."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import ClientSession, web
+
+from clickbus.edge.serve import make_runner
+from clickbus.logs import JsonFormatter, configure, scrub
+from tests.edgeapp import make_app, make_config
+
+
+@pytest.fixture
+def lines() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure("info", stream=stream)
+    yield stream
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def records(stream: io.StringIO) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("from 203.0.113.77 now", "from 203.0.113.0 now"),
+        ("v6 2001:db8:1234:5678::1 here", "v6 2001:db8:1234:: here"),
+        ("mapped ::ffff:198.51.100.9", "mapped 198.51.100.0"),
+        ("at 09:22:17 on 2026-11-23", "at 09:22:17 on 2026-11-23"),
+        ("version 1.2.3.4.5 stays", "version 1.2.3.4.5 stays"),
+        ("no address", "no address"),
+    ],
+)
+def test_scrub_cuts_addresses_only(text: str, expected: str) -> None:
+    assert scrub(text) == expected
+
+
+def test_a_line_is_one_json_object_with_context(lines: io.StringIO) -> None:
+    log = logging.getLogger("clickbus.test")
+    log.debug("not shown at info")
+    log.warning("click from %s", "192.0.2.55", extra={"click_id": "0190-abc", "member_id": 7, "api_key": "s3cr3t"})
+    (record,) = records(lines)
+    assert record["level"] == "warning"
+    assert record["logger"] == "clickbus.test"
+    assert record["msg"] == "click from 192.0.2.0"
+    assert record["click_id"] == "0190-abc"
+    assert record["member_id"] == 7
+    assert record["api_key"] == "***"
+    assert "s3cr3t" not in lines.getvalue() and "192.0.2.55" not in lines.getvalue()
+
+
+def test_exceptions_are_one_line_too(lines: io.StringIO) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("clickbus.test").exception("failed")
+    (record,) = records(lines)
+    assert record["level"] == "error" and "ValueError: boom" in str(record["exc"])
+
+
+def test_worker_field_when_set() -> None:
+    line = JsonFormatter(worker="3").format(logging.makeLogRecord({"msg": "hi", "levelname": "INFO"}))
+    assert orjson.loads(line)["worker"] == "3"
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_access_log_only_when_configured(tmp_path: Path, lines: io.StringIO, access_log: bool) -> None:
+    config = make_config(tmp_path, access_log=access_log)
+    app, _ = make_app(config)
+    runner = make_runner(app, config)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with ClientSession() as session, session.get(f"http://{host}:{port}/healthz?x=1") as response:
+            assert response.status == 200
+    finally:
+        await runner.cleanup()
+    access = [r for r in records(lines) if r["logger"] == "clickbus.access"]
+    if not access_log:
+        assert access == []
+        return
+    (line,) = access
+    assert (line["method"], line["path"], line["status"], line["client"]) == ("GET", "/healthz", 200, "127.0.0.0")

@@ -1,0 +1,77 @@
+"""`clickbus status`: the view read from a running edge's /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+from pytest_aiohttp import AiohttpServer
+from rich.console import Console
+
+from clickbus.cli import main
+from clickbus.metrics import BreakerState
+from clickbus.status import parse, quantile
+from tests.edgeapp import app_click_path, make_app, make_config
+from tests.service import free_port
+
+EXPOSITION = """
+# TYPE clickbus_redirect_seconds histogram
+clickbus_redirect_seconds_bucket{le="0.001"} 50.0
+clickbus_redirect_seconds_bucket{le="0.005"} 98.0
+clickbus_redirect_seconds_bucket{le="0.01"} 100.0
+clickbus_redirect_seconds_bucket{le="+Inf"} 100.0
+clickbus_redirect_seconds_count 100.0
+clickbus_redirect_seconds_sum 0.2
+"""
+
+
+def test_quantiles_come_from_histogram_buckets() -> None:
+    snapshot = parse(EXPOSITION, 0.0)
+    assert quantile(snapshot, "clickbus_redirect_seconds", 0.5) == 0.001
+    assert quantile(snapshot, "clickbus_redirect_seconds", 0.99) == 0.01
+    assert quantile(parse("", 0.0), "clickbus_redirect_seconds", 0.5) is None
+
+
+async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+    from clickbus.status import watch
+
+    app, metrics = make_app(make_config(tmp_path))
+    server = await aiohttp_server(app)
+    client_url = f"http://127.0.0.1:{server.port}"
+    metrics.delivery(7, "delivered")
+    metrics.delivery(7, "retry")
+    metrics.dead_letter(9)
+    metrics.breaker(9, BreakerState.OPEN)
+    metrics.consumer_lag("notifier", "clicks", 0, 12)
+    metrics.click("beacon", "expired")
+
+    async def clicks() -> None:
+        from aiohttp import ClientSession
+
+        async with ClientSession() as session:
+            for i in range(3):
+                async with session.get(client_url + app_click_path(app, auction_id=i), allow_redirects=False) as r:
+                    assert r.status == 302
+
+    out = io.StringIO()
+    console = Console(file=out, width=140, color_system=None)
+    watching = asyncio.create_task(asyncio.to_thread(watch, client_url + "/metrics", interval_s=0.5, once=True,
+                                                     console=console))
+    await asyncio.sleep(0.1)
+    await clicks()  # between the two scrapes: a positive click rate
+    assert await watching == 0
+    text = out.getvalue()
+    traffic = next(line for line in text.splitlines() if "│ redirect" in line)
+    assert float(traffic.split("│")[2]) > 0
+    assert "valid" in text and "75.0%" in text and "expired" in text and "25.0%" in text
+    member_7 = next(line for line in text.splitlines() if line.startswith("│ 7 "))
+    assert "retry 1" in member_7 and "closed" not in member_7
+    member_9 = next(line for line in text.splitlines() if line.startswith("│ 9 "))
+    assert "open" in member_9
+    assert "lag: notifier" in text
+
+
+def test_unreachable_service_is_an_error(capsys: object) -> None:
+    url = f"http://127.0.0.1:{free_port()}/metrics"
+    assert main(["status", "--once", "--interval", "0", "--url", url]) == 1
