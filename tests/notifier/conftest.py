@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from clickbus.config import Config
+from clickbus.config import Config, from_mapping
+from clickbus.log import open_log
 from clickbus.log.port import Log
 from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
 from tests.bidder import BidderStub
+from tests.kafka_broker import TansuBroker, kafka_broker
+from tests.log.conftest import kafka_mapping
+
+__all__ = ["kafka_broker"]
 
 LogFactory = Callable[[Path], Awaitable[Log]]
 
@@ -23,15 +28,25 @@ async def _embedded(path: Path) -> Log:
     return log
 
 
-# The lead adds `"kafka": _kafka` here once the Kafka adapter and its broker fixture are merged.
-BACKENDS: dict[str, LogFactory] = {"embedded": _embedded}
+def _kafka(broker: TansuBroker) -> LogFactory:
+    async def open_kafka(path: Path) -> Log:
+        # a topic prefix per log: every test reads its topics from the beginning
+        log = open_log(from_mapping(kafka_mapping(path, broker.bootstrap), env={}))
+        await log.start()
+        return log
+
+    return open_kafka
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+BACKENDS = ("embedded", "kafka")
+
+
+@pytest.fixture(params=BACKENDS)
 def log_factory(request: pytest.FixtureRequest) -> LogFactory:
     """Opens a started log of one backend on a directory (every test runs once per backend)."""
-    factory: LogFactory = BACKENDS[request.param]
-    return factory
+    if request.param == "kafka":
+        return _kafka(request.getfixturevalue("kafka_broker"))
+    return _embedded
 
 
 @pytest.fixture
