@@ -11,7 +11,10 @@ import os
 import platform
 from typing import Any
 
-BENCHES = ("insertion", "redirect", "beacon")
+BENCHES = ("insertion", "redirect", "beacon", "kafka_append", "delivery", "metrics_cost", "scaling")
+REPRODUCE = """Reproduce with `make bench` (all, several rounds each, medians) or
+`.venv/bin/python -m bench [--quick] NAME ...`. Every figure is measured beside its
+baseline in the same run; compare ratios, not absolute figures, across machines."""
 
 
 def machine() -> str:
@@ -41,14 +44,23 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, one round")
-    parser.add_argument("names", nargs="*", default=list(BENCHES), choices=[[], *BENCHES])
+    parser.add_argument("--write", metavar="PATH", help="also write the table as Markdown (docs/BENCHMARKS.md)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(BENCHES)})"
+    )
     args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     rows: list[dict[str, Any]] = []
-    for name in args.names:
+    for name in args.names or BENCHES:
         print(f"== {name}")
         rows += importlib.import_module(f"bench.{name}").main(quick=args.quick)
-    print(f"\nMachine: {machine()}\n")
-    print(table(rows))
+    report = f"Machine: {machine()}\n\n{table(rows)}\n"
+    print("\n" + report)
+    if args.write:
+        with open(args.write, "w") as out:
+            out.write(f"# Benchmarks\n\n{REPRODUCE}\n\n{report}")
 
 
 if __name__ == "__main__":
