@@ -36,7 +36,7 @@ def _edge_rps(connections: int, duration_s: float, data_dir: str) -> float:
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_DATA_DIR": data_dir,
     }
-    with serving([python(), "-m", "clickbus", "run"], f"http://127.0.0.1:{port}/readyz", env=env):
+    with serving([python(), "-m", "clickbus", "run", "--no-notifier"], f"http://127.0.0.1:{port}/readyz", env=env):
         return requests_per_s(url, connections=connections, duration_s=duration_s)
 
 

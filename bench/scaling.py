@@ -17,7 +17,8 @@ from bench.load import Server, clickbus_argv, cores, generator, print_rows, requ
 
 def measure(workers: int, *, seconds: float, connections: int) -> tuple[float, float]:
     """Redirects per second, and the workers' CPU microseconds per redirect."""
-    with Server(clickbus_argv("run", "--workers", str(workers))) as server:
+    # the edge alone: in production the notifier runs as its own process, and here it would only add load
+    with Server(clickbus_argv("run", "--workers", str(workers), "--no-notifier")) as server:
         url = server.click_url()
         requests_per_s(url, duration_s=1, connections=connections, threads=workers)  # warm up
         cpu, started = server.cpu_seconds(), time.monotonic()
