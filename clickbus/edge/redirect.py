@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from aiohttp import web
 
 from clickbus.creative import REDIRECT_PARAM
-from clickbus.edge.appkeys import CONFIG, KEYRING, LOG, METRICS
+from clickbus.edge.appkeys import CONFIG, KEYRING, METRICS
 from clickbus.edge.client import client_of
-from clickbus.edge.events import click_record
-from clickbus.errors import LogUnavailable, TokenError
+from clickbus.edge.events import click_record, record_click
+from clickbus.errors import TokenError
 from clickbus.landing import host_allowed, landing_problems
-from clickbus.log.port import Topic
 from clickbus.records import Source
 from clickbus.tokens import Token
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 _NO_STORE = "no-store"
@@ -54,10 +51,7 @@ async def _answer(request: web.Request) -> web.Response:
     if request.method != "HEAD":  # HEAD is a link checker, never a click
         client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
         record = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
-        try:
-            await request.app[LOG].append(Topic.CLICKS, record.dedup_key(), record.to_json(), record.headers())
-        except LogUnavailable as exc:
-            log.error("click not recorded: %s", exc, extra={"click_id": record.click_id})
+        if not await record_click(request.app, record):
             return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
         request.app[METRICS].click(record.source, record.reason)
     return web.Response(status=302, headers={"Location": location, "Cache-Control": _NO_STORE})
