@@ -39,7 +39,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --write docs/BENCHMARKS.md
 
 fuzz: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet atheris

@@ -7,8 +7,12 @@ generator, alternating, several rounds; the figure is the median.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
+import time
 from typing import Any
 
 from bench.load import free_port, generator, print_rows, python, requests_per_s, serving
@@ -46,13 +50,49 @@ def _bare_rps(connections: int, duration_s: float) -> float:
         return requests_per_s(f"http://127.0.0.1:{port}/ck/x", connections=connections, duration_s=duration_s)
 
 
+NGINX_CONF = """daemon off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off;
+  server {{ listen 127.0.0.1:{port}; location / {{ return 302 https://shop.example/landing; }} }} }}
+"""
+
+
+def _nginx_rps(connections: int, duration_s: float) -> float | None:
+    """nginx's `return 302` on one worker process, when nginx is installed: the floor of any redirector."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        return None
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        conf = os.path.join(directory, "nginx.conf")
+        with open(conf, "w") as out:
+            out.write(NGINX_CONF.format(dir=directory, port=port))
+        process = subprocess.Popen([nginx, "-c", conf, "-p", directory], stderr=subprocess.DEVNULL)
+        try:
+            _wait_for_port(port)
+            return requests_per_s(f"http://127.0.0.1:{port}/ck/x", connections=connections, duration_s=duration_s)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def _wait_for_port(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
 def main(quick: bool = False) -> list[dict[str, Any]]:
     rounds, duration, connections = (1, 2.0, 32) if quick else (3, 5.0, 64)
-    edge, bare = [], []
+    edge, bare, nginx = [], [], []
     with tempfile.TemporaryDirectory() as data_dir:
         for _ in range(rounds):
             bare.append(_bare_rps(connections, duration))
             edge.append(_edge_rps(connections, duration, data_dir))
+            nginx.append(_nginx_rps(connections, duration))
     value, baseline = statistics.median(edge), statistics.median(bare)
     row = {
         "name": "redirect, full click path (embedded log, 1 worker)",
@@ -64,8 +104,20 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         "target": ">= 0.75",
         "detail": f"{generator()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median",
     }
-    print_rows([row])
-    return [row]
+    rows = [row]
+    if None not in nginx:
+        floor = statistics.median(n for n in nginx if n is not None)
+        rows.append(
+            {
+                **row,
+                "baseline": floor,
+                "baseline_name": "nginx return 302, 1 worker",
+                "ratio": value / floor,
+                "target": "report",
+            }
+        )
+    print_rows(rows)
+    return rows
 
 
 if __name__ == "__main__":
