@@ -166,7 +166,6 @@ class RetryHandler:
             parked = Parked.from_json(entry.value)
         except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
             return self.recorder.outcome(DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED))
-        self._count_waiting(+1)
         return self._when_due(parked)
 
     def _count_waiting(self, change: int) -> None:
@@ -174,6 +173,7 @@ class RetryHandler:
         self.recorder.metrics.retry_depth(self.waiting)
 
     async def _when_due(self, parked: Parked) -> None:
+        self._count_waiting(+1)  # here, not in accept: a task cancelled before it ran never waited
         try:
             wait_s = (parked.due_ms - _now_ms()) / 1000
             if wait_s > 0:
