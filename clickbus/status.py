@@ -117,17 +117,35 @@ def log_and_spool(before: Snapshot, after: Snapshot) -> Table:
         ("append errors/s", f"{appends.get('error', 0):.1f}"),
         ("append p99 (ms)", _ms(quantile(after, "clickbus_log_append_seconds", 0.99))),
         *((f"lag: {group}", f"{value:.0f}") for group, value in sorted(lag.items())),
+        ("retry queue", f"{after.total('clickbus_retry_queue_records'):.0f}"),
         ("spool records", f"{after.total('clickbus_spool_records'):.0f}"),
         ("spool oldest (s)", f"{after.total('clickbus_spool_oldest_age_seconds'):.1f}"),
     ]
     return _table("Log and spool", ("", "value"), rows)
 
 
-def bidders(after: Snapshot) -> Table:
+def _outcomes(snapshot: Snapshot) -> dict[str, dict[str, float]]:
+    """Delivery outcomes per member: `{member: {status: count}}`."""
     counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for labels, value in after.series("clickbus_deliveries_total").items():
+    for labels, value in snapshot.series("clickbus_deliveries_total").items():
         d = dict(labels)
         counts[d["member"]][d["status"]] += value
+    return counts
+
+
+def _health(statuses: dict[str, float], state: str) -> str:
+    """One word for a bidder: `down` with its breaker open, `failing` when most attempts failed."""
+    if state == "open":
+        return "down"
+    failed = sum(v for k, v in statuses.items() if k in ("retry", "dead"))
+    if failed and failed >= statuses.get("delivered", 0):
+        return "failing"
+    return "ok" if statuses.get("delivered", 0) else "-"
+
+
+def bidders(before: Snapshot, after: Snapshot) -> Table:
+    counts = _outcomes(after)
+    delivered_rate = _rate(before, after, "clickbus_deliveries_total", "member")  # every outcome: attempts/s
     dead = after.by("clickbus_dead_letters_total", "member")
     breakers = after.by("clickbus_breaker_state", "member")
     members = sorted(set(counts) | set(dead) | set(breakers), key=lambda m: (len(m), m))
@@ -136,13 +154,24 @@ def bidders(after: Snapshot) -> Table:
         statuses = counts.get(member, {})
         others = ", ".join(f"{k} {v:.0f}" for k, v in sorted(statuses.items()) if k != "delivered")
         state = BreakerState(int(breakers[member])).name.lower() if member in breakers else "-"
-        rows.append((member, f"{statuses.get('delivered', 0):.0f}", others or "-", f"{dead.get(member, 0):.0f}", state))
-    return _table("Bidders (since start)", ("member", "delivered", "other attempts", "dead letters", "breaker"), rows)
+        rows.append(
+            (
+                member,
+                _health(statuses, state),
+                f"{delivered_rate.get(member, 0):.1f}",
+                f"{statuses.get('delivered', 0):.0f}",
+                others or "-",
+                f"{dead.get(member, 0):.0f}",
+                state,
+            )
+        )
+    columns = ("member", "health", "outcomes/s", "delivered", "other outcomes", "dead letters", "breaker")
+    return _table("Bidders (since start)", columns, rows)
 
 
 def view(before: Snapshot, after: Snapshot) -> Group:
     """Every table of the status view."""
-    return Group(traffic(before, after), validity(after), log_and_spool(before, after), bidders(after))
+    return Group(traffic(before, after), validity(after), log_and_spool(before, after), bidders(before, after))
 
 
 def watch(url: str, *, interval_s: float, once: bool, console: Console | None = None) -> int:

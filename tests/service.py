@@ -23,7 +23,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, port: int, *, shutdown_timeout_s: float = 5.0, access_log: bool = False) -> Path:
+def write_config(
+    directory: Path, port: int, *, shutdown_timeout_s: float = 5.0, access_log: bool = False, extra: str = ""
+) -> Path:
+    """The service's configuration; `extra` is TOML appended after the `[edge]` table (members, ...)."""
     path = directory / "clickbus.toml"
     path.write_text(
         f'data_dir = "{directory / "var"}"\n'
@@ -31,7 +34,7 @@ def write_config(directory: Path, port: int, *, shutdown_timeout_s: float = 5.0,
         f'listen = "127.0.0.1:{port}"\n'
         f'public_url = "http://127.0.0.1:{port}"\n'
         f"shutdown_timeout_s = {shutdown_timeout_s}\n"
-        f"access_log = {'true' if access_log else 'false'}\n"
+        f"access_log = {'true' if access_log else 'false'}\n" + extra
     )
     return path
 

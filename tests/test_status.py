@@ -6,14 +6,18 @@ import asyncio
 import io
 from pathlib import Path
 
+import pytest
+from aiohttp import ClientSession
 from pytest_aiohttp import AiohttpServer
 from rich.console import Console
 
 from clickbus.cli import main
 from clickbus.metrics import BreakerState
 from clickbus.status import parse, quantile
+from tests.bidder import BidderStub
 from tests.edgeapp import app_click_path, make_app, make_config
-from tests.service import free_port
+from tests.notifier.factory import BROWSER_UA, eventually_async
+from tests.service import Service, free_port
 
 EXPOSITION = """
 # TYPE clickbus_redirect_seconds histogram
@@ -75,3 +79,44 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
 def test_unreachable_service_is_an_error(capsys: object) -> None:
     url = f"http://127.0.0.1:{free_port()}/metrics"
     assert main(["status", "--once", "--interval", "0", "--url", url]) == 1
+
+
+def _line(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+@pytest.mark.slow
+async def test_once_shows_bidder_health_of_a_running_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`clickbus run` with its notifier process delivering to a stub; status reads it all from the edge."""
+    stub = BidderStub()
+    await stub.start()
+    members = f'[members.7]\nclick_uri = "{stub.url}"\nallow_private = true\n[notifier]\ncommit_interval_s = 0.05\n'
+    service = await asyncio.to_thread(Service(tmp_path, notifier=True, extra=members).start)
+    try:
+        body = {"markup": "<p>ad</p>", "auction": {"member_id": 7, "auction_id_64": 31, "creative_id": 2}}
+        async with ClientSession(headers={"User-Agent": BROWSER_UA}) as session:
+            async with session.post(service.url + "/v1/insert", json=body) as response:
+                beacon = (await response.json())["beacons"]["click"]
+            async with session.post(beacon, json={"user_id": "u", "session_id": "s"}) as response:
+                assert response.status == 202
+
+            async def delivered() -> bool:
+                async with session.get(service.url + "/metrics") as response:
+                    return 'clickbus_deliveries_total{member="7",status="delivered"} 1.0' in await response.text()
+
+            await eventually_async(delivered, timeout=20)
+        capsys.readouterr()
+        argv = ["status", "--once", "--interval", "0.2", "--url", service.url + "/metrics"]
+        argv += ["--config", str(service.config_path)]
+        assert await asyncio.to_thread(main, argv) == 0
+        text = capsys.readouterr().out
+    finally:
+        await asyncio.to_thread(service.stop)
+        await stub.stop()
+    assert len(stub.received) == 1
+    member = _line(text, "│ 7 ")
+    assert member.split("│")[2].strip() == "ok" and member.split("│")[4].strip() == "1"
+    assert "closed" in member
+    assert _line(text, "│ beacon").split("│")[1].strip() == "beacon"

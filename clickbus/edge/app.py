@@ -46,7 +46,7 @@ def create_app(
     app.cleanup_ctx.append(_flushing_metrics)  # first in, last out: the final flush follows the log's stop
     app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
     if notifier:
-        app.cleanup_ctx.append(_notifying(config, app[LOG]))
+        app.cleanup_ctx.append(_notifying(config, app[LOG], app[METRICS]))
     for module in (health, insert, redirect, beacons, pixel, server_clicks, prometheus, openapi):
         app.add_routes(module.routes)
     return app
@@ -55,10 +55,13 @@ def create_app(
 async def _flushing_metrics(app: web.Application) -> AsyncIterator[None]:
     """Write the metrics summed in this process every second, idle or not, and once more at the end."""
     metrics = app[METRICS]
+    log = app[LOG]
 
     async def loop() -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
+            if isinstance(log, MeteredLog):
+                log.report()
             metrics.flush()
 
     task = asyncio.create_task(loop(), name="clickbus-metrics-flush")
@@ -78,11 +81,11 @@ def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], Asy
     return ctx
 
 
-def _notifying(config: Config, log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+def _notifying(config: Config, log: Log, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         from clickbus.notifier import Notifier
 
-        notifier = Notifier(config, log)
+        notifier = Notifier(config, log, metrics)
         # Joining a Kafka consumer group can take several session timeouts: serve clicks meanwhile.
         starting = asyncio.create_task(notifier.start(), name="clickbus-notifier-start")
         starting.add_done_callback(_report_failed_start)

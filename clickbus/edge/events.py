@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from clickbus.edge.appkeys import LOG
+from clickbus.edge.appkeys import LOG, METRICS
 from clickbus.edge.client import Client
 from clickbus.errors import LogUnavailable
 from clickbus.ids import uuid7
@@ -94,13 +94,19 @@ def impression_record(
 
 
 async def record_click(app: web.Application, record: ClickRecord) -> bool:
-    """Durably append a click; False (and logged) when the log cannot take it."""
-    return await _append(app, Topic.CLICKS, record, record.click_id)
+    """Durably append a click (and count it); False (and logged) when the log cannot take it."""
+    if not await _append(app, Topic.CLICKS, record, record.click_id):
+        return False
+    app[METRICS].click(record.source, record.reason)
+    return True
 
 
 async def record_impression(app: web.Application, record: ImpressionRecord) -> bool:
-    """Durably append an impression; False (and logged) when the log cannot take it."""
-    return await _append(app, Topic.IMPRESSIONS, record, record.impression_id)
+    """Durably append an impression (and count it); False (and logged) when the log cannot take it."""
+    if not await _append(app, Topic.IMPRESSIONS, record, record.impression_id):
+        return False
+    app[METRICS].impression(record.source, record.reason)
+    return True
 
 
 async def _append(app: web.Application, topic: Topic, record: ClickRecord | ImpressionRecord, rid: str) -> bool:

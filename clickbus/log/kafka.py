@@ -71,6 +71,7 @@ class KafkaLog:
         self._shipper: asyncio.Task[None] | None = None
         self._reason = "kafka log not started"
         self._stopping = False
+        self._oldest_ms: int | None = None  # timestamp of the oldest spooled record (about), while one is
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -82,6 +83,9 @@ class KafkaLog:
         except KafkaError as exc:
             self._reason = f"kafka unreachable at start: {exc}"
             log.warning("%s; spooling to %s", self._reason, self.spool.directory)
+        if self.spool.pending:
+            oldest, _ = await self.spool.read(self.spool.start_cursor(), 1)
+            self._oldest_ms = oldest[0].timestamp_ms if oldest else time.time_ns() // 1_000_000
         self._direct = self._producer is not None and self.spool.pending == 0
         if not self._direct and self.spool.pending:
             self._reason = f"shipping {self.spool.pending} spooled records to kafka"
@@ -123,6 +127,13 @@ class KafkaLog:
             return Health(True)
         return Health(False, f"{self._reason}; spooling to disk ({self.spool.pending} records pending)")
 
+    def spool_status(self) -> tuple[int, float]:
+        """Records in the spool, and the age in seconds of the oldest one (0 when empty)."""
+        pending = self.spool.pending
+        if not pending or self._oldest_ms is None:
+            return pending, 0.0
+        return pending, max(0.0, time.time() - self._oldest_ms / 1000)
+
     # -- appending -------------------------------------------------------------------------
 
     async def append(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
@@ -132,6 +143,7 @@ class KafkaLog:
         record = (topic, key, value, tuple(headers), time.time_ns() // 1_000_000)
         while not self._direct:
             if not self._direct_appends:
+                self._note_spooled(record[-1])
                 await self.spool.put(*record)
                 return
             await self._direct_idle.wait()  # sends begun before the fall-back go first: nothing overtakes them
@@ -157,6 +169,7 @@ class KafkaLog:
             if future is not None and _succeeded(future):
                 return
             seq, written = self.spool.enqueue(topic, key, value, headers, ts)
+            self._note_spooled(ts)
             if future is not None:
                 self._track(seq, future)
         finally:
@@ -164,6 +177,10 @@ class KafkaLog:
             if not self._direct_appends:
                 self._direct_idle.set()
         await written
+
+    def _note_spooled(self, ts: int) -> None:
+        if self._oldest_ms is None or not self.spool.pending:
+            self._oldest_ms = ts
 
     def _name(self, topic: str) -> str:
         """The Kafka name of `topic`; a topic first seen here is created by the shipper if Kafka lacks it."""
@@ -226,11 +243,13 @@ class KafkaLog:
             await self._persist_delivered()
             batch, after = await self.spool.read(cursor, window)
             if batch:
+                self._oldest_ms = batch[0].timestamp_ms  # what is left is this batch and newer
                 await self._ship_batch(batch)
                 cursor, window = after, SHIP_WINDOW
             elif self.spool.pending == 0:
                 self._direct = True  # nothing waits and nothing is being written: hand appends back
                 await self.spool.reset()
+                self._oldest_ms = None
                 log.info("spool shipped; appending to kafka again")
                 return
             else:

@@ -88,6 +88,7 @@ class KafkaGroupConsumer:
         self.group = group
         self.on_assign = on_assign
         self._consumer: Any = None
+        self._committed: dict[ShortPartition, int] = {}
 
     async def start(self) -> None:
         options = {**connection_options(self.config), "request_timeout_ms": GROUP_REQUEST_TIMEOUT_MS}
@@ -134,6 +135,23 @@ class KafkaGroupConsumer:
             await asyncio.wait_for(self._consumer.commit(kafka_offsets), self.config.request_timeout_ms / 1000)
         except (TimeoutError, KafkaError) as exc:
             raise LogUnavailable(f"kafka commit failed for group {self.group}: {exc!r}") from exc
+        self._committed.update(offsets)
+
+    async def lag(self) -> dict[ShortPartition, int]:
+        """Records past this member's last commit, per partition it holds and has committed in.
+
+        From the high-water marks of the latest fetches: no request to the broker.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag = {}
+        for tp in consumer.assignment():
+            short = (self.names.short(tp.topic), tp.partition)
+            highwater = consumer.highwater(tp)
+            if highwater is not None and short in self._committed:
+                lag[short] = max(0, highwater - self._committed[short])
+        return lag
 
 
 async def read_topic(

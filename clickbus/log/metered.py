@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
 
 from clickbus.log.port import AssignCallback, Consumer, Entry, Headers, Health, Log
 from clickbus.metrics import Metrics
+
+
+@runtime_checkable
+class Spooling(Protocol):
+    """A log with a local spool (the Kafka adapter)."""
+
+    def spool_status(self) -> tuple[int, float]:
+        """Records in the spool and the age in seconds of the oldest one."""
+        ...
 
 
 class MeteredLog:
@@ -18,6 +28,11 @@ class MeteredLog:
 
     async def start(self) -> None:
         await self.inner.start()
+
+    def report(self) -> None:
+        """Set the spool gauges from the wrapped log (called once a second; logs without a spool leave them 0)."""
+        if isinstance(self.inner, Spooling):
+            self.metrics.spool(*self.inner.spool_status())
 
     async def stop(self, timeout: float) -> None:
         await self.inner.stop(timeout)

@@ -319,6 +319,23 @@ class _Reader:
     async def committed(self, group: str) -> int:
         return await asyncio.to_thread(self._committed, group)
 
+    def _behind(self, group: str) -> int:
+        with self._lock:
+            (count,) = (
+                self._connection()
+                .execute(
+                    f"SELECT COUNT(*) FROM {self.table} WHERE offset >= COALESCE("
+                    "(SELECT next_offset FROM consumer_offsets WHERE grp = ? AND topic = ?), 0)",
+                    (group, self.topic),
+                )
+                .fetchone()
+            )
+        return int(count)
+
+    async def behind(self, group: str) -> int:
+        """Records of the topic at or past the group's committed offset."""
+        return await asyncio.to_thread(self._behind, group)
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -367,6 +384,10 @@ class EmbeddedConsumer:
 
     def seek(self, topic: str, offset: int) -> None:
         self._positions[topic] = offset
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Records per topic past the group's committed offset."""
+        return {(reader.topic, 0): await reader.behind(self.group) for reader in self._readers}
 
 
 def _pack_headers(headers: Headers) -> bytes:

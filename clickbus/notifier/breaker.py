@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from clickbus.metrics import BreakerState
+
 MAX_COOLDOWN_FACTOR = 32
 
 
@@ -31,6 +33,15 @@ class Breaker:
     @property
     def is_open(self) -> bool:
         return self._open_until is not None
+
+    @property
+    def state(self) -> BreakerState:
+        """Closed; open while cooling down; half-open once a probe may go (or is going) through."""
+        if self._open_until is None:
+            return BreakerState.CLOSED
+        if self._probing or self._clock() >= self._open_until:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
 
     def allow(self) -> bool:
         """May an attempt go through now? In half-open state only one probe at a time may."""

@@ -15,9 +15,10 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from clickbus.log.port import Consumer, Entry, Log, TopicPartition
+from clickbus.metrics import Metrics
 from clickbus.notifier.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,15 @@ class Handler(Protocol):
         ...
 
 
+@runtime_checkable
+class Lagging(Protocol):
+    """A consumer that can say how far its group is behind (both adapters' consumers can)."""
+
+    async def lag(self) -> Mapping[TopicPartition, int]:
+        """Records per assigned partition past the group's committed offset."""
+        ...
+
+
 class GroupLoop:
     """One consumer group member driving a `Handler`."""
 
@@ -50,7 +60,10 @@ class GroupLoop:
         max_in_flight: int,
         commit_interval_s: float,
         drain_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.group = group
+        self.metrics = metrics
         self.handler = handler
         self.max_in_flight = max_in_flight
         self.commit_interval_s = commit_interval_s
@@ -161,6 +174,18 @@ class GroupLoop:
         while True:
             await asyncio.sleep(self.commit_interval_s)
             await self._commit()
+            await self._report_lag()
+
+    async def _report_lag(self) -> None:
+        if self.metrics is None or not isinstance(self._consumer, Lagging):
+            return
+        try:
+            lag = await self._consumer.lag()
+        except Exception as exc:  # a metric is never worth stopping the loop
+            log.debug("notifier lag unknown: %s", exc)
+            return
+        for (topic, partition), records in lag.items():
+            self.metrics.consumer_lag(self.group, topic, partition, records)
 
     async def _commit(self) -> None:
         moved = self.tracker.committable()

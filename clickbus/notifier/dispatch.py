@@ -53,6 +53,7 @@ class Dispatcher:
 
     async def _attempt(self, bidder: Bidder, parked: Parked) -> None:
         result = await bidder.attempt(parked.click)
+        self.recorder.metrics.breaker(bidder.member.member_id, bidder.breaker.state)
         if result.verdict is Verdict.HELD:  # saturated, or its breaker opened while the click waited
             await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, result.error)
             return
@@ -61,6 +62,7 @@ class Dispatcher:
             bidder.breaker.failure()
         else:
             bidder.breaker.success()
+        self.recorder.metrics.breaker(bidder.member.member_id, bidder.breaker.state)
         if result.verdict is Verdict.DELIVERED:
             await self.recorder.outcome(self._attempt_outcome(parked, result, Outcome.DELIVERED))
         elif result.verdict is Verdict.RETRY:

@@ -21,6 +21,7 @@ import orjson
 
 from clickbus.errors import LogUnavailable
 from clickbus.log.port import Log, Topic
+from clickbus.metrics import Metrics
 from clickbus.notifier.retry import Parked
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,9 @@ class DeliveryOutcome:
 class Recorder:
     """Writes outcomes, parked deliveries and dead letters; counts outcomes for metrics."""
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, metrics: Metrics) -> None:
         self.log = log
+        self.metrics = metrics
         self.counts: Counter[str] = Counter()
 
     async def append(self, topic: str, key: bytes, value: bytes) -> None:
@@ -79,8 +81,9 @@ class Recorder:
                 tries += 1
 
     async def outcome(self, outcome: DeliveryOutcome) -> None:
-        self.counts[outcome.outcome] += 1
         await self.append(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json())
+        self.counts[outcome.outcome] += 1  # counted once durable, like the edge counts clicks
+        self.metrics.delivery(outcome.member_id, outcome.outcome)
 
     async def park(self, parked: Parked, outcome: DeliveryOutcome) -> None:
         await asyncio.gather(
@@ -98,3 +101,4 @@ class Recorder:
         await asyncio.gather(
             self.append(Topic.DLQ, parked.click.click_id.encode(), parked.to_json()), self.outcome(outcome)
         )
+        self.metrics.dead_letter(parked.click.member_id)

@@ -8,6 +8,7 @@ from collections import Counter
 
 from clickbus.config import Config
 from clickbus.log.port import Log, Topic
+from clickbus.metrics import Metrics, default_metrics
 from clickbus.notifier.bidders import bidders_of
 from clickbus.notifier.consumer import GroupLoop
 from clickbus.notifier.dispatch import Dispatcher
@@ -24,10 +25,11 @@ RETRY_GROUP_SUFFIX = ".retry"
 class Notifier:
     """Turns raw clicks into bidder deliveries; `start` and `stop` bracket its life."""
 
-    def __init__(self, config: Config, log: Log) -> None:
+    def __init__(self, config: Config, log: Log, metrics: Metrics | None = None) -> None:
         settings = config.notifier
+        self.metrics = metrics if metrics is not None else default_metrics()
         self.bidders = bidders_of(config.members, settings)
-        self.recorder = Recorder(log)
+        self.recorder = Recorder(log, self.metrics)
         schedule = Schedule(settings.retry_base_s, settings.retry_max_delay_s, settings.retry_horizon_s)
         self.dispatcher = Dispatcher(self.bidders, schedule, self.recorder)
         intake = IntakeHandler(
@@ -43,6 +45,7 @@ class Notifier:
             max_in_flight=settings.max_in_flight,
             commit_interval_s=settings.commit_interval_s,
             drain_s=drain_s,
+            metrics=self.metrics,
         )
         self.parked = RetryHandler(self.dispatcher, self.recorder)
         self.retries = GroupLoop(
@@ -53,6 +56,7 @@ class Notifier:
             max_in_flight=settings.max_parked,
             commit_interval_s=settings.commit_interval_s,
             drain_s=drain_s,
+            metrics=self.metrics,
         )
 
     @property
@@ -61,8 +65,9 @@ class Notifier:
         return self.recorder.counts
 
     async def start(self) -> None:
-        for bidder in self.bidders.values():
+        for member_id, bidder in self.bidders.items():
             await bidder.start()
+            self.metrics.breaker(member_id, bidder.breaker.state)  # every bidder shows, healthy or not
         await self.retries.start()
         await self.intake.start()
         log.info("notifier started for members %s", sorted(self.bidders))

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -40,3 +41,36 @@ def test_edge_conforms_to_its_openapi_description(service: Service, path: str, m
         case.call_and_validate(base_url=service.url, excluded_checks=EXCLUDED)
 
     conforms()
+
+
+def _answers(url: str) -> list[tuple[str, str, int, requests.Response]]:
+    """Publisher-API answers schemathesis cannot reach (it has no valid token): (path, method, status, response)."""
+    insert = {"markup": "<p>ad</p>", "auction": {"member_id": 7, "auction_id_64": 1}}
+    inserted = requests.post(url + "/v1/insert", json=insert, timeout=5)
+    beacons = inserted.json()["beacons"]
+    token = beacons["click"].rsplit("/", 1)[1]
+    body = {"user_id": "u", "session_id": "s"}
+    click, impression = "/v1/beacon/click/{ad_id}", "/v1/beacon/impression/{ad_id}"
+    return [
+        ("/v1/insert", "post", 200, inserted),
+        (click, "post", 202, requests.post(beacons["click"], json=body, timeout=5)),
+        (impression, "post", 202, requests.post(beacons["impression"] + "?pos=2", json=body, timeout=5)),
+        (click, "post", 422, requests.post(beacons["click"], json={}, timeout=5)),
+        (click, "post", 422, requests.post(beacons["click"] + "?pos=-1", json=body, timeout=5)),
+        (click, "post", 415, requests.post(beacons["click"], data="{}", timeout=5)),
+        (click, "post", 400, requests.post(beacons["click"], data="{", timeout=5,
+                                           headers={"Content-Type": "application/json"})),
+        (click, "options", 204, requests.options(beacons["click"], timeout=5)),
+        ("/i/{token}", "get", 200, requests.get(f"{url}/i/{token}", timeout=5)),
+        ("/i/{token}", "head", 200, requests.head(f"{url}/i/{token}", timeout=5)),
+        ("/i/{token}", "get", 400, requests.get(f"{url}/i/x{token}", timeout=5)),
+        ("/api/v1/campaigns/click", "post", 401, requests.post(url + "/api/v1/campaigns/click", json={}, timeout=5)),
+    ]
+
+
+@pytest.mark.slow
+def test_publisher_answers_with_valid_tokens_conform(service: Service) -> None:
+    schema = schemathesis.openapi.from_url(service.url + "/openapi.json")
+    for path, method, status, response in _answers(service.url):
+        assert response.status_code == status, (path, method, response.text)
+        schema[path][method.upper()].validate_response(response)
