@@ -35,7 +35,8 @@ def _cpuinfo() -> list[str]:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| benchmark | figure | baseline | ratio | target |", "|---|---|---|---|---|"]
     for row in rows:
-        baseline = f"{row['baseline']:,.0f} ({row.get('baseline_name', '')})" if row.get("baseline") else "-"
+        named = f" ({row['baseline_name']})" if row.get("baseline_name") else ""
+        baseline = f"{row['baseline']:,.0f}{named}" if row.get("baseline") else "-"
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
         lines.append(f"| {row['name']} | {row['value']:,.1f} {row['unit']} | {baseline} | {ratio} | {row['target']} |")
     return "\n".join(lines)
