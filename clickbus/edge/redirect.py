@@ -53,5 +53,4 @@ async def _answer(request: web.Request) -> web.Response:
         record = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
         if not await record_click(request.app, record):
             return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
-        request.app[METRICS].click(record.source, record.reason)
     return web.Response(status=302, headers={"Location": location, "Cache-Control": _NO_STORE})
