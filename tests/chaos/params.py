@@ -25,10 +25,10 @@ SHORT = Params(
     edge_kills=3,
     edge_kill_every_s=1.0,
     notifier_kills=1,
-    retry_horizon_s=5.0,
+    retry_horizon_s=10.0,
     bidder_clicks_s=4.0,
     soak_s=10.0,
-    peak_probe_s=2.0,
+    peak_probe_s=1.0,
     rate_per_s=100.0,
     settle_s=30.0,
 )

@@ -20,6 +20,8 @@ from tests.chaos.stack import Blackhole, Stack, deliveries, settle
 FLAKY, BLACKHOLED, THROTTLING, HEALTHY = 21, 22, 23, 24
 TIMEOUT_S = 0.5
 SCRIPT_LENGTH = 20_000
+THROTTLED = 5  # 429s before it accepts
+BREAKER_FAILURES = 20  # the flaky bidder fails 60 % of attempts: 5 in a row is common, 20 is not
 
 
 def flaky_script(seed: int = 7) -> list[str]:
@@ -29,14 +31,14 @@ def flaky_script(seed: int = 7) -> list[str]:
 
 async def run(directory: Path, params: Params) -> Figures:
     flaky = BidderStub(script=flaky_script())
-    throttling = BidderStub(script=["429"] * 40, retry_after="1")
+    throttling = BidderStub(script=["429"] * THROTTLED, retry_after="1")
     healthy = BidderStub()
     stubs = [flaky, throttling, healthy]
     for stub in stubs:
         await stub.start()
     blackhole = Blackhole()
     members = {FLAKY: flaky.url, BLACKHOLED: blackhole.url, THROTTLING: throttling.url, HEALTHY: healthy.url}
-    notifier = {"retry_horizon_s": params.retry_horizon_s, "breaker_failures": 5, "breaker_cooldown_s": 1.0}
+    notifier = {"retry_horizon_s": params.retry_horizon_s, "breaker_failures": BREAKER_FAILURES, "breaker_cooldown_s": 1.0}
     stack = Stack(directory, members, member_settings={"timeout_s": TIMEOUT_S}, notifier_settings=notifier)
     try:
         stack.edge.start()
@@ -57,8 +59,8 @@ async def run(directory: Path, params: Params) -> Figures:
             dead,
             notes=[
                 f"member {FLAKY}: 50 % 500, 10 % timeout (> {TIMEOUT_S} s), 40 % 200 per attempt; "
-                f"{BLACKHOLED}: blackholed; {THROTTLING}: 429 Retry-After 1 s for its first 40 requests; {HEALTHY}: healthy",
-                f"retry_base_s 0.1, retry_max_delay_s 1, retry_horizon_s {params.retry_horizon_s}, breaker 5 failures / 1 s",
+                f"{BLACKHOLED}: blackholed; {THROTTLING}: 429 Retry-After 1 s for its first {THROTTLED} requests; {HEALTHY}: healthy",
+                f"retry_base_s 0.1, retry_max_delay_s 1, retry_horizon_s {params.retry_horizon_s}, breaker {BREAKER_FAILURES} failures / 1 s (doubling per failed probe)",
             ],
             dead_lettered_by_member={m: len(set(ids) & set(dead)) for m, ids in by_member.items()},
             attempts_by_member={FLAKY: len(flaky.received), THROTTLING: len(throttling.received), HEALTHY: len(healthy.received)},
