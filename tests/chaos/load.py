@@ -16,6 +16,7 @@ import aiohttp
 
 from clickbus.creative import Inserter
 from clickbus.tokens import AdContext, Keyring
+from tests.log.kafka_helpers import until
 
 BROWSER_UA = "Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10.5; en-US; rv:1.9.0.4) Gecko/2008102920 Firefox/3.0.4"
 LANDING = "https://advertiser.example/landing"
@@ -27,7 +28,7 @@ _auctions = itertools.count(FIRST_AUCTION)  # shared: no two loads in one proces
 
 @dataclass
 class ClickLoad:
-    """Requests clicks from `concurrency` workers, paced to `rate_per_s` when set; `statuses[auction]` says what came back."""
+    """Clicks from `concurrency` workers, paced to `rate_per_s` when set; `statuses[auction]`: what came back."""
 
     base_url: str
     keyring: Keyring
@@ -62,8 +63,7 @@ class ClickLoad:
     async def pause(self) -> None:
         """Stop sending and wait for the requests in flight to be answered."""
         self.paused = True
-        while self.busy:
-            await asyncio.sleep(0.01)
+        await until(lambda: not self.busy)
 
     def resume(self) -> None:
         self.paused = False
@@ -105,5 +105,5 @@ class ClickLoad:
             headers = {"User-Agent": BROWSER_UA}
             async with self._session.get(self.url(auction), headers=headers, allow_redirects=False) as response:
                 self.statuses[auction] = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             await asyncio.sleep(0.05)  # the edge is down: do not spin

@@ -38,7 +38,13 @@ FAST_NOTIFIER = {"retry_base_s": 0.1, "retry_max_delay_s": 1.0, "commit_interval
 
 
 def _toml(value: object) -> str:
-    return orjson.dumps(value).decode() if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return (
+        orjson.dumps(value).decode()
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
 
 
 class Blackhole:
@@ -100,13 +106,19 @@ class Stack:
         self.edge = Service(directory, shutdown_timeout_s=5.0)
         self.topic_prefix = f"chaos{uuid.uuid4().hex[:8]}"
         with self.edge.config_path.open("a") as out:
-            out.write(self._sections(members, broker, member_settings or {}, {**FAST_NOTIFIER, **(notifier_settings or {})}))
+            out.write(
+                self._sections(members, broker, member_settings or {}, {**FAST_NOTIFIER, **(notifier_settings or {})})
+            )
         self.config: Config = self.edge.config
         self.keyring: Keyring = load_keyring(self.config)  # creates data_dir/signing.key, which the edge then uses
         self.notifier = NotifierProcess(self.edge.config_path)
 
     def _sections(
-        self, members: Mapping[int, str], broker: TansuBroker | None, member: Mapping[str, Any], notifier: Mapping[str, Any]
+        self,
+        members: Mapping[int, str],
+        broker: TansuBroker | None,
+        member: Mapping[str, Any],
+        notifier: Mapping[str, Any],
     ) -> str:
         text = f'[log]\ntopic_prefix = "{self.topic_prefix}"\n'
         if broker is not None:

@@ -38,7 +38,11 @@ async def run(directory: Path, params: Params) -> Figures:
         await stub.start()
     blackhole = Blackhole()
     members = {FLAKY: flaky.url, BLACKHOLED: blackhole.url, THROTTLING: throttling.url, HEALTHY: healthy.url}
-    notifier = {"retry_horizon_s": params.retry_horizon_s, "breaker_failures": BREAKER_FAILURES, "breaker_cooldown_s": 1.0}
+    notifier = {
+        "retry_horizon_s": params.retry_horizon_s,
+        "breaker_failures": BREAKER_FAILURES,
+        "breaker_cooldown_s": 1.0,
+    }
     stack = Stack(directory, members, member_settings={"timeout_s": TIMEOUT_S}, notifier_settings=notifier)
     try:
         stack.edge.start()
@@ -59,11 +63,17 @@ async def run(directory: Path, params: Params) -> Figures:
             dead,
             notes=[
                 f"member {FLAKY}: 50 % 500, 10 % timeout (> {TIMEOUT_S} s), 40 % 200 per attempt; "
-                f"{BLACKHOLED}: blackholed; {THROTTLING}: 429 Retry-After 1 s for its first {THROTTLED} requests; {HEALTHY}: healthy",
-                f"retry_base_s 0.1, retry_max_delay_s 1, retry_horizon_s {params.retry_horizon_s}, breaker {BREAKER_FAILURES} failures / 1 s (doubling per failed probe)",
+                f"{BLACKHOLED}: blackholed; {THROTTLING}: 429 Retry-After 1 s for its first {THROTTLED} requests; "
+                f"{HEALTHY}: healthy",
+                f"retry_base_s 0.1, retry_max_delay_s 1, retry_horizon_s {params.retry_horizon_s}, "
+                f"breaker {BREAKER_FAILURES} failures / 1 s (doubling per failed probe)",
             ],
             dead_lettered_by_member={m: len(set(ids) & set(dead)) for m, ids in by_member.items()},
-            attempts_by_member={FLAKY: len(flaky.received), THROTTLING: len(throttling.received), HEALTHY: len(healthy.received)},
+            attempts_by_member={
+                FLAKY: len(flaky.received),
+                THROTTLING: len(throttling.received),
+                HEALTHY: len(healthy.received),
+            },
             settled_in_s=took,
         )
     finally:

@@ -12,7 +12,9 @@ the other scenarios).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack
 from tests.kafka_broker import TansuBroker
+from tests.log.kafka_helpers import until
 
 WARM_S = 2.0
 AFTER_S = 3.0
@@ -38,10 +41,15 @@ def readiness(url: str) -> str:
         return f"unreachable ({error})"
 
 
+async def _is_ready(url: str) -> bool:
+    return await asyncio.to_thread(readiness, url) == "200"
+
+
 async def wait_ready(url: str, timeout_s: float) -> float:
+    """Seconds until /readyz answers 200 (the spool has shipped), or `timeout_s`."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout_s and await asyncio.to_thread(readiness, url) != "200":
-        await asyncio.sleep(0.2)
+    with contextlib.suppress(TimeoutError):
+        await until(lambda: _is_ready(url), timeout_s)
     return round(time.monotonic() - started, 1)
 
 
@@ -73,7 +81,8 @@ async def run(directory: Path, params: Params) -> Figures:
             None,
             None,
             notes=[
-                f"Kafka backend (Tansu), broker SIGKILLed for {params.broker_outage_s} s under load, then a new one started",
+                f"Kafka backend (Tansu), broker SIGKILLed for {params.broker_outage_s} s under load, "
+                "then a new one started",
                 "Tansu is memory-only: the old broker's records were read before the kill (load paused for that read)",
             ],
             readyz_during_outage=during,

@@ -37,7 +37,9 @@ async def run(directory: Path, params: Params) -> Figures:
             records,
             deliveries([stub]),
             await stack.dead_letters(),
-            notes=[f"edge (clickbus run, embedded log) SIGKILLed {params.edge_kills} times under load, restarted each time"],
+            notes=[
+                f"edge (clickbus run, embedded log) SIGKILLed {params.edge_kills} times under load, restarted each time"
+            ],
             unanswered_while_down=sum(1 for s in load.statuses.values() if s != 302),
             settled_in_s=took,
         )

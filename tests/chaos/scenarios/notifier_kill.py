@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from tests.bidder import BidderStub
@@ -10,8 +11,14 @@ from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack, deliveries, settle
+from tests.log.kafka_helpers import until
 
 DOWN_S = 1.0
+MID_STREAM = 50  # deliveries since the last start before each kill
+
+
+def _received(stub: BidderStub, count: int) -> bool:
+    return len(stub.received) >= count
 
 
 async def run(directory: Path, params: Params) -> Figures:
@@ -24,9 +31,7 @@ async def run(directory: Path, params: Params) -> Figures:
         stack.notifier.start()
         load = await ClickLoad(stack.edge.url, stack.keyring, (13,), rate_per_s=params.rate_per_s).start()
         for _ in range(params.notifier_kills):
-            seen = len(stub.received)
-            while len(stub.received) < seen + 50:
-                await asyncio.sleep(0.02)
+            await until(functools.partial(_received, stub, len(stub.received) + MID_STREAM))
             received_at_kills.append(len(stub.received))
             stack.notifier.kill()
             await asyncio.sleep(DOWN_S)
@@ -42,7 +47,9 @@ async def run(directory: Path, params: Params) -> Figures:
             records,
             deliveries([stub]),
             await stack.dead_letters(),
-            notes=[f"notifier (clickbus notifier) SIGKILLed {params.notifier_kills} times mid-stream, down {DOWN_S} s each"],
+            notes=[
+                f"notifier (clickbus notifier) SIGKILLed {params.notifier_kills} times mid-stream, down {DOWN_S} s each"
+            ],
             bidder_requests_at_kills=received_at_kills,
             settled_in_s=took,
         )

@@ -1,4 +1,7 @@
-"""A soak at about 70 % of the measured peak click rate (end to end: the slower of edge and notifier): memory growth of the edge and the notifier, and errors."""
+"""A soak at about 70 % of the measured peak click rate (the slower of edge and notifier).
+
+It reports the memory growth (RSS) of the edge and the notifier processes, and errors.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +67,10 @@ async def run(directory: Path, params: Params) -> Figures:
             records,
             deliveries([stub]),
             await stack.dead_letters(),
-            notes=[f"{params.soak_s:.0f} s at {SHARE_OF_PEAK:.0%} of the peak measured first (the slower of edge and notifier; {params.peak_probe_s:.0f} s closed loop; its clicks are counted too)"],
+            notes=[
+                f"{params.soak_s:.0f} s at {SHARE_OF_PEAK:.0%} of the peak measured first (the slower of edge and "
+                f"notifier; {params.peak_probe_s:.0f} s closed loop; its clicks are counted too)"
+            ],
             peak_edge_302_per_s=round(edge_rate, 1),
             peak_deliveries_per_s=round(delivery_rate, 1),
             target_clicks_per_s=rate,
