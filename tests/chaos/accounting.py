@@ -39,7 +39,10 @@ class Figures:
 
     @property
     def passed(self) -> bool:
-        return self.lost == 0 and self.split == 0 and self.answered > 0 and not self.extra.get("failures")
+        clean_exit = not any(self.extra.get("exit_codes", {}).values())
+        return (
+            self.lost == 0 and self.split == 0 and self.answered > 0 and clean_exit and not self.extra.get("failures")
+        )
 
     def row(self) -> tuple[str, ...]:
         def show(value: int | None) -> str:

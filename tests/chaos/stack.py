@@ -112,6 +112,7 @@ class Stack:
         self.config: Config = self.edge.config
         self.keyring: Keyring = load_keyring(self.config)  # creates data_dir/signing.key, which the edge then uses
         self.notifier = NotifierProcess(self.edge.config_path)
+        self.exit_codes: dict[str, int] = {}
 
     def _sections(
         self,
@@ -129,8 +130,18 @@ class Stack:
             text += f"[members.{member_id}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
         return text
 
-    def stop(self) -> list[int]:
-        return [self.edge.stop(), self.notifier.stop()]
+    def stop_edge(self) -> None:
+        """SIGTERM the edge and keep its exit status (a clean stop after the chaos is part of passing)."""
+        self.exit_codes["edge"] = self.edge.stop()
+
+    def stop_notifier(self) -> None:
+        if self.notifier.process is not None:
+            self.exit_codes["notifier"] = self.notifier.stop()
+
+    def stop(self) -> None:
+        """Clean up whatever still runs (after a failure)."""
+        self.edge.stop()
+        self.notifier.stop()
 
     def errors(self) -> int:
         """Error-level lines in the processes' JSON logs."""

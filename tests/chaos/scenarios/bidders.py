@@ -50,11 +50,12 @@ async def run(directory: Path, params: Params) -> Figures:
         load = await ClickLoad(stack.edge.url, stack.keyring, tuple(members), rate_per_s=params.rate_per_s).start()
         await asyncio.sleep(params.bidder_clicks_s)
         await load.stop()
-        stack.edge.stop()
+        stack.stop_edge()
         records = await stack.records()
         took = await settle(stack, stubs, records, params.retry_horizon_s + params.settle_s)
         dead = await stack.dead_letters()
         by_member = {m: [str(r["click_id"]) for r in records if r["member_id"] == m] for m in members}
+        stack.stop_notifier()
         figures = tally(
             "bidders",
             load.statuses,
@@ -75,6 +76,7 @@ async def run(directory: Path, params: Params) -> Figures:
                 HEALTHY: len(healthy.received),
             },
             settled_in_s=took,
+            exit_codes=stack.exit_codes,
         )
     finally:
         stack.stop()

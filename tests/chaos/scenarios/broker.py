@@ -72,8 +72,9 @@ async def run(directory: Path, params: Params) -> Figures:
         await asyncio.sleep(AFTER_S)
         await load.stop()
         drained = await wait_ready(stack.edge.url, params.settle_s)
-        stack.edge.stop()
+        stack.stop_edge()
         shipped = await stack.records()
+        stack.stop_notifier()
         figures = tally(
             "broker",
             load.statuses,
@@ -90,6 +91,7 @@ async def run(directory: Path, params: Params) -> Figures:
             read_from_new_broker=len(shipped),
             answered_by_end_of_outage=answered_in_outage,
             spool_drained_in_s=drained,
+            exit_codes=stack.exit_codes,
         )
     finally:
         stack.stop()

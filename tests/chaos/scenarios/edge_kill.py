@@ -28,9 +28,10 @@ async def run(directory: Path, params: Params) -> Figures:
             await asyncio.to_thread(stack.edge.start)
         await asyncio.sleep(params.edge_kill_every_s)
         await load.stop()
-        stack.edge.stop()
+        stack.stop_edge()
         records = await stack.records()
         took = await settle(stack, [stub], records, params.settle_s)
+        stack.stop_notifier()
         figures = tally(
             "edge-kill",
             load.statuses,
@@ -42,6 +43,7 @@ async def run(directory: Path, params: Params) -> Figures:
             ],
             unanswered_while_down=sum(1 for s in load.statuses.values() if s != 302),
             settled_in_s=took,
+            exit_codes=stack.exit_codes,
         )
     finally:
         stack.stop()

@@ -38,9 +38,10 @@ async def run(directory: Path, params: Params) -> Figures:
             stack.notifier.start()
         await asyncio.sleep(2.0)
         await load.stop()
-        stack.edge.stop()
+        stack.stop_edge()
         records = await stack.records()
         took = await settle(stack, [stub], records, params.settle_s)
+        stack.stop_notifier()
         figures = tally(
             "notifier-kill",
             load.statuses,
@@ -52,6 +53,7 @@ async def run(directory: Path, params: Params) -> Figures:
             ],
             bidder_requests_at_kills=received_at_kills,
             settled_in_s=took,
+            exit_codes=stack.exit_codes,
         )
     finally:
         stack.stop()

@@ -56,10 +56,11 @@ async def run(directory: Path, params: Params) -> Figures:
         samples.append(memory(stack))
         await load.stop()
         achieved = round(len(load.statuses) / (time.monotonic() - started), 1)
-        stack.edge.stop()
+        stack.stop_edge()
         records = await stack.records()
         took = await settle(stack, [stub], records, params.settle_s)
         (edge0, notifier0), (edge1, notifier1) = samples[0], samples[-1]
+        stack.stop_notifier()
         non_302, errors = sum(1 for s in load.statuses.values() if s != 302), stack.errors()
         figures = tally(
             "soak",
@@ -81,6 +82,7 @@ async def run(directory: Path, params: Params) -> Figures:
             error_log_lines=errors,
             failures=["errors during the soak"] if non_302 or errors else [],
             settled_in_s=took,
+            exit_codes=stack.exit_codes,
         )
     finally:
         stack.stop()
