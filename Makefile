@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= conf/clickbus.toml
 
-.PHONY: install run test lint bench fuzz clean chromium
+.PHONY: install run test lint bench fuzz clean chromium chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(VENV)/.installed-test
 fuzz: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet atheris
 	$(BIN)/python -m tests.fuzz.atheris_edge -max_total_time=$(or $(FUZZ_SECONDS),300)
+
+# The reliability suite, full length (about 15 minutes); CHAOS_ARGS e.g. `--short`, `--soak-seconds 60`, `soak broker`.
+chaos: $(VENV)/.installed-test
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .hypothesis

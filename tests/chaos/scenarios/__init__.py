@@ -1,0 +1,20 @@
+"""One module per scenario, each exposing `async def run(directory, params) -> Figures`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tests.chaos.accounting import Figures
+from tests.chaos.params import Params
+from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, soak
+
+Scenario = Callable[[Path, Params], Awaitable[Figures]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "broker": broker.run,
+    "edge-kill": edge_kill.run,
+    "notifier-kill": notifier_kill.run,
+    "bidders": bidders.run,
+    "soak": soak.run,
+}

@@ -1,0 +1,179 @@
+"""A clickbus under test: the edge (`clickbus run --no-notifier`) and `clickbus notifier` as processes on one config.
+
+Bidder stubs run in the caller's event loop; the log is the embedded SQLite
+file or a Tansu broker. Reads of the topics go through `open_log(config).read`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clickbus.config import Config
+from clickbus.keystore import load_keyring
+from clickbus.log import open_log
+from clickbus.log.port import Topic
+from clickbus.notifier.retry import Parked
+from clickbus.tokens import Keyring
+from tests.bidder import BidderStub
+from tests.kafka_broker import TansuBroker
+from tests.service import Service
+
+# Test-sized Kafka settings, as in tests/log/conftest.py (Tansu 0.6 refuses idempotent producers).
+KAFKA_SETTINGS = (
+    "idempotence = false\nrequest_timeout_ms = 2000\nconnect_timeout_ms = 2000\nretry_backoff_ms = 100\n"
+    "partitions = 3\ngroup_session_timeout_ms = 1000\ngroup_heartbeat_interval_ms = 200\n"
+)
+FAST_NOTIFIER = {"retry_base_s": 0.1, "retry_max_delay_s": 1.0, "commit_interval_s": 0.05}
+
+
+def _toml(value: object) -> str:
+    return (
+        orjson.dumps(value).decode()
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
+
+
+class Blackhole:
+    """A port that accepts connections into its backlog and never answers: a bidder gone silent."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4096)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/click"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NotifierProcess:
+    """`clickbus notifier` on the stack's config, its JSON logs in notifier.err."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.stderr_path = config_path.parent / "notifier.err"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NotifierProcess:
+        argv = [sys.executable, "-m", "clickbus", "notifier", "--config", str(self.config_path)]
+        with self.stderr_path.open("ab") as errors:
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -9
+
+
+class Stack:
+    """Edge and notifier processes in `directory`; `members` maps member ids to click URIs."""
+
+    def __init__(
+        self,
+        directory: Path,
+        members: Mapping[int, str],
+        *,
+        broker: TansuBroker | None = None,
+        member_settings: Mapping[str, Any] | None = None,
+        notifier_settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.edge = Service(directory, shutdown_timeout_s=5.0)
+        self.topic_prefix = f"chaos{uuid.uuid4().hex[:8]}"
+        with self.edge.config_path.open("a") as out:
+            out.write(
+                self._sections(members, broker, member_settings or {}, {**FAST_NOTIFIER, **(notifier_settings or {})})
+            )
+        self.config: Config = self.edge.config
+        self.keyring: Keyring = load_keyring(self.config)  # creates data_dir/signing.key, which the edge then uses
+        self.notifier = NotifierProcess(self.edge.config_path)
+        self.exit_codes: dict[str, int] = {}
+
+    def _sections(
+        self,
+        members: Mapping[int, str],
+        broker: TansuBroker | None,
+        member: Mapping[str, Any],
+        notifier: Mapping[str, Any],
+    ) -> str:
+        text = f'[log]\ntopic_prefix = "{self.topic_prefix}"\n'
+        if broker is not None:
+            text += f'backend = "kafka"\n[log.kafka]\nbootstrap_servers = "{broker.bootstrap}"\n{KAFKA_SETTINGS}'
+        text += "[notifier]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in notifier.items())
+        for member_id, uri in members.items():
+            settings = {"click_uri": uri, "allow_private": True, **member}
+            text += f"[members.{member_id}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
+        return text
+
+    def stop_edge(self) -> None:
+        """SIGTERM the edge and keep its exit status (a clean stop after the chaos is part of passing)."""
+        self.exit_codes["edge"] = self.edge.stop()
+
+    def stop_notifier(self) -> None:
+        if self.notifier.process is not None:
+            self.exit_codes["notifier"] = self.notifier.stop()
+
+    def stop(self) -> None:
+        """Clean up whatever still runs (after a failure)."""
+        self.edge.stop()
+        self.notifier.stop()
+
+    def errors(self) -> int:
+        """Error-level lines in the processes' JSON logs."""
+        texts = [self.edge.logs(), self.notifier.stderr_path.read_text() if self.notifier.stderr_path.exists() else ""]
+        return sum(text.count('"level":"error"') for text in texts)
+
+    async def records(self, topic: Topic = Topic.CLICKS) -> list[dict[str, Any]]:
+        log = open_log(self.config)
+        return [orjson.loads(entry.value) async for entry in log.read(topic, from_beginning=True, follow=False)]
+
+    async def dead_letters(self) -> list[str]:
+        return [Parked.from_json(orjson.dumps(r)).click.click_id for r in await self.records(Topic.DLQ)]
+
+
+def deliveries(stubs: list[BidderStub]) -> list[tuple[str, str]]:
+    return [(r.webhook_id, r.answered) for stub in stubs for r in stub.received]
+
+
+async def settle(stack: Stack, stubs: list[BidderStub], records: list[dict[str, Any]], timeout_s: float) -> float:
+    """Wait until every recorded click was delivered or dead-lettered; returns the seconds it took."""
+    wanted = {str(r["click_id"]) for r in records}
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        done = {webhook_id for webhook_id, answer in deliveries(stubs) if answer == "200"}
+        if not wanted - done or not wanted - done - set(await stack.dead_letters()):
+            break
+        await asyncio.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
