@@ -22,6 +22,8 @@ from clickbus.notifier.retry import Parked, Schedule
 BIDDER_DISABLED = "bidder_disabled"  # a metric: bidders disabled by a 410 since start
 _DEAD_REASON = {Verdict.REJECTED: "rejected", Verdict.GONE: "gone", Verdict.REFUSED: "refused"}
 
+RATE_LIMITED = 429
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -58,7 +60,9 @@ class Dispatcher:
             await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, result.error)
             return
         parked = Parked(parked.click, parked.attempt + 1, parked.due_ms, parked.first_ms, parked.last_status)
-        if result.verdict in (Verdict.RETRY, Verdict.REFUSED):
+        if result.status == RATE_LIMITED:
+            pass  # alive and asking us to slow down: Retry-After paces it, the breaker is for failures
+        elif result.verdict in (Verdict.RETRY, Verdict.REFUSED):
             bidder.breaker.failure()
         else:
             bidder.breaker.success()

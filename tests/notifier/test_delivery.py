@@ -100,6 +100,15 @@ async def test_retry_after_is_honoured(log: Log, stubs, running, tmp_path: Path)
     assert second.at - first.at >= 1.0
 
 
+async def test_rate_limiting_does_not_open_the_breaker(log: Log, stubs, running, tmp_path: Path) -> None:
+    stub = await stubs(script=["429", "429", "429"], retry_after="0")
+    config = f.config(tmp_path, {13: {"click_uri": stub.url}}, breaker_failures=2, breaker_cooldown_s=60.0)
+    async with running(config) as notifier:
+        await f.append(log, f.click(13))
+        await f.eventually(lambda: len(stub.received) == 4)
+        assert not notifier.bidders[13].breaker.is_open
+
+
 async def test_hanging_bidder_does_not_delay_another(log: Log, stubs, running, tmp_path: Path) -> None:
     hung = await stubs(default="hang")
     fine = await stubs()
