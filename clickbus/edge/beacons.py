@@ -72,46 +72,42 @@ async def _read(request: web.Request) -> tuple[Token, BeaconBody, int | None] | 
 @routes.post(BEACON_CLICK_PATH + "{ad_id}")
 async def click_beacon(request: web.Request) -> web.Response:
     """Record a click reported by a publisher's front end."""
-    read = await _read(request)
-    if isinstance(read, web.Response):
-        return read
-    token, body, pos = read
-    client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
-    record = click_record(
-        token,
-        client,
-        source=Source.BEACON,
-        landing=token.ad.landing_url,
-        now=time.time(),
-        user_id=body.user_id,
-        session_id=body.session_id,
-        pos=pos,
-    )
-    if not await record_click(request.app, record):
-        return errors_response([NOT_RECORDED], 503, {"Retry-After": "1"})
-    return accepted(CLICK)
+    return await _beacon(request, CLICK)
 
 
 @routes.post(BEACON_IMPRESSION_PATH + "{ad_id}")
 async def impression_beacon(request: web.Request) -> web.Response:
     """Record an impression reported by a publisher's front end."""
+    return await _beacon(request, IMPRESSION)
+
+
+async def _beacon(request: web.Request, kind: str) -> web.Response:
     read = await _read(request)
     if isinstance(read, web.Response):
         return read
     token, body, pos = read
     client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
-    record = impression_record(
-        token,
-        client,
-        source=Source.BEACON,
-        now=time.time(),
-        user_id=body.user_id,
-        session_id=body.session_id,
-        pos=pos,
-    )
-    if not await record_impression(request.app, record):
+    now, user, session = time.time(), body.user_id, body.session_id
+    if kind == CLICK:
+        click = click_record(
+            token,
+            client,
+            source=Source.BEACON,
+            landing=token.ad.landing_url,
+            now=now,
+            user_id=user,
+            session_id=session,
+            pos=pos,
+        )
+        recorded = await record_click(request.app, click)
+    else:
+        impression = impression_record(
+            token, client, source=Source.BEACON, now=now, user_id=user, session_id=session, pos=pos
+        )
+        recorded = await record_impression(request.app, impression)
+    if not recorded:
         return errors_response([NOT_RECORDED], 503, {"Retry-After": "1"})
-    return accepted(IMPRESSION)
+    return accepted(kind)
 
 
 @routes.options(BEACON_CLICK_PATH + "{ad_id}")

@@ -7,6 +7,7 @@ in the log whichever way it arrived.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +22,29 @@ from clickbus.tokens import Token
 log = logging.getLogger(__name__)
 
 
+def _common(token: Token, client: Client, now: float, user_id: str, session_id: str, pos: int | None) -> dict[str, Any]:
+    """The fields clicks and impressions share; expired tokens make invalid records."""
+    ad = token.ad
+    expired = token.expired(now)
+    return {
+        "timestamp": xandr_timestamp(now),
+        "auction_id_64": ad.auction_id_64,
+        "member_id": ad.member_id,
+        "user_id_64": ad.user_id_64,
+        "referer_url": client.referer,
+        "user_agent": client.user_agent,
+        "test": ad.test,
+        "creative_id": ad.creative_id,
+        "client_ip": client.ip,
+        "device": client.device,
+        "pos": ad.pos if pos is None else pos,
+        "valid": not expired,
+        "reason": Reason.EXPIRED if expired else None,
+        "user_id": user_id,
+        "session_id": session_id,
+    }
+
+
 def click_record(
     token: Token,
     client: Client,
@@ -33,29 +57,13 @@ def click_record(
     pos: int | None = None,
 ) -> ClickRecord:
     """A click record for an authentic token; expired tokens make invalid clicks."""
-    ad = token.ad
-    expired = token.expired(now)
     return ClickRecord(
         click_id=uuid7(),
-        timestamp=xandr_timestamp(now),
-        auction_id_64=ad.auction_id_64,
-        member_id=ad.member_id,
-        user_id_64=ad.user_id_64,
-        referer_url=client.referer,
-        user_agent=client.user_agent,
-        userdata_json=ad.userdata_json,
-        custom_notify_data=ad.custom_notify_data,
-        test=ad.test,
+        userdata_json=token.ad.userdata_json,
+        custom_notify_data=token.ad.custom_notify_data,
         source=source,
-        creative_id=ad.creative_id,
         landing_url=landing,
-        client_ip=client.ip,
-        device=client.device,
-        pos=ad.pos if pos is None else pos,
-        valid=not expired,
-        reason=Reason.EXPIRED if expired else None,
-        user_id=user_id,
-        session_id=session_id,
+        **_common(token, client, now, user_id, session_id, pos),
     )
 
 
@@ -70,26 +78,8 @@ def impression_record(
     pos: int | None = None,
 ) -> ImpressionRecord:
     """An impression record for an authentic token; expired tokens make invalid impressions."""
-    ad = token.ad
-    expired = token.expired(now)
     return ImpressionRecord(
-        impression_id=uuid7(),
-        timestamp=xandr_timestamp(now),
-        auction_id_64=ad.auction_id_64,
-        member_id=ad.member_id,
-        user_id_64=ad.user_id_64,
-        referer_url=client.referer,
-        user_agent=client.user_agent,
-        test=ad.test,
-        source=source,
-        creative_id=ad.creative_id,
-        client_ip=client.ip,
-        device=client.device,
-        pos=ad.pos if pos is None else pos,
-        valid=not expired,
-        reason=Reason.EXPIRED if expired else None,
-        user_id=user_id,
-        session_id=session_id,
+        impression_id=uuid7(), source=source, **_common(token, client, now, user_id, session_id, pos)
     )
 
 
