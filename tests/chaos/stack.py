@@ -160,6 +160,13 @@ def deliveries(stubs: list[BidderStub]) -> list[tuple[str, str]]:
     return [(r.webhook_id, r.answered) for stub in stubs for r in stub.received]
 
 
+async def drain(stack: Stack, stubs: list[BidderStub], timeout_s: float) -> tuple[list[dict[str, Any]], float]:
+    """Stop the edge, read every recorded click, and wait for the notifier to settle them all."""
+    stack.stop_edge()
+    records = await stack.records()
+    return records, await settle(stack, stubs, records, timeout_s)
+
+
 async def settle(stack: Stack, stubs: list[BidderStub], records: list[dict[str, Any]], timeout_s: float) -> float:
     """Wait until every recorded click was delivered or dead-lettered; returns the seconds it took."""
     wanted = {str(r["click_id"]) for r in records}

@@ -15,7 +15,7 @@ from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
-from tests.chaos.stack import Blackhole, Stack, deliveries, settle
+from tests.chaos.stack import Blackhole, Stack, deliveries, drain
 
 FLAKY, BLACKHOLED, THROTTLING, HEALTHY = 21, 22, 23, 24
 TIMEOUT_S = 0.5
@@ -50,9 +50,7 @@ async def run(directory: Path, params: Params) -> Figures:
         load = await ClickLoad(stack.edge.url, stack.keyring, tuple(members), rate_per_s=params.rate_per_s).start()
         await asyncio.sleep(params.bidder_clicks_s)
         await load.stop()
-        stack.stop_edge()
-        records = await stack.records()
-        took = await settle(stack, stubs, records, params.retry_horizon_s + params.settle_s)
+        records, took = await drain(stack, stubs, params.retry_horizon_s + params.settle_s)
         dead = await stack.dead_letters()
         by_member = {m: [str(r["click_id"]) for r in records if r["member_id"] == m] for m in members}
         stack.stop_notifier()

@@ -10,7 +10,7 @@ from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
-from tests.chaos.stack import Stack, deliveries, settle
+from tests.chaos.stack import Stack, deliveries, drain
 
 
 async def run(directory: Path, params: Params) -> Figures:
@@ -28,9 +28,7 @@ async def run(directory: Path, params: Params) -> Figures:
             await asyncio.to_thread(stack.edge.start)
         await asyncio.sleep(params.edge_kill_every_s)
         await load.stop()
-        stack.stop_edge()
-        records = await stack.records()
-        took = await settle(stack, [stub], records, params.settle_s)
+        records, took = await drain(stack, [stub], params.settle_s)
         stack.stop_notifier()
         figures = tally(
             "edge-kill",

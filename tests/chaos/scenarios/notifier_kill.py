@@ -10,7 +10,7 @@ from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
-from tests.chaos.stack import Stack, deliveries, settle
+from tests.chaos.stack import Stack, deliveries, drain
 from tests.log.kafka_helpers import until
 
 DOWN_S = 1.0
@@ -38,9 +38,7 @@ async def run(directory: Path, params: Params) -> Figures:
             stack.notifier.start()
         await asyncio.sleep(2.0)
         await load.stop()
-        stack.stop_edge()
-        records = await stack.records()
-        took = await settle(stack, [stub], records, params.settle_s)
+        records, took = await drain(stack, [stub], params.settle_s)
         stack.stop_notifier()
         figures = tally(
             "notifier-kill",

@@ -13,7 +13,7 @@ from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
-from tests.chaos.stack import Stack, deliveries, rss_mib, settle
+from tests.chaos.stack import Stack, deliveries, drain, rss_mib, settle
 
 SHARE_OF_PEAK = 0.7
 PROBE_CONCURRENCY = 32
@@ -56,9 +56,7 @@ async def run(directory: Path, params: Params) -> Figures:
         samples.append(memory(stack))
         await load.stop()
         achieved = round(len(load.statuses) / (time.monotonic() - started), 1)
-        stack.stop_edge()
-        records = await stack.records()
-        took = await settle(stack, [stub], records, params.settle_s)
+        records, took = await drain(stack, [stub], params.settle_s)
         (edge0, notifier0), (edge1, notifier1) = samples[0], samples[-1]
         stack.stop_notifier()
         non_302, errors = sum(1 for s in load.statuses.values() if s != 302), stack.errors()
