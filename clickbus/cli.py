@@ -29,9 +29,9 @@ def _load(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the edge on the configured address (`--workers N`: N processes sharing it)."""
-    from clickbus import logs, metrics, supervisor
+    from clickbus import logging_setup, metrics, supervisor
 
-    logs.configure(args.log_level)
+    logging_setup.configure(args.log_level)
     config = _load(args)
     metrics_dir = config.data_dir / metrics.METRICS_DIRNAME
     if args.worker:
@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers == 1:  # one process: the notifier runs inside it
         return _serve(config, announce=True, notifier=not args.no_notifier)
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
-    workers = [supervisor.ChildSpec(f"worker-{i}", worker_argv, {logs.ENV_WORKER: str(i)}) for i in range(args.workers)]
+    workers = [supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i)}) for i in range(args.workers)]
     print(
         f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url} ({args.workers} workers)",
         flush=True,
@@ -87,9 +87,9 @@ async def _notify(config: Config) -> None:
 
 def cmd_notifier(args: argparse.Namespace) -> int:
     """Run the notifier alone: deliver logged clicks to bidders (for scale-out)."""
-    from clickbus import logs
+    from clickbus import logging_setup
 
-    logs.configure(args.log_level)
+    logging_setup.configure(args.log_level)
     config = _load(args)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(_notify(config))

@@ -20,7 +20,7 @@ from types import FrameType
 
 from clickbus.metrics import mark_process_dead
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 POLL_S = 0.05
 GRACE_S = 5.0
@@ -61,7 +61,7 @@ class _Child:
         # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which forwards it once.
         self.process = subprocess.Popen(self.spec.argv, env=self.env, process_group=0)
         self.started_at = time.monotonic()
-        log.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
+        logger.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
 
     def send(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -87,11 +87,11 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.deadline is not None:
-            log.warning("second %s: killing every child", signal.Signals(signum).name)
+            logger.warning("second %s: killing every child", signal.Signals(signum).name)
             for child in self.children:
                 child.send(signal.SIGKILL)
             sys.exit(EXIT_FORCED)
-        log.info("%s: stopping %d children", signal.Signals(signum).name, len(self.children))
+        logger.info("%s: stopping %d children", signal.Signals(signum).name, len(self.children))
         self.deadline = time.monotonic() + self.stop_timeout_s + GRACE_S
         for child in self.children:
             child.send(signal.SIGTERM)
@@ -117,7 +117,7 @@ class Supervisor:
         if self.deadline is None:
             return True
         if now > self.deadline:
-            log.error("children still running after the shutdown limit: killing them")
+            logger.error("children still running after the shutdown limit: killing them")
             for child in self.children:
                 child.send(signal.SIGKILL)
         return any(child.process is not None for child in self.children)
@@ -125,12 +125,12 @@ class Supervisor:
     def _exited(self, child: _Child, code: int, now: float) -> None:
         if self.deadline is not None:
             self.failed |= code not in (0, -signal.SIGTERM)
-            log.info("%s exited (%d)", child.spec.name, code, extra={"child": child.spec.name})
+            logger.info("%s exited (%d)", child.spec.name, code, extra={"child": child.spec.name})
             return
         lived = now - child.started_at
         child.delay_s = 0.5 if lived >= STABLE_S or child.delay_s == 0 else min(MAX_DELAY_S, child.delay_s * 2)
         child.start_after = now + child.delay_s
-        log.error(
+        logger.error(
             "%s exited (%d); restarting in %.1fs",
             child.spec.name,
             code,

@@ -19,7 +19,7 @@ from clickbus.log.port import Topic
 from clickbus.records import ClickRecord, ImpressionRecord, Reason, xandr_timestamp
 from clickbus.tokens import Token
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _common(token: Token, client: Client, now: float, user_id: str, session_id: str, pos: int | None) -> dict[str, Any]:
@@ -103,6 +103,6 @@ async def _append(app: web.Application, topic: Topic, record: ClickRecord | Impr
     try:
         await app[LOG].append(topic, record.dedup_key(), record.to_json(), record.headers())
     except LogUnavailable as exc:
-        log.error("%s not recorded: %s", record.KIND, exc, extra={"record_id": rid})
+        logger.error("%s not recorded: %s", record.KIND, exc, extra={"record_id": rid})
         return False
     return True

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.edge.appkeys import DRAINING
-from clickbus.logs import JsonAccessLogger, access_logger
+from clickbus.logging_setup import JsonAccessLogger, access_logger
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 EXIT_FORCED = 1
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -40,10 +40,10 @@ class Shutdown:
 
     def signal(self, signum: int) -> None:
         if self.requested.is_set():
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
             logging.shutdown()
             os._exit(EXIT_FORCED)
-        log.info("%s: draining", signal.Signals(signum).name)
+        logger.info("%s: draining", signal.Signals(signum).name)
         self.draining.set()
         self.requested.set()
 
@@ -70,7 +70,7 @@ async def serve(app: web.Application, config: Config, *, announce: bool = False)
     try:
         site = web.TCPSite(runner, config.edge.listen.host, config.edge.listen.port, reuse_port=True)
         await site.start()
-        log.info("listening", extra={"address": _address(runner), "public_url": config.edge.public_url})
+        logger.info("listening", extra={"address": _address(runner), "public_url": config.edge.public_url})
         if announce:
             print(f"clickbus listening on {_address(runner)}, public URL {config.edge.public_url}", flush=True)
         await shutdown.requested.wait()
@@ -84,9 +84,9 @@ async def drain(runner: web.AppRunner, limit_s: float) -> None:
         async with asyncio.timeout(limit_s):
             await runner.cleanup()
     except TimeoutError:
-        log.error("shutdown took longer than %.1fs; stopping anyway", limit_s)
+        logger.error("shutdown took longer than %.1fs; stopping anyway", limit_s)
     else:
-        log.info("stopped")
+        logger.info("stopped")
 
 
 def _address(runner: web.AppRunner) -> str:

@@ -38,7 +38,7 @@ from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
 from clickbus.log.spool import Spool
 from clickbus.log.spool_format import SpooledRecord
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 HeaderTuple = tuple[tuple[str, bytes], ...]
 
@@ -82,7 +82,7 @@ class KafkaLog:
             await self._connect()
         except KafkaError as exc:
             self._reason = f"kafka unreachable at start: {exc}"
-            log.warning("%s; spooling to %s", self._reason, self.spool.directory)
+            logger.warning("%s; spooling to %s", self._reason, self.spool.directory)
         if self.spool.pending:
             oldest, _ = await self.spool.read(self.spool.start_cursor(), 1)
             self._oldest_ms = oldest[0].timestamp_ms if oldest else time.time_ns() // 1_000_000
@@ -115,7 +115,7 @@ class KafkaLog:
         await self.spool.close()
         self._budget.close()
         if self.spool.pending:
-            log.warning("kafka log stopped with %d records in the spool; shipped at next start", self.spool.pending)
+            logger.warning("kafka log stopped with %d records in the spool; shipped at next start", self.spool.pending)
 
     @property
     def health(self) -> Health:
@@ -192,7 +192,7 @@ class KafkaLog:
 
     def _fall_back(self, reason: str) -> None:
         if self._direct:
-            log.warning("%s: spooling appends to %s", reason, self.spool.directory)
+            logger.warning("%s: spooling appends to %s", reason, self.spool.directory)
             self._direct = False
             self._reason = reason
         self._wake.set()
@@ -227,11 +227,11 @@ class KafkaLog:
                 continue
             except (KafkaError, LogUnavailable, OSError, TimeoutError) as exc:
                 self._reason = f"kafka unavailable: {exc}"
-                log.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
+                logger.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
             except Exception:  # a bug must not end shipping for good: say so, and try again
                 self._reason = "spool shipping failed unexpectedly (see the log)"
-                log.exception("spool shipping failed; retrying in %.1fs", backoff)
+                logger.exception("spool shipping failed; retrying in %.1fs", backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -250,7 +250,7 @@ class KafkaLog:
                 self._direct = True  # nothing waits and nothing is being written: hand appends back
                 await self.spool.reset()
                 self._oldest_ms = None
-                log.info("spool shipped; appending to kafka again")
+                logger.info("spool shipped; appending to kafka again")
                 return
             else:
                 cursor = after
@@ -299,7 +299,7 @@ class KafkaLog:
         sender = producer._sender.sender_task
         fatal = isinstance(exc, KafkaError) and not exc.retriable and not isinstance(exc, KafkaTimeoutError)
         if (sender is not None and sender.done()) or fatal:
-            log.warning("recreating the kafka producer after %r", exc)
+            logger.warning("recreating the kafka producer after %r", exc)
             self._producer = None
             await stop_producer(producer, STOP_GRACE_S)
 

@@ -23,7 +23,7 @@ from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
 from clickbus.config import KafkaConfig
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TOPIC_EXISTS = TopicAlreadyExistsError.errno
 
@@ -80,9 +80,9 @@ async def stop_producer(producer: Any, timeout: float) -> None:
         await asyncio.wait_for(producer.stop(), timeout)
         return
     except TimeoutError:
-        log.warning("kafka producer did not flush within %.1fs; closing it (pending sends fail)", timeout)
+        logger.warning("kafka producer did not flush within %.1fs; closing it (pending sends fail)", timeout)
     except KafkaError as exc:
-        log.warning("kafka producer stop failed: %r", exc)
+        logger.warning("kafka producer stop failed: %r", exc)
     # aiokafka#1101: stop() waits for batches that a dead broker never takes. Fail them and close.
     producer._message_accumulator.fail_all(KafkaTimeoutError("producer closed with the broker unreachable"))
     with contextlib.suppress(Exception):
@@ -102,7 +102,7 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str], timeout: floa
             new = [NewTopic(n, config.partitions, config.replication_factor) for n in missing]
             response = await asyncio.wait_for(admin.create_topics(new), timeout)
             _check_created(response)
-            log.info("created kafka topics %s", ", ".join(missing))
+            logger.info("created kafka topics %s", ", ".join(missing))
     except TimeoutError as exc:
         raise KafkaError(f"topic check timed out after {timeout:.1f}s") from exc
     finally:

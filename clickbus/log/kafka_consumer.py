@@ -19,7 +19,7 @@ from clickbus.log.kafka_client import connection_options, start_bounded
 from clickbus.log.port import AssignCallback, Entry
 from clickbus.log.port import TopicPartition as ShortPartition
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 POLL_MS = 500
 GROUP_REQUEST_TIMEOUT_MS = 40_000  # a JoinGroup waits out the broker's rebalance delay: keep aiokafka's default
@@ -116,7 +116,7 @@ class KafkaGroupConsumer:
         try:
             await asyncio.wait_for(consumer.stop(), timeout)
         except (TimeoutError, KafkaError) as exc:
-            log.warning("kafka consumer for group %s did not stop cleanly: %r", self.group, exc)
+            logger.warning("kafka consumer for group %s did not stop cleanly: %r", self.group, exc)
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Entry]:
         """Next records of the partitions this member holds; empty after `timeout_s` with none."""

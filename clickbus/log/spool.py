@@ -41,7 +41,7 @@ from clickbus.log.spool_format import (
     read_frames,
 )
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
 READ_CHUNK = 4 * 1024 * 1024
@@ -122,14 +122,14 @@ class Spool:
         self._gaps = {s for s in found.missing if s > self._shipped} - self._done
         self.torn_bytes = found.torn
         if found.torn:
-            log.warning("spool: cut a torn tail of %d bytes (an append interrupted by a crash)", found.torn)
+            logger.warning("spool: cut a torn tail of %d bytes (an append interrupted by a crash)", found.torn)
 
     def _recover(self) -> _Recovered:
         self.directory.mkdir(parents=True, exist_ok=True)
         found = _Recovered()
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             if not path.name.removesuffix(SUFFIX).isdigit():
-                log.warning("spool: ignoring %s (not a segment)", path)
+                logger.warning("spool: ignoring %s (not a segment)", path)
                 continue
             first = int(path.name.removesuffix(SUFFIX))
             raw = path.read_bytes()
@@ -268,7 +268,7 @@ class Spool:
                 error = LogUnavailable(f"spool write failed: {exc.strerror or exc}")
                 self._bytes -= sum(len(w.frame) for w in batch)
                 self._gaps.update(w.seq for w in batch if w.seq is not None)
-                log.error("%s (%d records refused)", error, sum(w.seq is not None for w in batch))
+                logger.error("%s (%d records refused)", error, sum(w.seq is not None for w in batch))
             for write in batch:
                 if write.future.done():
                     continue
@@ -350,7 +350,7 @@ class Spool:
                         break
                 if offset == start:  # a frame larger than the chunk, or damage
                     if len(raw) == size - start:
-                        log.error("spool: unreadable frame at %d in segment %d", start, first)
+                        logger.error("spool: unreadable frame at %d in segment %d", start, first)
                         break
                     chunk *= 2
         return offset

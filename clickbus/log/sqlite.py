@@ -27,7 +27,7 @@ import orjson
 from clickbus.errors import LogUnavailable
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic, TopicPartition
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 POLL_S = 0.05
 SWITCH_INTERVAL_S = 0.0002
@@ -212,7 +212,7 @@ class EmbeddedLog:
         writer.close()
         await asyncio.to_thread(writer.join, timeout)
         if writer.is_alive():
-            log.error("embedded log writer did not stop within %.1fs", timeout)
+            logger.error("embedded log writer did not stop within %.1fs", timeout)
 
     @property
     def health(self) -> Health:

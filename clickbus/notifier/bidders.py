@@ -26,7 +26,7 @@ from clickbus.notifier.breaker import Breaker
 from clickbus.notifier.delivery import Attempt, Verdict, post
 from clickbus.records import ClickRecord
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DISABLED_BY_CONFIG = "disabled in configuration"
 SATURATED = "bidder saturated"
@@ -87,7 +87,7 @@ class Bidder:
 
     def disable(self, why: str) -> None:
         if self.disabled is None:
-            log.error("bidder of member %d disabled: %s", self.member.member_id, why)
+            logger.error("bidder of member %d disabled: %s", self.member.member_id, why)
         self.disabled = why
 
     async def attempt(self, click: ClickRecord) -> Attempt:

@@ -21,7 +21,7 @@ from clickbus.log.port import Consumer, Entry, Log, TopicPartition
 from clickbus.metrics import Metrics
 from clickbus.notifier.offsets import OffsetTracker
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 FETCH_MAX = 500
 FETCH_WAIT_S = 0.2
@@ -120,7 +120,7 @@ class GroupLoop:
         try:
             entries = await self._consumer.fetch(max_records=min(room, FETCH_MAX), timeout_s=FETCH_WAIT_S)
         except Exception as exc:  # a broker hiccup must not end the loop; records are re-fetched
-            log.warning("notifier fetch failed: %s", exc)
+            logger.warning("notifier fetch failed: %s", exc)
             await asyncio.sleep(ERROR_PAUSE_S)
             return
         await self._prepare(entries)
@@ -138,7 +138,7 @@ class GroupLoop:
         try:  # all partitions of this batch at once: one read of each topic
             await self.handler.prepare(firsts)
         except Exception:  # carry on unprepared (dedup misses at worst) rather than stop consuming
-            log.exception("notifier could not prepare %s", sorted(firsts))
+            logger.exception("notifier could not prepare %s", sorted(firsts))
         self._unprepared -= set(firsts)
 
     def _spawn(self, entry: Entry) -> None:
@@ -147,7 +147,7 @@ class GroupLoop:
         try:
             work = self.handler.accept(entry)
         except Exception:  # a bug for this record: keep it unfinished (re-read later), keep consuming
-            log.exception("notifier left %s@%d unfinished", tp, entry.offset)
+            logger.exception("notifier left %s@%d unfinished", tp, entry.offset)
             return
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
@@ -159,7 +159,7 @@ class GroupLoop:
         if task.cancelled():
             return  # left unfinished: re-read after a restart
         if (exc := task.exception()) is not None:
-            log.error("notifier left %s@%d unfinished", tp, offset, exc_info=exc)
+            logger.error("notifier left %s@%d unfinished", tp, offset, exc_info=exc)
             return
         self.tracker.finish(tp, offset)
 
@@ -182,7 +182,7 @@ class GroupLoop:
         try:
             lag = await self._consumer.lag()
         except Exception as exc:  # a metric is never worth stopping the loop
-            log.debug("notifier lag unknown: %s", exc)
+            logger.debug("notifier lag unknown: %s", exc)
             return
         for (topic, partition), records in lag.items():
             self.metrics.consumer_lag(self.group, topic, partition, records)
@@ -194,7 +194,7 @@ class GroupLoop:
         try:
             await self._consumer.commit(moved)
         except Exception as exc:  # not committing only means re-reading; never crash the loop for it
-            log.warning("notifier commit failed: %s", exc)
+            logger.warning("notifier commit failed: %s", exc)
             return
         self.tracker.committed(moved)
 

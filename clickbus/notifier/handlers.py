@@ -26,7 +26,7 @@ from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
 from clickbus.notifier.retry import Parked
 from clickbus.records import ClickRecord, ImpressionRecord
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 Record = ClickRecord | ImpressionRecord
 
@@ -96,7 +96,7 @@ class IntakeHandler:
             todo = {tp[1]: firsts[tp] for tp in windows if tp[0] == topic}
             await self._replay(topic, todo, {p: windows[(topic, p)] for p in todo})
         for tp, window in windows.items():
-            log.info("dedup window of %s[%d] rebuilt: %d keys", tp[0], tp[1], len(window))
+            logger.info("dedup window of %s[%d] rebuilt: %d keys", tp[0], tp[1], len(window))
 
     def _fresh_window(self, tp: TopicPartition) -> DedupWindow | None:
         window = self.windows[tp] = self._window_for(tp)

@@ -24,7 +24,7 @@ from clickbus.log.port import Log, Topic
 from clickbus.metrics import Metrics
 from clickbus.notifier.retry import Parked
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 APPEND_RETRY_S = (0.05, 0.2, 1.0, 2.0)
 
@@ -76,7 +76,7 @@ class Recorder:
                 await self.log.append(topic, key, value)
                 return
             except LogUnavailable as exc:
-                log.warning("notifier append to %s failed: %s", topic, exc)
+                logger.warning("notifier append to %s failed: %s", topic, exc)
                 await asyncio.sleep(APPEND_RETRY_S[min(tries, len(APPEND_RETRY_S) - 1)])
                 tries += 1
 
@@ -91,7 +91,7 @@ class Recorder:
         )
 
     async def dead_letter(self, parked: Parked, outcome: DeliveryOutcome) -> None:
-        log.warning(
+        logger.warning(
             "click %s for member %d dead-lettered: %s %s",
             parked.click.click_id,
             parked.click.member_id,

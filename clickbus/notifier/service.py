@@ -17,7 +17,7 @@ from clickbus.notifier.ivt import crawler_check
 from clickbus.notifier.outcomes import Recorder
 from clickbus.notifier.retry import Schedule
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RETRY_GROUP_SUFFIX = ".retry"
 
@@ -70,7 +70,7 @@ class Notifier:
             self.metrics.breaker(member_id, bidder.breaker.state)  # every bidder shows, healthy or not
         await self.retries.start()
         await self.intake.start()
-        log.info("notifier started for members %s", sorted(self.bidders))
+        logger.info("notifier started for members %s", sorted(self.bidders))
 
     async def stop(self, timeout: float) -> None:
         """Stop both loops (in-flight deliveries get a grace period), then close the bidders' clients."""

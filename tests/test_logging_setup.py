@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from clickbus.edge.serve import make_runner
-from clickbus.logs import JsonFormatter, configure, scrub
+from clickbus.logging_setup import JsonFormatter, configure, scrub
 from tests.edgeapp import make_app, make_config
 
 

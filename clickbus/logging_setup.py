@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line on stderr, without secrets or full client addresses.
 
-Context travels in `extra` (`log.info("...", extra={"click_id": ...})`) and becomes top-level
+Context travels in `extra` (`logger.info("...", extra={"click_id": ...})`) and becomes top-level
 fields. Fields whose names look like secrets are masked, and every IP address in a message or
 a field is cut to its network part, the same truncation the records use. The access log is off
 unless `edge.access_log` is set; when on, it writes the same JSON lines.
