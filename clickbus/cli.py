@@ -43,7 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers == 1:  # one process: the notifier runs inside it
         return _serve(config, announce=True, notifier=not args.no_notifier)
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
-    workers = [supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i)}) for i in range(args.workers)]
+    workers = [
+        supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i)})
+        for i in range(args.workers)
+    ]
     print(
         f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url} ({args.workers} workers)",
         flush=True,
