@@ -13,7 +13,7 @@ from aiohttp import ClientSession, web
 
 from clickbus.edge.serve import make_runner
 from clickbus.logging_setup import JsonFormatter, configure, scrub
-from tests.edgeapp import make_app, make_config
+from tests.support.edgeapp import make_app, make_config
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from rich.console import Console
 from clickbus.cli import main
 from clickbus.metrics import BreakerState
 from clickbus.status import parse, quantile
-from tests.bidder import BidderStub
-from tests.edgeapp import app_click_path, make_app, make_config
+from tests.support.bidder import BidderStub
+from tests.support.edgeapp import app_click_path, make_app, make_config
 from tests.notifier.factory import BROWSER_UA, eventually_async
-from tests.service import Service, free_port
+from tests.support.service import Service, free_port
 
 EXPOSITION = """
 # TYPE clickbus_redirect_seconds histogram

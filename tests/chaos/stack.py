@@ -25,9 +25,9 @@ from clickbus.log import open_log
 from clickbus.log.port import Topic
 from clickbus.notifier.retry import Parked
 from clickbus.tokens import Keyring
-from tests.bidder import BidderStub
-from tests.kafka_broker import TansuBroker
-from tests.service import Service
+from tests.support.bidder import BidderStub
+from tests.support.kafka_broker import TansuBroker
+from tests.support.service import Service
 
 # Test-sized Kafka settings, as in tests/log/conftest.py (Tansu 0.6 refuses idempotent producers).
 KAFKA_SETTINGS = (

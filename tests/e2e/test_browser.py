@@ -20,9 +20,9 @@ from pytest_aiohttp import AiohttpServer
 from clickbus.config import Config, from_mapping
 from clickbus.edge import create_app
 from clickbus.metrics import create_metrics
-from tests.bidder import BidderStub
+from tests.support.bidder import BidderStub
 from tests.notifier.factory import eventually
-from tests.service import free_port
+from tests.support.service import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

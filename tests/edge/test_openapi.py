@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
 
-from tests.edgeapp import make_app, make_config
+from tests.support.edgeapp import make_app, make_config
 
 
 def spec() -> dict[str, object]:

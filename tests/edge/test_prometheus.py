@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
 
-from tests.edgeapp import app_click_path, make_app, make_config
+from tests.support.edgeapp import app_click_path, make_app, make_config
 from tests.test_metrics import sample
 
 

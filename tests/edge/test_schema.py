@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.service import Service
+from tests.support.service import Service
 
 MAX_EXAMPLES = 40
 # A token's signature and a landing page's policy cannot be written as a schema: schema-valid

@@ -23,8 +23,8 @@ from clickbus.keystore import load_keyring
 from clickbus.log import EmbeddedLog
 from clickbus.log.port import Headers
 from clickbus.metrics import create_metrics
-from tests.edgeapp import click_path, make_config
-from tests.service import Service
+from tests.support.edgeapp import click_path, make_config
+from tests.support.service import Service
 
 
 class GatedLog(EmbeddedLog):

@@ -1,4 +1,4 @@
-"""Fixtures for the log tests: the Tansu broker (see tests/kafka_broker.py) and Kafka configurations."""
+"""Fixtures for the log tests: the Tansu broker (see tests/support/kafka_broker.py) and Kafka configurations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clickbus.config import Config, from_mapping
-from tests.kafka_broker import TansuBroker, kafka_broker, own_broker
+from tests.support.kafka_broker import TansuBroker, kafka_broker, own_broker
 
 __all__ = ["kafka_broker", "own_broker"]
 

@@ -19,7 +19,7 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Entry, Topic
 from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.kafka_broker import TansuBroker
+from tests.support.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all, until
 

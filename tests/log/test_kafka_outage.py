@@ -36,7 +36,7 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Topic
 from clickbus.log.spool import Spool
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.kafka_broker import TansuBroker, free_port
+from tests.support.kafka_broker import TansuBroker, free_port
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all, until
 

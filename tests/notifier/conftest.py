@@ -13,8 +13,8 @@ from clickbus.log import open_log
 from clickbus.log.port import Log
 from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
-from tests.bidder import BidderStub
-from tests.kafka_broker import TansuBroker, kafka_broker
+from tests.support.bidder import BidderStub
+from tests.support.kafka_broker import TansuBroker, kafka_broker
 from tests.log.conftest import kafka_mapping
 
 __all__ = ["kafka_broker"]

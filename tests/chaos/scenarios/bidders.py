@@ -11,7 +11,7 @@ import asyncio
 import random
 from pathlib import Path
 
-from tests.bidder import BidderStub
+from tests.support.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params

@@ -24,7 +24,7 @@ from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack
-from tests.kafka_broker import TansuBroker
+from tests.support.kafka_broker import TansuBroker
 from tests.log.kafka_helpers import until
 
 WARM_S = 2.0

@@ -6,7 +6,7 @@ import asyncio
 import functools
 from pathlib import Path
 
-from tests.bidder import BidderStub
+from tests.support.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
