@@ -27,8 +27,11 @@ from tests.edge.publisher_support import (
     js_literal_to_json,
     make_config,
     path_of,
-    records,
+    publisher_config,
 )
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 ERROR_KEYS = ["instancePath", "keyword", "message", "params", "schemaPath"]
 
@@ -67,17 +70,6 @@ def load_example(name: str) -> Example:
 
 EXAMPLES = {"click": load_example("vtex-clicks.md"), "impression": load_example("vtex-impressions.md")}
 TOPICS = {"click": Topic.CLICKS, "impression": Topic.IMPRESSIONS}
-
-
-@pytest.fixture
-async def log(tmp_path: Path) -> AsyncIterator[EmbeddedLog]:
-    yield EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
 
 
 def beacon_path(example: Example, token: str) -> str:

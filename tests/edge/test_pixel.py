@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from clickbus.edge import create_app
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ImpressionRecord
-from tests.edge.publisher_support import MEMBER, insertion, make_config, path_of, records
+from tests.edge.publisher_support import MEMBER, insertion, path_of, publisher_config
+from tests.support.records import records
 
-
-@pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
+__all__ = ["publisher_config"]  # the `config` fixture
 
 
 async def test_pixel_answers_an_uncached_1x1_gif_and_records_an_impression(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clickbus.config import CampaignConfig
-from clickbus.edge import create_app
 from clickbus.edge.server_clicks import DEVICES, parse_click
 from clickbus.edge.vtex_schema import MAX_POS, body_errors, parse_body, parse_pos
 from clickbus.iso3166 import ALPHA_2
@@ -25,10 +23,12 @@ from tests.edge.publisher_support import (
     MAX_BODY,
     PLACEMENTS,
     insertion,
-    make_config,
     path_of,
-    records,
+    publisher_config,
 )
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 KEYS = st.sampled_from(["user_id", "session_id", "campaignId", "placement", "location", "device"]) | st.text(max_size=8)
 SCALARS = (
@@ -77,17 +77,6 @@ def test_server_click_parser_accepts_only_configured_campaigns_and_known_values(
         assert body["campaignId"] == CAMPAIGN and click.placement in PLACEMENTS
         assert click.location in ALPHA_2 | {""} and click.device in (*DEVICES, "")
     assert all(isinstance(p, str) and p and ";" not in p for p in problems)
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
 
 
 @pytest.fixture

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.log.port import Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.records import CLICK_REQUEST_FIELDS
 from clickbus.tokens import AdContext, Keyring, new_key
+from tests.support.records import recorded
 
 AD = AdContext(
     member_id=13,
@@ -29,11 +27,6 @@ AD = AdContext(
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
 
 
-async def records(config: Config) -> list[dict[str, Any]]:
-    log = EmbeddedLog(config.log_path)
-    return [orjson.loads(e.value) async for e in log.read(Topic.CLICKS, from_beginning=True, follow=False)]
-
-
 def click_path(keyring: Keyring, ad: AdContext = AD, ttl_s: int = 3600, now: float | None = None) -> str:
     return "/ck/" + keyring.sign(ad, ttl_s=ttl_s, now=now)
 
@@ -44,7 +37,7 @@ async def test_click_is_recorded_then_redirected(client: TestClient, keyring: Ke
     assert response.status == 302
     assert response.headers["Location"] == AD.landing_url
     assert response.headers["Cache-Control"] == "no-store"
-    [record] = await records(config)
+    [record] = await recorded(config)
     assert {k: record[k] for k in CLICK_REQUEST_FIELDS} == {
         "timestamp": record["timestamp"],
         "auction_id_64": 677373076784237441,
@@ -66,14 +59,14 @@ async def test_click_is_recorded_then_redirected(client: TestClient, keyring: Ke
 async def test_click_ids_are_unique_and_time_ordered(client: TestClient, keyring: Keyring, config: Config) -> None:
     for _ in range(20):
         assert (await client.get(click_path(keyring), allow_redirects=False)).status == 302
-    ids = [r["click_id"] for r in await records(config)]
+    ids = [r["click_id"] for r in await recorded(config)]
     assert len(set(ids)) == 20 and ids == sorted(ids)
 
 
 async def test_head_redirects_without_recording(client: TestClient, keyring: Keyring, config: Config) -> None:
     response = await client.head(click_path(keyring), allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == AD.landing_url
-    assert await records(config) == []
+    assert await recorded(config) == []
 
 
 async def test_expired_token_redirects_and_records_invalid(
@@ -81,7 +74,7 @@ async def test_expired_token_redirects_and_records_invalid(
 ) -> None:
     response = await client.get(click_path(keyring, ttl_s=60, now=1_000_000), allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == AD.landing_url
-    [record] = await records(config)
+    [record] = await recorded(config)
     assert (record["valid"], record["reason"]) == (False, "expired")
 
 
@@ -110,7 +103,7 @@ async def test_bad_tokens_get_400_and_no_location(
     response = await client.get(make_path(keyring), allow_redirects=False)
     assert response.status in (400, 404, 414, 431)
     assert "Location" not in response.headers
-    assert await records(config) == []
+    assert await recorded(config) == []
 
 
 async def test_empty_token_is_not_found(client: TestClient) -> None:
@@ -146,7 +139,7 @@ async def test_landing_signed_under_looser_policy_is_not_followed(
     path = click_path(keyring, AdContext(member_id=1, landing_url="javascript:alert(1)"))
     response = await client.get(path, allow_redirects=False)
     assert response.status == 400 and "Location" not in response.headers
-    assert await records(config) == []
+    assert await recorded(config) == []
 
 
 async def test_inserted_click_url_round_trips(client: TestClient, keyring: Keyring) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import re
 import shlex
 import tomllib
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,11 +15,14 @@ from aiohttp.test_utils import TestClient
 
 from clickbus import cli
 from clickbus.config import ApiKeyConfig, from_mapping
-from clickbus.edge import apikeys, create_app
+from clickbus.edge import apikeys
 from clickbus.edge.apikeys import ApiKeys, RateLimiter, bearer
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ClickRecord
-from tests.edge.publisher_support import API_KEY, CAMPAIGN, MAX_BODY, MEMBER, REFERENCE, SLOW_KEY, make_config, records
+from tests.edge.publisher_support import API_KEY, CAMPAIGN, MAX_BODY, MEMBER, REFERENCE, SLOW_KEY, publisher_config
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 ENS = (REFERENCE / "ens-click-api.txt").read_text(encoding="utf-8")
 
@@ -40,17 +42,6 @@ def documented_request() -> tuple[str, dict[str, str], bytes]:
     url = words[words.index("-X") + 2]
     headers = dict(words[i + 1].split(": ", 1) for i, w in enumerate(words) if w == "-H")
     return urlsplit(url).path, headers, words[words.index("-d") + 1].encode()
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
 
 
 def auth(key: str = API_KEY) -> dict[str, str]:

@@ -19,9 +19,10 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Entry, Topic
 from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.support.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
-from tests.log.kafka_helpers import consume_all, until
+from tests.log.kafka_helpers import consume_all
+from tests.support.kafka_broker import TansuBroker
+from tests.support.waiting import eventually
 
 ClientFactory = Callable[..., Any]
 AD = AdContext(
@@ -198,7 +199,8 @@ async def test_a_topic_outside_the_known_ones_is_created_on_first_use(
     try:
         for n in range(3):
             await log.append("clicks_retry_1", b"k", orjson.dumps({"n": n}))
-        await until(lambda: log.health.ready)  # the first append may have waited for the topic to exist
+        # the first append may have waited for the topic to exist
+        await eventually(lambda: log.health.ready, timeout_s=20.0)
         got = await entries(log.read("clicks_retry_1", from_beginning=True, follow=False))
         assert [orjson.loads(e.value)["n"] for e in got] == [0, 1, 2]
         assert {e.topic for e in got} == {"clicks_retry_1"}

@@ -36,9 +36,11 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Topic
 from clickbus.log.spool import Spool
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.support.kafka_broker import TansuBroker, free_port
 from tests.log.conftest import KafkaConfigFactory
-from tests.log.kafka_helpers import consume_all, until
+from tests.log.kafka_helpers import consume_all
+from tests.support.kafka_broker import TansuBroker
+from tests.support.ports import free_port
+from tests.support.waiting import eventually, eventually_async
 
 ClientFactory = Callable[..., Any]
 AD = AdContext(member_id=7, user_id_64=99, creative_id=5, landing_url="https://shop.example/")
@@ -74,7 +76,7 @@ class Load:
 
     async def quiesce(self) -> None:
         self.paused.set()
-        await until(lambda: not self.busy)
+        await eventually(lambda: not self.busy, timeout_s=20.0)
 
     def redirected(self) -> set[int]:
         return {n for n, status in self.statuses.items() if status == 302}
@@ -105,7 +107,7 @@ async def wait_ready(client: TestClient) -> None:  # type: ignore[type-arg]
     async def ready() -> bool:
         return (await client.get("/readyz")).status == 200
 
-    await until(ready)
+    await eventually_async(ready, timeout_s=20.0)
 
 
 async def edge(aiohttp_client: ClientFactory, config: Config) -> tuple[TestClient, str]:  # type: ignore[type-arg]
@@ -193,7 +195,7 @@ async def test_stopping_with_the_broker_down_is_bounded_and_the_spool_ships_at_n
     own_broker.start()
     again = open_log(config)
     await again.start()
-    await until(lambda: again.health.ready)
+    await eventually(lambda: again.health.ready, timeout_s=20.0)
     await again.stop(5)
     messages = await consume_all(config, Topic.CLICKS)
     assert sorted(orjson.loads(m.value)["n"] for m in messages) == list(range(20))
@@ -213,7 +215,7 @@ async def test_a_send_that_was_only_late_is_not_shipped_again(
         assert log.spool.pending == 10 and not log.health.ready
         await asyncio.sleep(0.3)
         own_broker.thaw()
-        await until(lambda: log.health.ready)
+        await eventually(lambda: log.health.ready, timeout_s=20.0)
     finally:
         await log.stop(5)
     messages = await consume_all(config, Topic.CLICKS)

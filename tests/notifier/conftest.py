@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from clickbus.config import Config, from_mapping
+from clickbus.config import Config
 from clickbus.log import open_log
 from clickbus.log.port import Log
 from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
 from tests.support.bidder import BidderStub
+from tests.support.configs import kafka_config
 from tests.support.kafka_broker import TansuBroker, kafka_broker
-from tests.log.conftest import kafka_mapping
 
 __all__ = ["kafka_broker"]
 
@@ -31,7 +31,7 @@ async def _embedded(path: Path) -> Log:
 def _kafka(broker: TansuBroker) -> LogFactory:
     async def open_kafka(path: Path) -> Log:
         # a topic prefix per log: every test reads its topics from the beginning
-        log = open_log(from_mapping(kafka_mapping(path, broker.bootstrap), env={}))
+        log = open_log(kafka_config(path, broker.bootstrap))
         await log.start()
         return log
 

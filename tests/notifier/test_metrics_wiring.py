@@ -24,6 +24,7 @@ from clickbus.log.metered import MeteredLog
 from clickbus.metrics import BreakerState, create_metrics, render
 from clickbus.tokens import AdContext
 from tests.notifier import factory as f
+from tests.support.waiting import eventually, eventually_async
 from tests.test_metrics import sample
 
 MEMBER = 13
@@ -101,16 +102,16 @@ async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(aioht
     client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
     response = await client.post(_path(_insertion(client).beacon_click_url), json=BODY)
     assert response.status == 202
-    await f.eventually(lambda: stub.received)
+    await eventually(lambda: stub.received)
     member = str(MEMBER)
-    await f.eventually_async(
+    await eventually_async(
         lambda: _metric(client, "clickbus_deliveries_total", member=member, status="delivered")
     )
     assert await _metric(client, "clickbus_clicks_total", source="beacon", reason="valid") == 1
     assert await _metric(client, "clickbus_breaker_state", member=member) == BreakerState.CLOSED
     assert await _metric(client, "clickbus_dead_letters_total", member=member) == 0
     # the group committed past the click: nothing left behind on the clicks topic
-    await f.eventually_async(
+    await eventually_async(
         lambda: _lag_is(client, {"group": "clickbus-notifier", "topic": "clicks", "partition": "0"}, 0.0)
     )
 
@@ -126,7 +127,7 @@ async def test_rejected_click_is_dead_lettered_and_counted(aiohttp_client, stubs
     response = await client.post(_path(_insertion(client).beacon_click_url), json=BODY)
     assert response.status == 202
     member = str(MEMBER)
-    await f.eventually_async(lambda: _metric(client, "clickbus_dead_letters_total", member=member))
+    await eventually_async(lambda: _metric(client, "clickbus_dead_letters_total", member=member))
     assert await _metric(client, "clickbus_dead_letters_total", member=member) == 1
     assert await _metric(client, "clickbus_deliveries_total", member=member, status="dead") == 1
     assert await _metric(client, "clickbus_deliveries_total", member=member, status="delivered") == 0
@@ -139,10 +140,10 @@ async def test_failing_bidder_opens_its_breaker_and_parks_retries(aiohttp_client
     response = await client.post(_path(_insertion(client).beacon_click_url), json=BODY)
     assert response.status == 202
     member = str(MEMBER)
-    await f.eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="retry"))
+    await eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="retry"))
     assert await _metric(client, "clickbus_breaker_state", member=member) == BreakerState.OPEN
     # the parked click is read back and waits for its breaker: one record in the retry queue
-    await f.eventually_async(lambda: _metric(client, "clickbus_retry_queue_records"))
+    await eventually_async(lambda: _metric(client, "clickbus_retry_queue_records"))
     assert await _metric(client, "clickbus_retry_queue_records") == 1
 
 

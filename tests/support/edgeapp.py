@@ -1,4 +1,4 @@
-"""An edge app for tests: configuration on a temp dir, fresh metrics, click paths minted by its own keys.
+"""An edge app for tests: fresh metrics, click paths minted by its own keys (configurations: `configs.edge_config`).
 
 Kept out of conftest.py so that other test modules' fixtures merge without conflicts; test
 modules define their fixtures from these functions.
@@ -6,11 +6,9 @@ modules define their fixtures from these functions.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 
-from clickbus.config import Config, from_mapping
+from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import INSERTER
@@ -19,11 +17,6 @@ from clickbus.metrics import Metrics, create_metrics
 from clickbus.tokens import AdContext
 
 LANDING = "https://landing.example/page"
-
-
-def make_config(tmp_path: Path, **edge: object) -> Config:
-    """A configuration whose data lives under `tmp_path`."""
-    return from_mapping({"data_dir": str(tmp_path / "var"), "edge": dict(edge)}, env={})
 
 
 def make_app(config: Config) -> tuple[web.Application, Metrics]:
