@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from clickbus.config import Config
 from clickbus.edge import create_app
 from clickbus.log import EmbeddedLog, open_log
 from clickbus.tokens import Keyring, new_key
 from tests.support.configs import build_config
-
-ClientFactory = Callable[..., Any]
+from tests.support.edgeapp import EdgeClient
 
 
 @pytest.fixture
@@ -37,6 +34,6 @@ def log(config: Config) -> EmbeddedLog:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, config: Config, keyring: Keyring, log: EmbeddedLog) -> TestClient:
+async def client(aiohttp_client: AiohttpClient, config: Config, keyring: Keyring, log: EmbeddedLog) -> EdgeClient:
     """The edge on `config`, `keyring` and `log`, through real HTTP."""
     return await aiohttp_client(create_app(config, keyring=keyring, log=log))

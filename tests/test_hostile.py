@@ -11,10 +11,10 @@ import re
 from urllib.parse import quote
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from clickbus.landing import landing_problems
 from clickbus.tokens import AdContext, Keyring
+from tests.support.edgeapp import EdgeClient
 
 LANDING = "https://shop.example/landing"
 AD = AdContext(member_id=13, landing_url=LANDING, redirect_hosts=("shop.example",))
@@ -66,7 +66,7 @@ RAW_REQUESTS = [
 ]
 
 
-async def send_raw(client: TestClient, payload: bytes) -> bytes:
+async def send_raw(client: EdgeClient, payload: bytes) -> bytes:
     assert client.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     try:
@@ -92,7 +92,7 @@ def check_answer(answer: bytes) -> None:
 
 @pytest.mark.parametrize("appended", OPEN_REDIRECTS)
 async def test_open_redirect_attempts_go_only_to_signed_places(
-    client: TestClient, keyring: Keyring, appended: str
+    client: EdgeClient, keyring: Keyring, appended: str
 ) -> None:
     token = keyring.sign(AD, ttl_s=60)
     response = await client.get(f"/ck/{token}?r={quote(appended, safe='')}", allow_redirects=False)
@@ -100,13 +100,13 @@ async def test_open_redirect_attempts_go_only_to_signed_places(
     assert response.headers["Location"] == LANDING
 
 
-async def test_allowed_appended_destination_is_followed(client: TestClient, keyring: Keyring) -> None:
+async def test_allowed_appended_destination_is_followed(client: EdgeClient, keyring: Keyring) -> None:
     token = keyring.sign(AD, ttl_s=60)
     response = await client.get(f"/ck/{token}?r={quote('https://shop.example/deep', safe='')}", allow_redirects=False)
     assert response.headers["Location"] == "https://shop.example/deep"
 
 
-async def test_encoded_crlf_stays_encoded(client: TestClient, keyring: Keyring) -> None:
+async def test_encoded_crlf_stays_encoded(client: EdgeClient, keyring: Keyring) -> None:
     appended = "https://shop.example/%0d%0aSet-Cookie:%20a=b"
     answer = await send_raw(
         client, f"GET /ck/{keyring.sign(AD, ttl_s=60)}?r={quote(appended)} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
@@ -116,14 +116,14 @@ async def test_encoded_crlf_stays_encoded(client: TestClient, keyring: Keyring) 
 
 
 @pytest.mark.parametrize("request_bytes", RAW_REQUESTS, ids=[f"raw{n}" for n in range(len(RAW_REQUESTS))])
-async def test_raw_hostile_requests(client: TestClient, keyring: Keyring, request_bytes: bytes) -> None:
+async def test_raw_hostile_requests(client: EdgeClient, keyring: Keyring, request_bytes: bytes) -> None:
     payload = request_bytes.replace(TOKEN, keyring.sign(AD, ttl_s=60).encode())
     check_answer(await send_raw(client, payload))
 
 
 @pytest.mark.parametrize("landing", OPEN_REDIRECTS)
 async def test_insertion_signs_only_landings_that_pass_the_policy(
-    client: TestClient, keyring: Keyring, landing: str
+    client: EdgeClient, keyring: Keyring, landing: str
 ) -> None:
     body = {"markup": f'<a href="${{CLICK_URL}}{landing}">x</a>', "auction": {"member_id": 1}}
     response = await client.post("/v1/insert", json=body)

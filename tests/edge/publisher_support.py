@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 
 from clickbus.config import Config
 from tests.support.configs import build_config
+from tests.support.edgeapp import EdgeClient
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 API_KEY = "cbk_test-key-publisher-a"
@@ -49,7 +49,7 @@ def publisher_config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
 
 
-async def insertion(client: TestClient, **auction: Any) -> dict[str, Any]:
+async def insertion(client: EdgeClient, **auction: Any) -> dict[str, Any]:
     """The body of a real `POST /v1/insert`."""
     body = {"markup": "<a href='${CLICK_URL}'>ad</a>", "landing_url": LANDING, "auction": {**AUCTION, **auction}}
     response = await client.post("/v1/insert", json=body)

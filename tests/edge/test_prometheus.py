@@ -7,12 +7,12 @@ from pathlib import Path
 from pytest_aiohttp import AiohttpClient
 
 from tests.support.configs import edge_config
-from tests.support.edgeapp import app_click_path, make_app
+from tests.support.edgeapp import EdgeClient, app_click_path, make_app
 from tests.test_metrics import sample
 
 
-async def scrape(client: object) -> str:
-    response = await client.get("/metrics")  # type: ignore[attr-defined]
+async def scrape(client: EdgeClient) -> str:
+    response = await client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     return str(await response.text())

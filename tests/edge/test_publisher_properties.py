@@ -8,7 +8,6 @@ import string
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from tests.edge.publisher_support import (
     path_of,
     publisher_config,
 )
+from tests.support.edgeapp import EdgeClient
 from tests.support.records import records
 
 __all__ = ["publisher_config"]  # the `config` fixture
@@ -80,7 +80,7 @@ def test_server_click_parser_accepts_only_configured_campaigns_and_known_values(
 
 
 @pytest.fixture
-async def beacons(client: TestClient) -> dict[str, str]:
+async def beacons(client: EdgeClient) -> dict[str, str]:
     """Beacon paths from one real insertion (made once per test, not per example)."""
     urls: dict[str, str] = (await insertion(client))["beacons"]
     return {kind: path_of(url) for kind, url in urls.items()}
@@ -89,7 +89,7 @@ async def beacons(client: TestClient) -> dict[str, str]:
 @APP_SETTINGS
 @given(body=JSON | OBJECTS, kind=st.sampled_from(["click", "impression"]))
 async def test_random_beacon_bodies_get_202_or_422(
-    client: TestClient, beacons: dict[str, str], body: Any, kind: str
+    client: EdgeClient, beacons: dict[str, str], body: Any, kind: str
 ) -> None:
     data = json.dumps(body)
     response = await client.post(beacons[kind], data=data, headers={"Content-Type": "application/json"})
@@ -100,7 +100,7 @@ async def test_random_beacon_bodies_get_202_or_422(
 
 @APP_SETTINGS
 @given(body=JSON | OBJECTS)
-async def test_random_server_click_bodies_get_200_or_400(client: TestClient, body: Any) -> None:
+async def test_random_server_click_bodies_get_200_or_400(client: EdgeClient, body: Any) -> None:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
     data = json.dumps(body)
     response = await client.post("/api/v1/campaigns/click", data=data, headers=headers)
@@ -117,7 +117,7 @@ TOKENS = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_si
 @APP_SETTINGS
 @given(token=TOKENS)
 async def test_random_tokens_are_refused_and_nothing_is_recorded(
-    client: TestClient, log: EmbeddedLog, token: str
+    client: EdgeClient, log: EmbeddedLog, token: str
 ) -> None:
     for method, path in (("POST", "/v1/beacon/click/"), ("POST", "/v1/beacon/impression/"), ("GET", "/i/")):
         response = await client.request(method, path + token, json={"user_id": "u"})
@@ -134,7 +134,7 @@ async def test_random_tokens_are_refused_and_nothing_is_recorded(
     target=st.sampled_from(["click", "impression", "server"]),
 )
 async def test_random_bytes_never_get_a_5xx(
-    client: TestClient, beacons: dict[str, str], data: bytes, content_type: str, target: str
+    client: EdgeClient, beacons: dict[str, str], data: bytes, content_type: str, target: str
 ) -> None:
     if target == "server":
         path, headers = "/api/v1/campaigns/click", {"Authorization": f"Bearer {API_KEY}"}
@@ -147,7 +147,7 @@ async def test_random_bytes_never_get_a_5xx(
 
 @APP_SETTINGS
 @given(authorization=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80))
-async def test_random_authorization_headers_get_the_same_401(client: TestClient, authorization: str) -> None:
+async def test_random_authorization_headers_get_the_same_401(client: EdgeClient, authorization: str) -> None:
     headers = {"Authorization": authorization, "Content-Type": "application/json"}
     response = await client.post("/api/v1/campaigns/click", data=b"{}", headers=headers)
     assert response.status == 401

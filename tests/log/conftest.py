@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -13,7 +13,10 @@ from tests.support.kafka_broker import TansuBroker, kafka_broker, own_broker
 
 __all__ = ["kafka_broker", "own_broker"]
 
-KafkaConfigFactory = Callable[..., Config]
+class KafkaConfigFactory(Protocol):
+    """The `kafka_config` fixture: a configuration for `broker`, Kafka settings overridable by keyword."""
+
+    def __call__(self, broker: TansuBroker, **kafka: object) -> Config: ...
 
 
 @pytest.fixture

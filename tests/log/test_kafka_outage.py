@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
@@ -38,11 +37,11 @@ from clickbus.log.spool import Spool
 from clickbus.tokens import AdContext, Keyring, new_key
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all
+from tests.support.edgeapp import EdgeClient
 from tests.support.kafka_broker import TansuBroker
 from tests.support.ports import free_port
 from tests.support.waiting import eventually, eventually_async
 
-ClientFactory = Callable[..., Any]
 AD = AdContext(member_id=7, user_id_64=99, creative_id=5, landing_url="https://shop.example/")
 WORKERS = 8
 
@@ -51,7 +50,7 @@ WORKERS = 8
 class Load:
     """Steady click traffic through the edge; each request is told apart by its Referer."""
 
-    client: TestClient  # type: ignore[type-arg]
+    client: EdgeClient
     path: str
     statuses: dict[int, int] = field(default_factory=dict)
     paused: asyncio.Event = field(default_factory=asyncio.Event)
@@ -103,14 +102,14 @@ def account(load: Load, messages: list[Any]) -> dict[str, int]:
     return {"sent": len(sent), "records": len(messages), "duplicates": len(messages) - len(by_request)}
 
 
-async def wait_ready(client: TestClient) -> None:  # type: ignore[type-arg]
+async def wait_ready(client: EdgeClient) -> None:
     async def ready() -> bool:
         return (await client.get("/readyz")).status == 200
 
     await eventually_async(ready, timeout_s=20.0)
 
 
-async def edge(aiohttp_client: ClientFactory, config: Config) -> tuple[TestClient, str]:  # type: ignore[type-arg]
+async def edge(aiohttp_client: AiohttpClient, config: Config) -> tuple[EdgeClient, str]:
     keyring = Keyring({"k1": new_key()}, "k1")
     path = urlsplit(Inserter(keyring, config.edge.public_url, ttl_s=3600).click_url(AD)).path
     return await aiohttp_client(create_app(config, keyring=keyring)), path
@@ -126,7 +125,7 @@ async def finish(load: Load, workers: list[asyncio.Task[None]]) -> None:
 
 
 async def test_a_frozen_broker_under_load_loses_no_click(
-    aiohttp_client: ClientFactory, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(own_broker)
     client, path = await edge(aiohttp_client, config)
@@ -150,7 +149,7 @@ async def test_a_frozen_broker_under_load_loses_no_click(
 
 
 async def test_a_broker_replaced_under_load_loses_no_click(
-    aiohttp_client: ClientFactory, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(own_broker)
     client, path = await edge(aiohttp_client, config)

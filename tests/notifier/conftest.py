@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -56,13 +57,27 @@ async def log(log_factory: LogFactory, tmp_path: Path) -> AsyncIterator[Log]:
     await opened.stop(5.0)
 
 
+class StartStub(Protocol):
+    """The `stubs` fixture: starts a bidder stub with these `BidderStub` settings."""
+
+    async def __call__(
+        self,
+        *,
+        default: str = ...,
+        script: list[str] = ...,
+        retry_after: str = ...,
+        click_response: bytes = ...,
+        delay_s: float = ...,
+    ) -> BidderStub: ...
+
+
 @pytest.fixture
-async def stubs() -> AsyncIterator[Callable[..., Awaitable[BidderStub]]]:
+async def stubs() -> AsyncIterator[StartStub]:
     """Start bidder stubs on demand: `await stubs(default="500", script=[...])`."""
     started: list[BidderStub] = []
 
-    async def start(**kwargs: object) -> BidderStub:
-        stub = BidderStub(**kwargs)  # type: ignore[arg-type]
+    async def start(**settings: Any) -> BidderStub:
+        stub = BidderStub(**settings)
         await stub.start()
         started.append(stub)
         return stub

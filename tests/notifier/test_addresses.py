@@ -9,6 +9,7 @@ import pytest
 from clickbus.log.port import Log, Topic
 from clickbus.notifier.addresses import refused
 from tests.notifier import factory as f
+from tests.notifier.conftest import RunNotifier, StartStub
 from tests.support.configs import notifier_config
 from tests.support.records import records
 from tests.support.waiting import eventually_async
@@ -40,7 +41,9 @@ def test_refused_ranges(address: str, bad: bool) -> None:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-async def test_private_bidder_refused_unless_allowed(log: Log, stubs, running, tmp_path: Path, host: str) -> None:
+async def test_private_bidder_refused_unless_allowed(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, host: str
+) -> None:
     stub = await stubs()
     port = stub.url.split(":")[2].split("/")[0]
     guarded = {"click_uri": f"http://{host}:{port}/click", "allow_private": False}

@@ -14,12 +14,13 @@ from clickbus.log.port import Log, Topic
 from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import dlq
 from tests.notifier import factory as f
+from tests.notifier.conftest import RunNotifier, StartStub
 from tests.support.configs import notifier_config
-from tests.support.records import records
+from tests.support.records import at_least, records
 from tests.support.waiting import eventually, eventually_async
 
 
-async def test_parked_retry_survives_restart(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_parked_retry_survives_restart(log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path) -> None:
     stub = await stubs(script=["500"])
     clicked = f.click(13)
     config = notifier_config(tmp_path, {13: {"click_uri": stub.url}}, retry_base_s=1.0, retry_max_delay_s=1.0)
@@ -39,7 +40,9 @@ async def _delivered(log: Log) -> list[dict[str, object]] | None:
     return outcomes if outcomes and outcomes[-1]["outcome"] == "delivered" else None
 
 
-async def test_exhausted_retries_are_dead_lettered(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_exhausted_retries_are_dead_lettered(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     stub = await stubs(default="500")
     config = notifier_config(tmp_path, {13: {"click_uri": stub.url}}, retry_horizon_s=0.3, breaker_failures=100)
     clicked = f.click(13)
@@ -54,7 +57,7 @@ async def test_exhausted_retries_are_dead_lettered(log: Log, stubs, running, tmp
 
 @pytest.mark.parametrize(("status", "reason"), [("400", "rejected"), ("302", "rejected"), ("404", "rejected")])
 async def test_refused_answers_are_dead_lettered(
-    log: Log, stubs, running, tmp_path: Path, status: str, reason: str
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, status: str, reason: str
 ) -> None:
     stub = await stubs(default=status)
     async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}})):
@@ -71,7 +74,7 @@ def _config_file(tmp_path: Path, config: Config) -> Path:
 
 
 async def test_dead_letters_listed_and_replayed(
-    log: Log, stubs, running, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if not isinstance(log, EmbeddedLog):
         pytest.skip("the CLI opens the configured log; this test drives it on the embedded one")
@@ -81,7 +84,7 @@ async def test_dead_letters_listed_and_replayed(
     path = _config_file(tmp_path, config)
     async with running(config):
         await f.append(log, *clicks)
-        await eventually_async(lambda: _at_least(log, Topic.DLQ, 2))
+        await eventually_async(lambda: at_least(log, Topic.DLQ, 2))
         assert await asyncio.to_thread(cli.main, ["dlq", "list", "--config", str(path)]) == 0
         listed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert sorted(d["click_id"] for d in listed) == sorted(c.click_id for c in clicks)
@@ -93,8 +96,3 @@ async def test_dead_letters_listed_and_replayed(
         assert capsys.readouterr().out == ""
     assert sorted(r.webhook_id for r in stub.received if r.answered == "200") == sorted(c.click_id for c in clicks)
     assert await dlq.pending(log, config.notifier.group) == []
-
-
-async def _at_least(log: Log, topic: Topic, n: int) -> list[dict[str, object]] | None:
-    got = await records(log, topic)
-    return got if len(got) >= n else None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pytest_aiohttp import AiohttpClient
 from standardwebhooks import Webhook
 
 from clickbus.creative import Inserter
@@ -20,11 +21,14 @@ from clickbus.log.port import Log
 from clickbus.log.sqlite import EmbeddedLog
 from clickbus.tokens import AdContext
 from tests.notifier import factory as f
+from tests.notifier.conftest import StartStub
 from tests.support.configs import notifier_config
 from tests.support.waiting import eventually
 
 
-async def test_click_through_the_edge_reaches_the_bidder(aiohttp_client, stubs, tmp_path: Path) -> None:
+async def test_click_through_the_edge_reaches_the_bidder(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
     stub = await stubs()
     config = notifier_config(tmp_path, {13: {"click_uri": stub.url}})
     app = create_app(config, notifier=True)
@@ -61,7 +65,7 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs, tmp_path: Path) -> None:
+async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs: StartStub, tmp_path: Path) -> None:
     if not isinstance(log, EmbeddedLog):
         pytest.skip("the subprocess is configured for the embedded log at the test's path")
     stub = await stubs(delay_s=0.01)

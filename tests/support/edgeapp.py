@@ -7,6 +7,7 @@ modules define their fixtures from these functions.
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
@@ -17,6 +18,9 @@ from clickbus.metrics import Metrics, create_metrics
 from clickbus.tokens import AdContext
 
 LANDING = "https://landing.example/page"
+
+# What `aiohttp_client(app)` answers for an edge app: the type of every edge test client.
+EdgeClient = TestClient[web.Request, web.Application]
 
 
 def make_app(config: Config) -> tuple[web.Application, Metrics]:
@@ -31,5 +35,6 @@ def click_path(inserter: Inserter, *, auction_id: int = 1, member_id: int = 7, l
     return inserter.click_url(ad).removeprefix(inserter.public_url)
 
 
-def app_click_path(app: web.Application, **kwargs: int) -> str:
-    return click_path(app[INSERTER], **kwargs)
+def app_click_path(app: web.Application, *, auction_id: int = 1) -> str:
+    """The path of a click URL minted by `app`'s own inserter."""
+    return click_path(app[INSERTER], auction_id=auction_id)

@@ -37,13 +37,20 @@ class Service:
     """`clickbus run` with its stderr (JSON logs) in a file."""
 
     def __init__(
-        self, directory: Path, *, workers: int = 1, port: int | None = None, notifier: bool = False, **config: object
+        self,
+        directory: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        notifier: bool = False,
+        shutdown_timeout_s: float = 5.0,
+        extra: str = "",
     ) -> None:
         """`notifier=False` serves the edge alone (`--no-notifier`): these tests are about the edge's processes."""
         self.directory = directory
         self.notifier = notifier
         self.port = port or free_port()
-        self.config_path = write_config(directory, self.port, **config)  # type: ignore[arg-type]
+        self.config_path = write_config(directory, self.port, shutdown_timeout_s=shutdown_timeout_s, extra=extra)
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = directory / "stderr.log"

@@ -11,7 +11,7 @@ T = TypeVar("T")
 POLL_S = 0.02
 
 
-async def eventually(check: Callable[[], T], timeout_s: float = 10.0) -> T:
+async def eventually(check: Callable[[], T | None], timeout_s: float = 10.0) -> T:
     """Wait until `check()` is truthy and return it; TimeoutError after `timeout_s` seconds."""
     deadline = time.monotonic() + timeout_s
     while not (result := check()):
@@ -20,7 +20,7 @@ async def eventually(check: Callable[[], T], timeout_s: float = 10.0) -> T:
     return result
 
 
-async def eventually_async(check: Callable[[], Awaitable[T]], timeout_s: float = 10.0) -> T:
+async def eventually_async(check: Callable[[], Awaitable[T | None]], timeout_s: float = 10.0) -> T:
     """Like `eventually` for an async `check`."""
     deadline = time.monotonic() + timeout_s
     while not (result := await check()):
