@@ -13,6 +13,7 @@ from tests.support.kafka_broker import TansuBroker, kafka_broker, own_broker
 
 __all__ = ["kafka_broker", "own_broker"]
 
+
 class KafkaConfigFactory(Protocol):
     """The `kafka_config` fixture: a configuration for `broker`, Kafka settings overridable by keyword."""
 

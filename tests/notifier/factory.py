@@ -44,5 +44,3 @@ def click(member_id: int = 13, *, user: int | None = None, **changes: Any) -> Cl
 async def append(log: Log, *records: ClickRecord) -> None:
     for record in records:
         await log.append(Topic.CLICKS, record.dedup_key(), record.to_json(), record.headers())
-
-

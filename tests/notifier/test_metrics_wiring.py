@@ -110,9 +110,7 @@ async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(
     assert response.status == 202
     await eventually(lambda: stub.received)
     member = str(MEMBER)
-    await eventually_async(
-        lambda: _metric(client, "clickbus_deliveries_total", member=member, status="delivered")
-    )
+    await eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="delivered"))
     assert await _metric(client, "clickbus_clicks_total", source="beacon", reason="valid") == 1
     assert await _metric(client, "clickbus_breaker_state", member=member) == BreakerState.CLOSED
     assert await _metric(client, "clickbus_dead_letters_total", member=member) == 0
