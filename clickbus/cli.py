@@ -1,4 +1,4 @@
-"""The `clickbus` command line: run, notifier, status, tail, dlq, sign, keygen, apikey."""
+"""The `clickbus` command line: run, notifier, status, tail, dlq, sign, keygen, apikey, config."""
 
 from __future__ import annotations
 
@@ -235,6 +235,14 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the commented configuration file of every setting at its default (conf/clickbus.toml)."""
+    from clickbus.settings.toml import render
+
+    sys.stdout.write(render(Config))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """A live terminal view of the running service, read from its /metrics."""
     from clickbus.status import watch
@@ -296,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     keygen = command("keygen", cmd_keygen)
     keygen.add_argument("--out", type=Path, help="file to create (mode 0600)")
+
+    config = command("config", cmd_config)
+    config.add_argument("action", choices=["defaults"])
 
     apikey = command("apikey", cmd_apikey)
     apikey.add_argument("action", choices=["new"])
