@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from clickbus import __version__
 from clickbus import config as configuration
 from clickbus.config import Config
 from clickbus.errors import ClickbusError, ConfigError
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML configuration (default: %(default)s)")
     parser = argparse.ArgumentParser(prog="clickbus", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Command) -> argparse.ArgumentParser:
