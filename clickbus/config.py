@@ -8,6 +8,7 @@ override addresses and secrets (see `ENV_OVERRIDES`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,13 +20,16 @@ from urllib.parse import urlsplit
 from clickbus.errors import ConfigError
 
 T = TypeVar("T")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ENV_LISTEN = "CLICKBUS_LISTEN"
 ENV_PUBLIC_URL = "CLICKBUS_PUBLIC_URL"
 ENV_DATA_DIR = "CLICKBUS_DATA_DIR"
 ENV_KAFKA_BOOTSTRAP = "CLICKBUS_KAFKA_BOOTSTRAP"
+ENV_ADMIN_LISTEN = "CLICKBUS_ADMIN_LISTEN"
 ENV_OVERRIDES = {
     ENV_LISTEN: "edge.listen",
+    ENV_ADMIN_LISTEN: "edge.admin_listen",
     ENV_PUBLIC_URL: "edge.public_url",
     ENV_DATA_DIR: "data_dir",
     ENV_KAFKA_BOOTSTRAP: "log.kafka.bootstrap_servers",
@@ -76,6 +80,11 @@ class EdgeConfig:
     max_body_bytes: int = 64 * 1024
     access_log: bool = False
     shutdown_timeout_s: float = 10.0
+    admin_listen: HostPort = HostPort("127.0.0.1", 8081)
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 15.0
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,15 @@ class ApiKeyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InsertKeyConfig:
+    """A key that may call `POST /v1/insert` on the public listener; `members` empty: any member."""
+
+    name: str
+    sha256: bytes = field(repr=False)
+    members: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole, validated configuration of one clickbus process."""
 
@@ -179,6 +197,7 @@ class Config:
     members: Mapping[int, MemberConfig] = field(default_factory=dict)
     campaigns: Mapping[int, CampaignConfig] = field(default_factory=dict)
     api_keys: tuple[ApiKeyConfig, ...] = ()
+    insert_keys: tuple[InsertKeyConfig, ...] = ()
     source: Path | None = None
     notifier: NotifierConfig = NotifierConfig()
 
@@ -282,9 +301,26 @@ def _read_edge(r: _Reader) -> EdgeConfig:
         max_body_bytes=r.get("max_body_bytes", int, d.max_body_bytes, _positive),
         access_log=r.get("access_log", bool, d.access_log),
         shutdown_timeout_s=r.get("shutdown_timeout_s", float, d.shutdown_timeout_s, _positive),
+        admin_listen=parse_host_port(r.get("admin_listen", str, str(d.admin_listen), _host_port_check)),
+        header_timeout_s=r.get("header_timeout_s", float, d.header_timeout_s, _positive),
+        body_timeout_s=r.get("body_timeout_s", float, d.body_timeout_s, _positive),
+        keepalive_timeout_s=r.get("keepalive_timeout_s", float, d.keepalive_timeout_s, _positive),
+        trusted_proxies=_networks(r.get("trusted_proxies", list, [], _networks_check)),
     )
     r.done()
     return edge
+
+
+def _networks(items: list[Any]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def _networks_check(items: list[Any]) -> str | None:
+    try:
+        _networks([item if isinstance(item, str) else None for item in items])
+    except (TypeError, ValueError):
+        return 'expected a list of CIDR networks ("10.0.0.0/8", "2001:db8::/32")'
+    return None
 
 
 def _read_kafka(r: _Reader) -> KafkaConfig:
@@ -467,6 +503,24 @@ def _read_api_keys(r: _Reader) -> tuple[ApiKeyConfig, ...]:
     return tuple(keys)
 
 
+def _read_insert_keys(r: _Reader) -> tuple[InsertKeyConfig, ...]:
+    keys = []
+    for name in list(r.raw):
+        kr = r.table(name)
+        digest = kr.get("sha256", str, "", _sha256_check)
+        members = kr.get("members", list, [], _members_check)
+        keys.append(InsertKeyConfig(name, bytes.fromhex(digest) if digest else b"", tuple(members)))
+        if "sha256" not in kr.raw:
+            kr.fail("sha256", "required")
+        kr.done()
+    return tuple(keys)
+
+
+def _members_check(items: list[Any]) -> str | None:
+    ok = all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**32 for i in items)
+    return None if ok else "expected a list of member ids"
+
+
 def _sha256_check(text: str) -> str | None:
     ok = len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
     return None if ok else "expected 64 hex digits"
@@ -487,6 +541,7 @@ def from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
         members=members,
         campaigns=_read_campaigns(root.table("campaigns"), members),
         api_keys=_read_api_keys(root.table("api_keys")),
+        insert_keys=_read_insert_keys(root.table("insert_keys")),
         notifier=_read_notifier(root.table("notifier")),
     )
     root.done()

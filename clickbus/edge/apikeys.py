@@ -1,4 +1,4 @@
-"""API keys for server-side clicks: stored only as SHA-256 hashes, checked in constant time.
+"""API keys (server-side clicks, public insertion): stored only as SHA-256 hashes, checked in constant time.
 
 `identify` always does the same work, whether the header is missing, malformed,
 unknown or valid: hash what was presented (the empty string when nothing was)
@@ -13,11 +13,13 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from clickbus.config import ApiKeyConfig
 
 BEARER = "bearer "
 KEY_PREFIX = "cbk_"
+INSERT_KEY_PREFIX = "cbi_"
 KEY_BYTES = 32
 
 
@@ -32,13 +34,29 @@ def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
-class ApiKeys:
-    """The configured keys, by hash."""
+class Hashed(Protocol):
+    """A configured key: its name and the SHA-256 of its secret."""
 
-    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sha256(self) -> bytes: ...
+
+
+K = TypeVar("K", bound=Hashed)
+
+
+class ApiKeys(Generic[K]):
+    """The configured keys of one kind (`ApiKeyConfig`, `InsertKeyConfig`), by hash."""
+
+    def __init__(self, keys: Sequence[K]) -> None:
         self._keys = tuple(keys)
 
-    def identify(self, authorization: str | None) -> ApiKeyConfig | None:
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def identify(self, authorization: str | None) -> K | None:
         """The key an `Authorization` header presents, or None; same work either way."""
         presented = bearer(authorization)
         digest = key_hash(presented)
@@ -80,7 +98,7 @@ class RateLimiter:
         return max(1, int(missing / self._rates[name] + 0.999))
 
 
-def new_api_key() -> tuple[str, str]:
+def new_api_key(prefix: str = KEY_PREFIX) -> tuple[str, str]:
     """A fresh random API key and the hex SHA-256 to put in configuration."""
-    key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+    key = prefix + secrets.token_urlsafe(KEY_BYTES)
     return key, key_hash(key).hex()

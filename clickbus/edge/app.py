@@ -1,4 +1,11 @@
-"""The edge application factory. Nothing happens at import time."""
+"""The edge application factories: the public listener's and the internal one's. Nothing happens at import time.
+
+The public application serves what browsers and publishers call (`/ck`, `/i`, the beacons, the
+server-side click API, health) and, only when insert keys are configured, keyed insertion. The
+admin application serves the ad server and operators (insertion, metrics, OpenAPI, health) on
+`edge.admin_listen`; it shares the public application's objects and owns none of them, so the
+public application's cleanup contexts start and stop everything once.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,18 @@ from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
-from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, METRICS, RATE_LIMITER
+from clickbus.edge.appkeys import (
+    API_KEYS,
+    CONFIG,
+    DRAINING,
+    INSERT_KEYS,
+    INSERTER,
+    KEYRING,
+    LOG,
+    METRICS,
+    RATE_LIMITER,
+)
+from clickbus.edge.connections import drop_server_header
 from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
@@ -30,7 +48,7 @@ def create_app(
     metrics: Metrics | None = None,
     notifier: bool = False,
 ) -> web.Application:
-    """Build the edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names.
+    """Build the public edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names.
 
     With `notifier=True` the notifier runs in the same process, on the same log.
     """
@@ -43,13 +61,32 @@ def create_app(
     app[DRAINING] = asyncio.Event()
     app[API_KEYS] = ApiKeys(config.api_keys)
     app[RATE_LIMITER] = RateLimiter(config.api_keys)
+    app[INSERT_KEYS] = ApiKeys(config.insert_keys)
     app.cleanup_ctx.append(_flushing_metrics)  # first in, last out: the final flush follows the log's stop
     app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
     if notifier:
         app.cleanup_ctx.append(_notifying(config, app[LOG], app[METRICS]))
-    for module in (health, insert, redirect, beacons, pixel, server_clicks, prometheus, openapi):
+    for module in (health, redirect, beacons, pixel, server_clicks):
         app.add_routes(module.routes)
+    if app[INSERT_KEYS]:
+        app.add_routes(insert.keyed_routes)
+    app.on_response_prepare.append(drop_server_header)
     return app
+
+
+def create_admin_app(edge: web.Application) -> web.Application:
+    """The internal listener's application: insertion, metrics, OpenAPI and health, on `edge`'s objects."""
+    admin = web.Application(client_max_size=edge[CONFIG].edge.max_body_bytes)
+    admin[CONFIG] = edge[CONFIG]
+    admin[KEYRING] = edge[KEYRING]
+    admin[INSERTER] = edge[INSERTER]
+    admin[METRICS] = edge[METRICS]
+    admin[LOG] = edge[LOG]
+    admin[DRAINING] = edge[DRAINING]
+    for module in (health, insert, prometheus, openapi):
+        admin.add_routes(module.routes)
+    admin.on_response_prepare.append(drop_server_header)
+    return admin
 
 
 async def _flushing_metrics(app: web.Application) -> AsyncIterator[None]:
