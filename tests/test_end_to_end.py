@@ -30,6 +30,7 @@ def edge(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
+        "CLICKBUS_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "CLICKBUS_PUBLIC_URL": base,
         "CLICKBUS_DATA_DIR": str(tmp_path / "data"),
     }
@@ -71,7 +72,7 @@ async def test_insert_click_land_and_tail(
         "landing_url": "https://shop.example/",
         "auction": {"member_id": 13, "auction_id_64": 677373076784237441, "user_id_64": 42},
     }
-    async with session.post(f"{base}/v1/insert", json=body) as response:
+    async with session.post(f"http://{env['CLICKBUS_ADMIN_LISTEN']}/v1/insert", json=body) as response:
         assert response.status == 200
         inserted = await response.json()
     click_url = inserted["markup"].split('"')[1]

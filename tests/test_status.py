@@ -97,18 +97,18 @@ async def test_once_shows_bidder_health_of_a_running_service(
     try:
         body = {"markup": "<p>ad</p>", "auction": {"member_id": 7, "auction_id_64": 31, "creative_id": 2}}
         async with ClientSession(headers={"User-Agent": BROWSER_UA}) as session:
-            async with session.post(service.url + "/v1/insert", json=body) as response:
+            async with session.post(service.admin_url + "/v1/insert", json=body) as response:
                 beacon = (await response.json())["beacons"]["click"]
             async with session.post(beacon, json={"user_id": "u", "session_id": "s"}) as response:
                 assert response.status == 202
 
             async def delivered() -> bool:
-                async with session.get(service.url + "/metrics") as response:
+                async with session.get(service.admin_url + "/metrics") as response:
                     return 'clickbus_deliveries_total{member="7",status="delivered"} 1.0' in await response.text()
 
             await eventually_async(delivered, timeout=20)
         capsys.readouterr()
-        argv = ["status", "--once", "--interval", "0.2", "--url", service.url + "/metrics"]
+        argv = ["status", "--once", "--interval", "0.2"]  # the URL comes from edge.admin_listen
         argv += ["--config", str(service.config_path)]
         assert await asyncio.to_thread(main, argv) == 0
         text = capsys.readouterr().out

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from clickbus.config import Config, from_mapping
 from clickbus.log import EmbeddedLog
+from tests.edgeapp import admin_client
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 API_KEY = "cbk_test-key-publisher-a"
@@ -46,11 +47,12 @@ def make_config(data_dir: Path, **edge: Any) -> Config:
 
 
 async def insertion(client: TestClient, **auction: Any) -> dict[str, Any]:
-    """The body of a real `POST /v1/insert`."""
+    """The body of a real `POST /v1/insert`, on the internal listener of `client`'s edge."""
     body = {"markup": "<a href='${CLICK_URL}'>ad</a>", "landing_url": LANDING, "auction": {**AUCTION, **auction}}
-    response = await client.post("/v1/insert", json=body)
-    assert response.status == 200, await response.text()
-    result: dict[str, Any] = await response.json()
+    async with admin_client(client.app) as admin:
+        response = await admin.post("/v1/insert", json=body)
+        assert response.status == 200, await response.text()
+        result: dict[str, Any] = await response.json()
     return result
 
 

@@ -23,6 +23,7 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.metered import MeteredLog
 from clickbus.metrics import BreakerState, create_metrics, render
 from clickbus.tokens import AdContext
+from tests.edgeapp import admin_client
 from tests.notifier import factory as f
 from tests.test_metrics import sample
 
@@ -54,10 +55,15 @@ def _insertion(client: TestClient) -> Insertion:
     return client.app[INSERTER].insert("<a href='${CLICK_URL}'>ad</a>", ad)
 
 
+async def _scrape(client: TestClient) -> str:
+    async with admin_client(client.app) as admin:  # /metrics is on the internal listener
+        response = await admin.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+
 async def _metric(client: TestClient, name: str, **labels: str) -> float:
-    response = await client.get("/metrics")
-    assert response.status == 200
-    return sample(await response.text(), name, **labels) or 0.0
+    return sample(await _scrape(client), name, **labels) or 0.0
 
 
 def _path(url: str) -> str:
@@ -116,8 +122,7 @@ async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(aioht
 
 
 async def _lag_is(client: TestClient, labels: dict[str, str], value: float) -> bool:
-    text = await (await client.get("/metrics")).text()
-    return sample(text, "clickbus_consumer_lag_records", **labels) == value
+    return sample(await _scrape(client), "clickbus_consumer_lag_records", **labels) == value
 
 
 async def test_rejected_click_is_dead_lettered_and_counted(aiohttp_client, stubs, tmp_path: Path) -> None:
