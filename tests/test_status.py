@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpServer
 from rich.console import Console
 
 from clickbus.cli import main
+from clickbus.edge import create_admin_app
 from clickbus.metrics import BreakerState
 from clickbus.status import parse, quantile
 from tests.bidder import BidderStub
@@ -43,6 +44,7 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
     app, metrics = make_app(make_config(tmp_path))
     server = await aiohttp_server(app)
     client_url = f"http://127.0.0.1:{server.port}"
+    admin = await aiohttp_server(create_admin_app(app))
     metrics.delivery(7, "delivered")
     metrics.delivery(7, "retry")
     metrics.dead_letter(9)
@@ -60,7 +62,8 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
 
     out = io.StringIO()
     console = Console(file=out, width=140, color_system=None)
-    watching = asyncio.create_task(asyncio.to_thread(watch, client_url + "/metrics", interval_s=0.5, once=True,
+    metrics_url = f"http://127.0.0.1:{admin.port}/metrics"
+    watching = asyncio.create_task(asyncio.to_thread(watch, metrics_url, interval_s=0.5, once=True,
                                                      console=console))
     await asyncio.sleep(0.1)
     await clicks()  # between the two scrapes: a positive click rate

@@ -31,6 +31,7 @@ from clickbus.edge.appkeys import (
     METRICS,
     RATE_LIMITER,
 )
+from clickbus.edge.buckets import FileBuckets
 from clickbus.edge.connections import drop_server_header
 from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
@@ -38,6 +39,8 @@ from clickbus.log import Log, open_log
 from clickbus.log.metered import MeteredLog
 from clickbus.metrics import FLUSH_EVERY_S, Metrics, default_metrics
 from clickbus.tokens import Keyring
+
+BUCKETS_FILE = "rate-buckets"
 
 
 def create_app(
@@ -64,6 +67,7 @@ def create_app(
     app[INSERT_KEYS] = ApiKeys(config.insert_keys)
     app.cleanup_ctx.append(_flushing_metrics)  # first in, last out: the final flush follows the log's stop
     app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
+    app.cleanup_ctx.append(_sharing_buckets)
     if notifier:
         app.cleanup_ctx.append(_notifying(config, app[LOG], app[METRICS]))
     for module in (health, redirect, beacons, pixel, server_clicks):
@@ -107,6 +111,17 @@ async def _flushing_metrics(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     metrics.flush()
+
+
+async def _sharing_buckets(app: web.Application) -> AsyncIterator[None]:
+    """The API keys' rate limits hold for every worker of the host: their buckets are in one file (see buckets)."""
+    limiter = app[RATE_LIMITER]
+    if limiter:
+        data_dir = app[CONFIG].data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        limiter.share(FileBuckets(data_dir / BUCKETS_FILE, len(app[CONFIG].api_keys)))
+    yield
+    limiter.close()
 
 
 def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
