@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from clickbus.config import IPNetwork
+from clickbus.config import IPNetwork, from_mapping
 from clickbus.creative import Inserter
 from clickbus.edge.client import client_address
+from clickbus.errors import ConfigError
 from clickbus.keystore import load_keyring
 from clickbus.landing import check_landing
 from clickbus.log import open_log
@@ -107,3 +109,24 @@ async def _client_ips(service: Service) -> dict[int, str]:
         record = orjson.loads(entry.value)
         ips[record["auction_id_64"]] = record["client_ip"]
     return ips
+
+
+@pytest.mark.parametrize(
+    ("edge", "problem"),
+    [
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "edge.trusted_proxies: expected a list of CIDR networks"),
+        ({"trusted_proxies": [10]}, "edge.trusted_proxies: expected a list of CIDR networks"),
+        ({"trusted_proxies": "10.0.0.0/8"}, "edge.trusted_proxies: expected list"),
+        ({"header_timeout_s": 0}, "edge.header_timeout_s: expected a positive number"),
+        ({"body_timeout_s": -1.0}, "edge.body_timeout_s: expected a positive number"),
+        ({"keepalive_timeout_s": "15"}, "edge.keepalive_timeout_s: expected float"),
+    ],
+)
+def test_bad_edge_settings_fail_at_start_naming_the_key(edge: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        from_mapping({"edge": edge}, env={})
+
+
+def test_trusted_proxies_are_networks() -> None:
+    edge = from_mapping({"edge": {"trusted_proxies": ["10.0.0.0/8", "2001:db8::1"]}}, env={}).edge
+    assert edge.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::1/128"))
