@@ -15,7 +15,8 @@ from clickbus.config import HostPort
 from clickbus.edge.connections import bound, listen
 from clickbus.edge.serve import make_runner
 from clickbus.logging_setup import JsonFormatter, configure, scrub
-from tests.edgeapp import make_app, make_config
+from tests.support.configs import edge_config
+from tests.support.edgeapp import make_app
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_worker_field_when_set() -> None:
 
 @pytest.mark.parametrize("access_log", [False, True])
 async def test_access_log_only_when_configured(tmp_path: Path, lines: io.StringIO, access_log: bool) -> None:
-    config = make_config(tmp_path, access_log=access_log)
+    config = edge_config(tmp_path, access_log=access_log)
     app, _ = make_app(config)
     runner = make_runner(app, config)
     await runner.setup()

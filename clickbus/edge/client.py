@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from clickbus.config import IPNetwork
 from clickbus.edge.appkeys import CONFIG
 from clickbus.records import device_key, truncate_ip
+from clickbus.settings.values import Network
 
 MAX_HEADER_CHARS = 2048
 
@@ -41,11 +41,11 @@ def _parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Sequence[IPNetwork]) -> bool:
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Sequence[Network]) -> bool:
     return any(address in network for network in proxies)
 
 
-def client_address(peer: str | None, forwarded: Sequence[str], proxies: Sequence[IPNetwork]) -> str:
+def client_address(peer: str | None, forwarded: Sequence[str], proxies: Sequence[Network]) -> str:
     """The client's address from the peer and the `X-Forwarded-For` values, right to left past `proxies`."""
     hops = [hop for value in forwarded for hop in value.split(",")]
     current = _parsed(peer or "")

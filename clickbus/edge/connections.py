@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 
+from clickbus.compat.aiohttp import BareResponse, heads_parsed
 from clickbus.config import EdgeConfig, HostPort
 from clickbus.logging_setup import JsonAccessLogger, access_logger
 
@@ -43,14 +44,6 @@ class Deadlines:
     @classmethod
     def of(cls, edge: EdgeConfig) -> Deadlines:
         return cls(edge.header_timeout_s, edge.keepalive_timeout_s)
-
-
-class BareResponse(web.Response):
-    """A response without aiohttp's `Server` header (used where no application signal can remove it)."""
-
-    async def _prepare_headers(self) -> None:
-        await super()._prepare_headers()
-        self.headers.popall(hdrs.SERVER, None)
 
 
 async def drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -78,9 +71,9 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        heads = self._request_count  # aiohttp counts each request head it has parsed
+        heads = heads_parsed(self)
         super().data_received(data)
-        if self._request_count != heads:
+        if heads_parsed(self) != heads:
             self._in_request = True  # the head is complete; the body has its own deadline
             self._disarm()
         elif data and not self._in_request and self._head_deadline is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clickbus.edge.buckets import SLOT, FileBuckets, MemoryBuckets
-from tests.service import Service
+from tests.support.service import Service
 
 KEY = "cbk_rate-limited-key"
 RATE = 5.0
@@ -70,8 +70,7 @@ def _click(port: int) -> int:
 def test_rate_holds_across_two_workers(tmp_path: Path) -> None:
     digest = hashlib.sha256(KEY.encode()).hexdigest()
     extra = (
-        '[campaigns.1]\nmember_id = 13\nplacements = ["p"]\n'
-        f'[api_keys.pub]\nsha256 = "{digest}"\nrate_per_s = {RATE}\n'
+        f'[campaigns.1]\nmember_id = 13\nplacements = ["p"]\n[api_keys.pub]\nsha256 = "{digest}"\nrate_per_s = {RATE}\n'
     )
     service = Service(tmp_path, workers=2, extra=extra).start()
     try:

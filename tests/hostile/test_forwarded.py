@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clickbus.config import IPNetwork, from_mapping
+from clickbus.config import from_mapping
 from clickbus.creative import Inserter
 from clickbus.edge.client import client_address
 from clickbus.errors import ConfigError
@@ -21,12 +21,13 @@ from clickbus.keystore import load_keyring
 from clickbus.landing import check_landing
 from clickbus.log import open_log
 from clickbus.log.port import Topic
+from clickbus.settings.values import Network
 from clickbus.tokens import AdContext
 from tests.hostile.sockets import Tally, exchange, request
-from tests.service import Service
+from tests.support.service import Service
 
 LB = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:ffff::/48")]
-NONE: list[IPNetwork] = []
+NONE: list[Network] = []
 
 # (peer, X-Forwarded-For values, trusted proxies, the client's address)
 CASES = [
@@ -55,7 +56,7 @@ CASES = [
 
 @pytest.mark.parametrize(("peer", "forwarded", "proxies", "client"), CASES)
 def test_the_client_is_the_rightmost_untrusted_hop(
-    peer: str | None, forwarded: list[str], proxies: list[IPNetwork], client: str
+    peer: str | None, forwarded: list[str], proxies: list[Network], client: str
 ) -> None:
     assert client_address(peer, forwarded, proxies) == client
 
@@ -114,9 +115,9 @@ async def _client_ips(service: Service) -> dict[int, str]:
 @pytest.mark.parametrize(
     ("edge", "problem"),
     [
-        ({"trusted_proxies": ["10.0.0.0/33"]}, "edge.trusted_proxies: expected a list of CIDR networks"),
-        ({"trusted_proxies": [10]}, "edge.trusted_proxies: expected a list of CIDR networks"),
-        ({"trusted_proxies": "10.0.0.0/8"}, "edge.trusted_proxies: expected list"),
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "edge.trusted_proxies[0]: expected a CIDR network"),
+        ({"trusted_proxies": [10]}, "edge.trusted_proxies[0]: expected a CIDR network"),
+        ({"trusted_proxies": "10.0.0.0/8"}, "edge.trusted_proxies: expected a list"),
         ({"header_timeout_s": 0}, "edge.header_timeout_s: expected a positive number"),
         ({"body_timeout_s": -1.0}, "edge.body_timeout_s: expected a positive number"),
         ({"keepalive_timeout_s": "15"}, "edge.keepalive_timeout_s: expected float"),

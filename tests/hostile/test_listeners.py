@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.hostile.sockets import Tally, exchange, request
-from tests.service import Service
+from tests.support.service import Service
 
 INSERT_KEY = "cbi_hostile-suite-adserver"
 MEMBER_KEY = "cbi_hostile-suite-member-13"

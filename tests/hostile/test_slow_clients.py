@@ -16,7 +16,7 @@ from clickbus.keystore import load_keyring
 from clickbus.landing import check_landing
 from clickbus.tokens import AdContext
 from tests.hostile.sockets import Answer, Tally, exchange, read_until_closed, request
-from tests.service import Service
+from tests.support.service import Service
 
 HEADER_S, BODY_S, KEEPALIVE_S = 1.0, 1.0, 2.0
 SLACK_S = 1.5  # a loaded 2-core machine; the point is "closed", not "closed to the millisecond"
@@ -33,7 +33,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def beacon_path(service: Service) -> str:
     inserter = Inserter(load_keyring(service.config), service.url, ttl_s=3600)
-    url = inserter.insert("", AdContext(member_id=13, landing_url=check_landing("https://shop.example/"))).beacon_click_url
+    url = inserter.insert(
+        "", AdContext(member_id=13, landing_url=check_landing("https://shop.example/"))
+    ).beacon_click_url
     assert url is not None
     return url.removeprefix(service.url)
 
