@@ -54,12 +54,15 @@ async def drop_server_header(request: web.Request, response: web.StreamResponse)
 class GuardedHandler(RequestHandler):
     """aiohttp's connection handler, with a deadline on each request head and fixed error bodies."""
 
-    __slots__ = ("_head_deadline", "_head_timeout_s", "_in_request")
+    # One timer per connection, re-aimed rather than re-made: a kept-alive connection parses a head
+    # per request, and a timer handle each time would cost more than the check itself.
+    __slots__ = ("_head_due", "_head_timeout_s", "_head_timer", "_in_request")
 
     def __init__(self, manager: web.Server, *, head_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._head_timeout_s = head_timeout_s
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_due: float | None = None  # loop time by which the pending head must be whole
+        self._head_timer: asyncio.TimerHandle | None = None
         self._in_request = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -68,6 +71,9 @@ class GuardedHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -76,7 +82,7 @@ class GuardedHandler(RequestHandler):
         if heads_parsed(self) != heads:
             self._in_request = True  # the head is complete; the body has its own deadline
             self._disarm()
-        elif data and not self._in_request and self._head_deadline is None:
+        elif data and not self._in_request and self._head_due is None:
             self._arm()
 
     async def finish_response(
@@ -103,17 +109,22 @@ class GuardedHandler(RequestHandler):
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()
-        self._head_deadline = loop.call_later(self._head_timeout_s, self._head_timed_out)
+        self._head_due = loop.time() + self._head_timeout_s
+        if self._head_timer is None:
+            self._head_timer = loop.call_at(self._head_due, self._check_head)
 
     def _disarm(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        self._head_due = None  # the timer, if any, finds nothing pending when it fires
 
-    def _head_timed_out(self) -> None:
-        self._head_deadline = None
-        if not self._in_request:
-            self.force_close()
+    def _check_head(self) -> None:
+        self._head_timer = None
+        if self._head_due is None or self._in_request:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._head_due:  # a later head than the one the timer was set for
+            self._head_timer = loop.call_at(self._head_due, self._check_head)
+            return
+        self.force_close()
 
 
 def _phrase(status: int) -> str:

@@ -133,3 +133,20 @@ def test_a_slow_but_honest_body_is_still_accepted(service: Service) -> None:
         sock.sendall(body[5:])
         answer = read_until_closed(sock, 5)
     assert answer.status == 202, answer.raw[:300]
+
+
+def test_a_busy_kept_alive_connection_outlives_the_head_deadline(service: Service) -> None:
+    """Quick heads, one every 0.4 s for 3 head deadlines: the connection serves them all."""
+    answered = 0
+    with connect(service.port) as sock:
+        started = time.monotonic()
+        while time.monotonic() - started < 3 * HEADER_S:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while b'"ok"}' not in reply:  # the end of /healthz's body
+                chunk = sock.recv(4096)
+                assert chunk, f"closed after {answered} answers"
+                reply += chunk
+            answered += 1
+            time.sleep(0.4)
+    assert answered >= 6
