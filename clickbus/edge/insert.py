@@ -101,7 +101,7 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
 @routes.post(PATH)
 async def insert(request: web.Request) -> web.Response:
     """Insert signed tracking URLs into a creative."""
-    return await _insert(request, members=())
+    return await _answer(request, members=())
 
 
 @keyed_routes.post(PATH)
@@ -111,10 +111,10 @@ async def keyed_insert(request: web.Request) -> web.Response:
     if key is None:
         request.app[METRICS].insertion("unauthorized")
         return _refusal(401, "", "a valid insert key is required", {hdrs.WWW_AUTHENTICATE: "Bearer"})
-    return await _insert(request, members=key.members)
+    return await _answer(request, members=key.members)
 
 
-async def _insert(request: web.Request, members: tuple[int, ...]) -> web.Response:
+async def _answer(request: web.Request, members: tuple[int, ...]) -> web.Response:
     """Parse, check the member against `members` (empty: any), insert."""
     try:
         markup, ad, wrap = parse_insert(await read_json(request))
