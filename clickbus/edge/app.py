@@ -13,7 +13,17 @@ from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
-from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, METRICS, RATE_LIMITER
+from clickbus.edge.appkeys import (
+    ADDRESS_SECRET,
+    API_KEYS,
+    CONFIG,
+    DRAINING,
+    INSERTER,
+    KEYRING,
+    LOG,
+    METRICS,
+    RATE_LIMITER,
+)
 from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
@@ -37,6 +47,7 @@ def create_app(
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
+    app[ADDRESS_SECRET] = app[KEYRING].derive(b"client address")
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
     app[METRICS] = metrics if metrics is not None else default_metrics()
     app[LOG] = MeteredLog(log if log is not None else open_log(config), app[METRICS])

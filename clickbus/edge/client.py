@@ -6,19 +6,21 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from clickbus.records import device_key, truncate_ip
+from clickbus.edge.appkeys import ADDRESS_SECRET
+from clickbus.records import address_key, device_key, truncate_ip
 
 MAX_HEADER_CHARS = 2048
 
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """The client's truncated address, user agent, referer and device key."""
+    """The client's truncated address, user agent, referer and device key, and a keyed hash of its full address."""
 
     ip: str
     user_agent: str
     referer: str
     device: str
+    key: str = ""
 
 
 def client_of(request: web.Request, *, trust_forwarded: bool) -> Client:
@@ -32,4 +34,5 @@ def client_of(request: web.Request, *, trust_forwarded: bool) -> Client:
         user_agent=user_agent,
         referer=request.headers.get(hdrs.REFERER, "")[:MAX_HEADER_CHARS],
         device=device_key(user_agent),
+        key=address_key(request.app[ADDRESS_SECRET], address),
     )
