@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from clickbus import config as configuration
@@ -26,6 +27,7 @@ from clickbus.records import Reason
 from tests.bidder import BidderStub
 from tests.notifier import factory as f
 
+Client = TestClient[web.Request, web.Application]
 CHROME_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 OFFICE = "198.51.100.7"  # one /24 ...
 COLLEAGUE = "198.51.100.8"  # ... two people
@@ -93,8 +95,8 @@ CASES: dict[str, Case] = {
 
 @pytest.fixture
 async def edge(
-    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
-) -> AsyncIterator[tuple[TestClient, BidderStub]]:
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path
+) -> AsyncIterator[tuple[Client, BidderStub]]:
     """The edge with its notifier on one embedded log, believing `X-Forwarded-For` to vary addresses."""
     stub = BidderStub()
     await stub.start()
@@ -109,7 +111,7 @@ async def edge(
     await stub.stop()
 
 
-async def _insert(client: TestClient, auction: dict[str, Any], landing: str) -> dict[str, Any]:
+async def _insert(client: Client, auction: dict[str, Any], landing: str) -> dict[str, Any]:
     body = {"markup": "<img src='${IMPRESSION_URL}'>", "landing_url": landing, "auction": {"member_id": 13, **auction}}
     response = await client.post("/v1/insert", json=body)
     assert response.status == 200, await response.text()
@@ -121,7 +123,7 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
-async def _send(client: TestClient, inserted: dict[str, Any], send: Send) -> None:
+async def _send(client: Client, inserted: dict[str, Any], send: Send) -> None:
     headers = {"User-Agent": send.ua, "X-Forwarded-For": send.ip}
     if send.kind == "pixel":
         response = await client.get(_path(inserted["impression_url"]), headers=headers)
@@ -135,7 +137,7 @@ async def _send(client: TestClient, inserted: dict[str, Any], send: Send) -> Non
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-async def test_dedup_rule(edge: tuple[TestClient, BidderStub], case: Case) -> None:
+async def test_dedup_rule(edge: tuple[Client, BidderStub], case: Case) -> None:
     client, stub = edge
     landings = case.landings or ["https://shop.example/"] * len(case.ads)
     inserted = [await _insert(client, ad, landing) for ad, landing in zip(case.ads, landings, strict=True)]

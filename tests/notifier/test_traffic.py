@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
 
 from clickbus.log.port import Log, Topic
 from clickbus.records import ImpressionRecord, Reason
+from tests.bidder import BidderStub
 from tests.notifier import factory as f
+from tests.notifier.conftest import RunNotifier
 
 
 async def _outcomes(log: Log, n: int) -> list[dict[str, object]]:
@@ -127,7 +130,9 @@ async def test_duplicate_impressions_are_recorded_invalid(log: Log, stubs, runni
 SERVER_AGENTS = ["curl/7.88.1", "python-requests/2.31.0", "Go-http-client/1.1", "axios/1.6.7", "node-fetch/1.0"]
 
 
-async def test_server_clicks_skip_the_crawler_check(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_server_clicks_skip_the_crawler_check(
+    log: Log, stubs: Callable[..., Awaitable[BidderStub]], running: RunNotifier, tmp_path: Path
+) -> None:
     """A server click's user agent is the publisher's server: delivered; a redirect with it is still a bot."""
     stub = await stubs()
     server = [f.click(13, user_agent=ua, source="server", user_id_64=0, auction_id_64=0) for ua in SERVER_AGENTS]
