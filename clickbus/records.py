@@ -36,6 +36,7 @@ CLICK_REQUEST_FIELDS = (
 OPTIONAL_CLICK_REQUEST_FIELDS = frozenset({"userdata_json", "custom_notify_data"})  # Xandr scope "some"
 R = TypeVar("R", bound="_Record")
 _V4_MAPPED = bytes(10) + b"\xff\xff"
+MAX_KEY_ID_CHARS = 64  # longer user and session ids enter the dedup key hashed
 _IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
 
 
@@ -117,6 +118,13 @@ def ad_key(token: Token) -> str:
     return f"t{hashlib.blake2b(orjson.dumps(token), digest_size=8).hexdigest()}.{ad.creative_id}"
 
 
+def _named(kind: str, text: str) -> str:
+    """A publisher-given id in a key: as it is when short, else its hash (keys stay small; ids come from outside)."""
+    if len(text) <= MAX_KEY_ID_CHARS:
+        return f"{kind}:{text}"
+    return f"{kind.upper()}:{hashlib.blake2b(text.encode('utf-8', 'replace'), digest_size=16).hexdigest()}"
+
+
 class _Record:
     """Shared serialization for the record dataclasses."""
 
@@ -151,14 +159,14 @@ class _Record:
         """The publisher's user id, else the auction's user, else the session, else the full address's hash."""
         data: Any = self
         if data.user_id:
-            return f"u:{data.user_id}"
+            return _named("u", data.user_id)
         if data.user_id_64:
             return f"x:{data.user_id_64}"
         if data.session_id:
-            return f"s:{data.session_id}"
+            return _named("s", data.session_id)
         if data.client_key:
             return f"a:{data.client_key}"
-        return f"r:{self.record_id()}"  # nothing names the user (a record from before client_key): alone
+        return f"r:{self.record_id()}"  # nothing names the user (no address, or a record from before client_key)
 
     def _ad(self) -> str:
         data: Any = self

@@ -126,6 +126,8 @@ DEDUP_CLAUSES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("no session: the full address, not the /24", {}, {"client_key": "addr-2"}, False),
     ("same full address, same /24", {}, {}, True),
     ("a user_id is not a session of the same text", {"user_id": "x"}, {"session_id": "x"}, False),
+    ("long user ids enter hashed, still per user", {"user_id": "a" * 65}, {"user_id": "a" * 64 + "b"}, False),
+    ("a long user id twice", {"user_id": "a" * 1024}, {"user_id": "a" * 1024}, True),
 ]
 
 
@@ -148,6 +150,10 @@ def test_records_without_user_or_ad_stand_alone() -> None:
     legacy = {"client_key": "", "ad_key": "", "auction_id_64": 0}
     assert _click(**legacy).dedup_key() != _click(**legacy).dedup_key()
     assert _click(ad_key="").dedup_key() == _click(ad_key="").dedup_key()  # the auction still names the ad
+
+
+def test_dedup_keys_stay_small() -> None:
+    assert len(_click(user_id="u" * 1024, session_id="s" * 1024).dedup_key()) < 100
 
 
 def test_server_clicks_stand_alone() -> None:
