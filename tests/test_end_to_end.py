@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,16 +22,11 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.bidder import BidderStub
-from tests.service import Service
+from tests.support.bidder import BidderStub
+from tests.support.ports import free_port
+from tests.support.service import Service
 
 ROOT = Path(__file__).parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

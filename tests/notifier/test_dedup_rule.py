@@ -16,18 +16,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from clickbus import config as configuration
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import LOG
 from clickbus.log.port import Topic
 from clickbus.records import Reason
-from tests.bidder import BidderStub
 from tests.notifier import factory as f
+from tests.support.bidder import BidderStub
+from tests.support.configs import build_config
+from tests.support.edgeapp import EdgeClient as Client
+from tests.support.records import records
+from tests.support.waiting import eventually_async
 
-Client = TestClient[web.Request, web.Application]
 CHROME_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 OFFICE = "198.51.100.7"  # one /24 ...
 COLLEAGUE = "198.51.100.8"  # ... two people
@@ -100,13 +100,13 @@ async def edge(
     """The edge with its notifier on one embedded log, believing `X-Forwarded-For` to vary addresses."""
     stub = BidderStub()
     await stub.start()
-    raw = {
-        "data_dir": str(tmp_path),
-        "edge": {"public_url": "http://clickbus.test", "trust_forwarded": True},
-        "members": {"13": {"click_uri": stub.url, "allow_private": True}},
-        "notifier": {"commit_interval_s": 0.05},
-    }
-    client = await aiohttp_client(create_app(configuration.from_mapping(raw, env={}), notifier=True))
+    config = build_config(
+        tmp_path,
+        edge={"public_url": "http://clickbus.test", "trust_forwarded": True},
+        members={"13": {"click_uri": stub.url, "allow_private": True}},
+        notifier={"commit_interval_s": 0.05},
+    )
+    client = await aiohttp_client(create_app(config, notifier=True))
     yield client, stub
     await stub.stop()
 
@@ -147,12 +147,12 @@ async def test_dedup_rule(edge: tuple[Client, BidderStub], case: Case) -> None:
     log = client.app[LOG]
 
     async def judged() -> list[dict[str, Any]] | None:
-        outcomes = await f.records(log, Topic.DELIVERIES)
+        outcomes = await records(log, Topic.DELIVERIES)
         invalid = [o for o in outcomes if o["outcome"] == "invalid"]
         settled = len(stub.received) + len(invalid) >= clicks + case.impressions_duplicate
         return outcomes if settled and len(stub.received) >= case.delivered else None
 
-    outcomes = await f.eventually_async(judged)
+    outcomes = await eventually_async(judged)
     duplicates = [o for o in outcomes if o["reason"] == Reason.DUPLICATE]
     assert len(stub.received) == case.delivered
     assert len({r.webhook_id for r in stub.received}) == case.delivered
