@@ -22,6 +22,7 @@ from clickbus.creative import Inserter
 from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.edge.appkeys import (
+    ADDRESS_SECRET,
     API_KEYS,
     CONFIG,
     DRAINING,
@@ -58,6 +59,7 @@ def create_app(
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
+    app[ADDRESS_SECRET] = app[KEYRING].derive(b"client address")
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
     app[METRICS] = metrics if metrics is not None else default_metrics()
     app[LOG] = runtime.metered_log(config, app[METRICS], log)

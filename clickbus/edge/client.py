@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from clickbus.edge.appkeys import CONFIG
-from clickbus.records import device_key, truncate_ip
+from clickbus.edge.appkeys import ADDRESS_SECRET, CONFIG
+from clickbus.records import address_key, device_key, truncate_ip
 from clickbus.settings.values import Network
 
 MAX_HEADER_CHARS = 2048
@@ -26,12 +26,13 @@ MAX_HEADER_CHARS = 2048
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """The client's truncated address, user agent, referer and device key."""
+    """The client's truncated address, user agent, referer and device key, and a keyed hash of its full address."""
 
     ip: str
     user_agent: str
     referer: str
     device: str
+    key: str = ""
 
 
 def _parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -73,4 +74,5 @@ def client_of(request: web.Request, *, trust_forwarded: bool) -> Client:
         user_agent=user_agent,
         referer=request.headers.get(hdrs.REFERER, "")[:MAX_HEADER_CHARS],
         device=device_key(user_agent),
+        key=address_key(request.app[ADDRESS_SECRET], address),
     )

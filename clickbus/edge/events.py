@@ -16,7 +16,7 @@ from clickbus.edge.client import Client
 from clickbus.errors import LogUnavailable
 from clickbus.ids import uuid7
 from clickbus.log.port import Topic
-from clickbus.records import ClickRecord, ImpressionRecord, Reason, xandr_timestamp
+from clickbus.records import ClickRecord, ImpressionRecord, Reason, ad_key, xandr_timestamp
 from clickbus.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def _common(token: Token, client: Client, now: float, user_id: str, session_id: 
         "reason": Reason.EXPIRED if expired else None,
         "user_id": user_id,
         "session_id": session_id,
+        "ad_key": ad_key(token),
+        "client_key": client.key,
     }
 
 
