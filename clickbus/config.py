@@ -76,6 +76,8 @@ class EdgeConfig:
     max_body_bytes: int = 64 * 1024
     access_log: bool = False
     shutdown_timeout_s: float = 10.0
+    max_url_bytes: int = 4096
+    max_text_chars: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +284,8 @@ def _read_edge(r: _Reader) -> EdgeConfig:
         max_body_bytes=r.get("max_body_bytes", int, d.max_body_bytes, _positive),
         access_log=r.get("access_log", bool, d.access_log),
         shutdown_timeout_s=r.get("shutdown_timeout_s", float, d.shutdown_timeout_s, _positive),
+        max_url_bytes=r.get("max_url_bytes", int, d.max_url_bytes, _positive),
+        max_text_chars=r.get("max_text_chars", int, d.max_text_chars, _positive),
     )
     r.done()
     return edge

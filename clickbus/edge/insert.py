@@ -1,13 +1,23 @@
-"""`POST /v1/insert`: serve-time insertion over HTTP."""
+"""`POST /v1/insert`: serve-time insertion over HTTP.
+
+Insertion is linear in the markup, but a large creative with thousands of links still
+signs thousands of tokens: markups over `INLINE_MARKUP_CHARS` are inserted on one
+worker thread, so the event loop keeps answering clicks meanwhile (the interpreter
+switches threads every few milliseconds) and at most one large insertion runs at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from clickbus.edge.appkeys import INSERTER, METRICS
+from clickbus.creative import Inserter, Insertion
+from clickbus.edge.appkeys import CONFIG, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
 from clickbus.landing import landing_problems
@@ -20,6 +30,7 @@ _U32 = 2**32 - 1
 _INT_FIELDS = {"auction_id_64": _U64, "member_id": _U32, "user_id_64": _U64, "creative_id": _U64, "pos": 0xFFFF}
 _STR_FIELDS = ("custom_notify_data", "userdata_json")
 MAX_HOSTS = 16
+INLINE_MARKUP_CHARS = 16 * 1024
 
 
 def _problem(field: str, message: str) -> dict[str, str]:
@@ -94,7 +105,8 @@ async def insert(request: web.Request) -> web.Response:
     """Insert signed tracking URLs into a creative."""
     try:
         markup, ad, wrap = parse_insert(await read_json(request))
-        done = request.app[INSERTER].insert(markup, ad, wrap_links=wrap)
+        done = await _insert(request.app[INSERTER], markup, ad, wrap)
+        check_url_length(done, ad, request.app[CONFIG].edge.max_url_bytes)
     except BodyError as exc:
         request.app[METRICS].insertion("bad_body")
         return web.json_response({"errors": [_problem("", exc.message)]}, status=exc.status, dumps=_dumps)
@@ -105,6 +117,34 @@ async def insert(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
     body["beacons"] = {"click": done.beacon_click_url, "impression": done.beacon_impression_url}
     return web.json_response(body, dumps=_dumps)
+
+
+async def _insert(inserter: Inserter, markup: str, ad: AdContext, wrap: bool) -> Insertion:
+    if len(markup) <= INLINE_MARKUP_CHARS:
+        return inserter.insert(markup, ad, wrap_links=wrap)
+    call = functools.partial(inserter.insert, markup, ad, wrap_links=wrap)
+    return await asyncio.get_running_loop().run_in_executor(_large_markups(), call)
+
+
+@functools.cache
+def _large_markups() -> ThreadPoolExecutor:
+    """One thread for large insertions, made on first use; its queue is bounded by the open requests."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickbus-insert")
+
+
+def check_url_length(done: Insertion, ad: AdContext, limit: int) -> None:
+    """Raise `InsertRequestError` naming the longest context field when a minted URL is over `limit` bytes."""
+    if done.longest_url <= limit:
+        return
+    sizes = {  # the context fields that make a token long; on a tie, the first is named
+        "auction.userdata_json": len(ad.userdata_json.encode()),
+        "auction.custom_notify_data": len(ad.custom_notify_data.encode()),
+        "landing_url": len(ad.landing_url.encode()),
+        "auction.redirect_hosts": sum(len(h) for h in ad.redirect_hosts),
+    }
+    field = max(sizes, key=sizes.__getitem__)
+    message = f"makes a tracking URL of {done.longest_url} bytes, over the {limit} allowed (edge.max_url_bytes)"
+    raise InsertRequestError([_problem(field, message)])
 
 
 def _dumps(value: Any) -> str:
