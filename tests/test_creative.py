@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -182,10 +183,8 @@ def _cpu_seconds(markup: str) -> float:
     best = float("inf")
     for _ in range(3):
         started = time.process_time()
-        try:
+        with contextlib.suppress(InsertRequestError):
             INSERTER.insert(markup, AD, wrap_links=True)
-        except InsertRequestError:
-            pass
         best = min(best, time.process_time() - started)
     return best
 
