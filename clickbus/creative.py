@@ -13,15 +13,14 @@ where the last stopped, so no byte is read more than a few times.
 
 from __future__ import annotations
 
-import functools
 import html
 import random
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from clickbus.errors import InsertRequestError
-from clickbus.landing import landing_problems
+from clickbus.landing import browser_host, landing_problems
 from clickbus.tokens import AdContext, Keyring
 
 CLICK_PATH = "/ck/"
@@ -96,9 +95,8 @@ def redirect_hosts(ad: AdContext) -> tuple[str, ...]:
     return ad.redirect_hosts or _own_host(ad.landing_url)
 
 
-@functools.lru_cache(maxsize=4096)
 def _own_host(landing_url: str) -> tuple[str, ...]:
-    host = urlsplit(landing_url).hostname if landing_url else None
+    host = browser_host(landing_url) if landing_url else ""  # as appended destinations' hosts are matched
     return (host,) if host else ()
 
 

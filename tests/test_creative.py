@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from clickbus import creative
+from clickbus import creative, landing
 from clickbus.creative import Inserter, anchor_hrefs
 from clickbus.errors import InsertRequestError
 from clickbus.tokens import AdContext, Keyring, new_key
@@ -182,6 +182,7 @@ def test_anchor_scan_reads_each_character_a_bounded_number_of_times(
 def _cpu_seconds(markup: str) -> float:
     best = float("inf")
     for _ in range(3):
+        landing._judge.cache_clear()  # each round signs its landings afresh, at any size
         started = time.process_time()
         with contextlib.suppress(InsertRequestError):
             INSERTER.insert(markup, AD, wrap_links=True)

@@ -64,13 +64,14 @@ def refused(host: str) -> bool:
     """True when the IP literal `host` (IPv4 in any form) is not a public unicast address; ValueError for names."""
     text = host.split("%", 1)[0]
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(text)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text)
     except ValueError:
         if not ends_in_number(text):
             raise
-        address = numeric_ipv4(text)
-        if address is None:  # a browser refuses it; so do we, rather than ask a resolver
+        numeric = numeric_ipv4(text)
+        if numeric is None:  # a browser refuses it; so do we, rather than ask a resolver
             return True
+        address = numeric
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_multicast or not address.is_global:
