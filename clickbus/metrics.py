@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -30,6 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_DIRNAME = "metrics"
 VALID = "valid"  # the `reason` label of valid clicks and impressions
+OTHER_MEMBER = "other"  # the `member` label of every member id that is not configured
 # Redirects answer after an fsync'd append: most in a few ms, the budget is tens of ms.
 REDIRECT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 APPEND_BUCKETS = REDIRECT_BUCKETS
@@ -115,6 +117,16 @@ class Metrics:
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
+    # Member ids that get a `member` label of their own; any other id a click carries (anyone can
+    # send one) counts under `member="other"`, so strangers cannot add series.
+    _members: set[int] = field(default_factory=set, repr=False)
+
+    def label_members(self, member_ids: Iterable[int]) -> None:
+        """Give these configured members a `member` label of their own (every other id is `other`)."""
+        self._members.update(member_ids)
+
+    def _member(self, member_id: int) -> str:
+        return str(member_id) if member_id in self._members else OTHER_MEMBER
 
     def flush(self) -> None:
         """Write the samples gathered since the last flush (done at most a second apart, and before rendering)."""
@@ -154,7 +166,7 @@ class Metrics:
 
     def delivery(self, member_id: int, status: str) -> None:
         """One delivery attempt: `delivered`, `retry`, `failed`, `rejected`, ... (a short word, not a URL)."""
-        self._child(self.deliveries, str(member_id), status).inc()
+        self._child(self.deliveries, self._member(member_id), status).inc()
 
     def retry_depth(self, records: int) -> None:
         """Clicks this process holds for a later delivery attempt."""
@@ -162,7 +174,7 @@ class Metrics:
 
     def dead_letter(self, member_id: int) -> None:
         """One click given up on and written to the dead-letter topic."""
-        self._child(self.dead_letters, str(member_id)).inc()
+        self._child(self.dead_letters, self._member(member_id)).inc()
 
     def consumer_lag(self, group: str, topic: str, partition: int, records: int) -> None:
         """Records of one partition the group has not yet committed."""
@@ -170,7 +182,7 @@ class Metrics:
 
     def breaker(self, member_id: int, state: BreakerState) -> None:
         """The circuit breaker state of one bidder."""
-        self._child(self.breakers, str(member_id)).set(int(state))
+        self._child(self.breakers, self._member(member_id)).set(int(state))
 
 
 def _declare(r: CollectorRegistry) -> Metrics:
