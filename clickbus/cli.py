@@ -33,11 +33,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     logging_setup.configure(args.log_level)
     config = _load(args)
-    metrics_dir = config.data_dir / metrics.METRICS_DIRNAME
-    if args.worker:
-        metrics.use_multiprocess_dir(metrics_dir, clean=False)
+    if args.worker:  # the supervisor's directory, named in the environment it passed on
+        metrics.use_multiprocess_dir(metrics.multiprocess_dir() or metrics.private_dir(os.getppid()), clean=False)
         return _serve(config, announce=False, notifier=False)
-    metrics.use_multiprocess_dir(metrics_dir, clean=True)
+    metrics.use_private_dir()  # never in data_dir: a full disk must not SIGBUS the edge
     config_args = ("--config", args.config, "--log-level", args.log_level)
     extras = [] if args.no_notifier else supervisor.extra_children(config_args)
     if args.workers == 1:  # one process: the notifier runs inside it

@@ -6,18 +6,21 @@ unsafe. A landing must read the same to this policy and to a browser: besides
 the checks below it must parse with a WHATWG URL parser (ada, the parser of
 Node.js), which refuses the hosts browsers refuse (`evil.com%2f.shop.example`,
 `<`, `|`, `%00`, invalid IDNA) and gives the host that hosts are matched on (in
-ASCII, after IDNA, numeric IPv4 forms read as the address they stand for). The
-`Location` of a non-ASCII landing is that parser's percent-encoded serialization.
+ASCII, after IDNA). A host the parser reads as something other than what it says
+(`shop%2eexample`, `2130706433`, `0x7f.1`) is refused: what is signed is what a
+browser visits. The `Location` of a non-ASCII landing is that parser's
+percent-encoded serialization.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ada_url import URL
+from ada_url import URL, idna_to_ascii
 
 from clickbus.errors import LandingURLError
 
@@ -69,9 +72,21 @@ def _judge(url: str) -> _Verdict:
     browser = _browser_url(url)
     if browser is None:
         problems.append("is not a valid URL as a browser parses it (WHATWG): a forbidden or invalid host")
+    elif host and browser.hostname != _as_browsers_write(host):
+        problems.append(f"has a host that a browser reads as {browser.hostname!r}")
     if problems or browser is None:
         return _Verdict(tuple(problems), "", "")
-    return _Verdict((), browser.hostname.lower(), url if url.isascii() else browser.href)
+    return _Verdict((), browser.hostname, url if url.isascii() else browser.href)
+
+
+def _as_browsers_write(host: str) -> str:
+    """`host` as the WHATWG parser serializes it when nothing in it is decoded or reinterpreted."""
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host)}]"
+        except ValueError:
+            return host
+    return idna_to_ascii(host).decode("ascii", "replace") if not host.isascii() else host.lower()
 
 
 def _browser_url(url: str) -> URL | None:

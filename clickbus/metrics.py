@@ -9,6 +9,12 @@ a second apart (and at every render and shutdown). The processes of one `clickbu
 (prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
 service. `use_multiprocess_dir` must run before the first metric exists; without it, samples
 stay in the process (tests, one-process tools).
+
+The sample files are sparse memory maps: a page first written on a full filesystem kills the
+process with SIGBUS. So they never live in `data_dir` (whose disk the log fills): `private_dir`
+is on memory-backed storage (`/dev/shm`, else `$XDG_RUNTIME_DIR`), named for the user and the
+`clickbus run` process that owns it, removed when that process exits (and, if it was killed,
+by the next start).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import tempfile
 import threading
 import time
 from bisect import bisect_left
@@ -29,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-METRICS_DIRNAME = "metrics"
+PRIVATE_PREFIX = "clickbus-metrics-"
 VALID = "valid"  # the `reason` label of valid clicks and impressions
 OTHER_MEMBER = "other"  # the `member` label of every member id that is not configured
 # Redirects answer after an fsync'd append: most in a few ms, the budget is tens of ms.
@@ -282,6 +289,35 @@ def use_multiprocess_dir(path: Path, *, clean: bool) -> None:
     os.environ[MULTIPROC_ENV] = str(path)
     # prometheus-client picks its value class at import time; pick again now that the directory is known
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def private_dir(owner_pid: int | None = None) -> Path:
+    """The sample directory of the service whose `clickbus run` process is `owner_pid` (this one by default)."""
+    memory = (Path("/dev/shm"), Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"))
+    base = next((d for d in memory if d.is_dir() and os.access(d, os.W_OK)), Path(tempfile.gettempdir()))
+    return base / f"{PRIVATE_PREFIX}{os.getuid()}-{owner_pid or os.getpid()}"
+
+
+def use_private_dir() -> Path:
+    """Take this process's own `private_dir`, emptied, removed at exit; remove those of dead processes."""
+    path = private_dir()
+    for stale in path.parent.glob(f"{PRIVATE_PREFIX}{os.getuid()}-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    use_multiprocess_dir(path, clean=True)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def mark_process_dead(pid: int) -> None:
