@@ -7,16 +7,17 @@ requests was a 500 with nothing recorded. Sent over a raw socket, since HTTP cli
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from clickbus.edge import create_app
 from clickbus.edge.client import MAX_HEADER_CHARS
 from clickbus.log import EmbeddedLog, Topic
-from tests.edge.publisher_support import API_KEY, CAMPAIGN, insertion, make_config, path_of, records
+from tests.edge.publisher_support import API_KEY, CAMPAIGN, insertion, path_of, publisher_config
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture: a campaign and API keys
 
 SERVER_BODY = b'{"campaignId": %d, "placement": "header_banner"}' % CAMPAIGN
 # (route, status, topic); the paths come from a real insertion.
@@ -38,17 +39,6 @@ HEADERS = [
         "caf\u00e9 \u202e" + "u" * (MAX_HEADER_CHARS - 6),
     ),
 ]
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
 
 
 def _request(route: str, urls: dict[str, Any], header: bytes) -> bytes:
@@ -79,7 +69,7 @@ def _request(route: str, urls: dict[str, Any], header: bytes) -> bytes:
     )
 
 
-async def _send(client: TestClient, payload: bytes) -> bytes:
+async def _send(client: EdgeClient, payload: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     try:
         writer.write(payload)
@@ -91,7 +81,7 @@ async def _send(client: TestClient, payload: bytes) -> bytes:
 @pytest.mark.parametrize(("route", "status", "topic"), ROUTES)
 @pytest.mark.parametrize(("name", "value", "field", "recorded"), HEADERS)
 async def test_header_bytes_that_are_not_utf8_are_recorded_replaced(
-    client: TestClient,
+    client: EdgeClient,
     log: EmbeddedLog,
     route: str,
     status: int,
