@@ -48,6 +48,7 @@ class Answer:
     location: str | None = None
     hung: bool = False
     raw: bytes = b""  # what a raw socket read; from aiohttp, the body
+    retry_after: str | None = None
 
 
 def browser_host(url: str) -> str | None:
@@ -89,6 +90,7 @@ class Tally:
     server_errors: int = 0
     hangs: int = 0
     unexpected: int = 0  # answers outside what the category expects (its own must-be-zero count)
+    documented_5xx: frozenset[int] = frozenset()  # e.g. 503 with Retry-After when the log cannot take a record
     failures: list[str] = field(default_factory=list)
 
     def count(self, answer: Answer, what: str, expected: Iterable[int] | None = None) -> Answer:
@@ -96,7 +98,7 @@ class Tally:
         self.attempts += 1
         if answer.hung:
             self._fail("hangs", f"hang: {what}")
-        if answer.status is not None and answer.status >= 500:
+        if answer.status is not None and answer.status >= 500 and answer.status not in self.documented_5xx:
             self._fail("server_errors", f"{answer.status}: {what}")
         if answer.status == 302 and not (answer.location is not None and self.judge(answer.location)):
             self._fail("unsigned_302", f"302 to {answer.location!r}: {what}")
@@ -142,7 +144,10 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, **kwargs:
         async with asyncio.timeout(HANG_S):
             async with session.request(method, YURL(url, encoded=True), allow_redirects=False, **kwargs) as response:
                 body = await response.read()
-                return Answer(response.status, response.headers.get("Location"), raw=body)
+                headers = response.headers
+                return Answer(
+                    response.status, headers.get("Location"), raw=body, retry_after=headers.get("Retry-After")
+                )
     except TimeoutError:
         return Answer(None, hung=True)
     except aiohttp.ClientError:  # the server closed a connection it could not parse
