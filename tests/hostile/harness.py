@@ -33,6 +33,7 @@ CAMPAIGN = 1
 SIGNED_HOST = "shop.example"
 LANDING = f"https://{SIGNED_HOST}/landing"
 AD = AdContext(member_id=13, auction_id_64=1, landing_url=LANDING, redirect_hosts=(SIGNED_HOST,))
+SUMMARY: list[str] = []  # every category's line, printed again in pytest's terminal summary
 _STATUS = re.compile(rb"HTTP/\d\.\d (\d{3})")
 SERVICE_TOML = (
     f'[campaigns.{CAMPAIGN}]\nmember_id = 13\nplacements = ["header_banner"]\n'
@@ -111,11 +112,13 @@ class Tally:
         self.failures.append(message[:300])
 
     def report(self) -> None:
-        """Print the summary line and assert that every must-be-zero count is zero."""
-        print(
-            f"\n[hostile] {self.category}: attempts={self.attempts} 302-unsigned={self.unsigned_302} "
+        """Print the summary line (again at the end of the run) and assert that every must-be-zero count is zero."""
+        line = (
+            f"[hostile] {self.category}: attempts={self.attempts} 302-unsigned={self.unsigned_302} "
             f"5xx={self.server_errors} hangs={self.hangs} unexpected={self.unexpected}"
         )
+        print("\n" + line)
+        SUMMARY.append(line)
         assert self.attempts > 0
         counts = (self.unsigned_302, self.server_errors, self.hangs, self.unexpected)
         assert counts == (0, 0, 0, 0), self.failures[:10]
