@@ -220,6 +220,8 @@ def test_new_settings_are_parsed() -> None:
         ({"tokens": {"keys": [{"id": "a b", "env": "X"}]}}, "tokens.keys[0].id: expected 1-16 characters"),
         ({"tokens": "x"}, "tokens: expected a table"),
         ({"source": "x.toml"}, "source: unknown key"),
+        ({"members": {"13": {"click_uri": "https://b/", "member_id": 14}}}, "members.13.member_id: unknown key"),
+        ({"api_keys": {"a": {"sha256": "ab" * 32, "name": "b"}}}, "api_keys.a.name: unknown key"),
     ],
 )
 def test_new_and_rewritten_checks_name_their_key(raw: dict[str, object], message: str) -> None:

@@ -44,6 +44,9 @@ class Tables:
     def _copy_keys(self, raw: object) -> object:
         if not isinstance(raw, Mapping):
             return raw
+        for key, table in raw.items():
+            if isinstance(table, Mapping) and self.key_field in table:  # the table's key says it; nothing may differ
+                raise invalid("unknown key", at=f"{key}.{self.key_field}")
         return {k: self._with_key(k, v) if isinstance(v, Mapping) else v for k, v in raw.items()}
 
     def _with_key(self, key: str, table: Mapping[str, Any]) -> dict[str, Any]:

@@ -153,6 +153,14 @@ async def test_read_without_follow_stops_at_the_end_and_with_follow_sees_new_rec
         await log.stop(5)
 
 
+async def test_reading_a_topic_nobody_wrote_yet_ends_at_once_and_empty(
+    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
+) -> None:
+    # what a checker sees when it asks for dead letters of a broker that has none (a restarted Tansu is empty)
+    log = open_log(kafka_config(kafka_broker))
+    assert await asyncio.wait_for(entries(log.read(Topic.DLQ, from_beginning=True, follow=False)), 20) == []
+
+
 def test_clickbus_tail_prints_kafka_records_of_one_member(
     kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory, tmp_path: Any, capsysbinary: Any
 ) -> None:
