@@ -80,8 +80,11 @@ class EdgeConfig:
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedLogConfig:
-    path: Path = Path("log.sqlite3")
+    path: Path = Path("log")  # a directory of partitions, inside data_dir unless absolute
     max_batch: int = 1024
+    segment_mb: int = 64
+    retention_hours: int = 168
+    retention_mb: int = 10240
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +242,10 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "expected a positive number"
 
 
+def _segment_mb_check(value: int) -> str | None:
+    return None if 0 < value <= 1024 else "expected 1 to 1024 (an index position is 32 bits)"
+
+
 def _one_of(*choices: str) -> Callable[[str], str | None]:
     return lambda value: None if value in choices else f"expected one of {', '.join(choices)}"
 
@@ -335,6 +342,9 @@ def _read_log(r: _Reader) -> LogConfig:
     embedded = EmbeddedLogConfig(
         path=Path(embedded_r.get("path", str, str(d.embedded.path))),
         max_batch=embedded_r.get("max_batch", int, d.embedded.max_batch, _positive),
+        segment_mb=embedded_r.get("segment_mb", int, d.embedded.segment_mb, _segment_mb_check),
+        retention_hours=embedded_r.get("retention_hours", int, d.embedded.retention_hours, _positive),
+        retention_mb=embedded_r.get("retention_mb", int, d.embedded.retention_mb, _positive),
     )
     embedded_r.done()
     kafka = _read_kafka(r.table("kafka"))
