@@ -104,10 +104,14 @@ class EmbeddedLog:
                 return Health(False, f"embedded log write failed: {writer.error}")
         return Health(True)
 
-    async def append(
-        self, topic: str, key: bytes, value: bytes, headers: Headers = (), *, timestamp_ms: int | None = None
-    ) -> None:
-        """Durably append one record (`timestamp_ms` keeps a migrated record's own time)."""
+    async def append(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
+        writer = self._writers.get(topic)
+        if writer is None:
+            writer = await self._open_writer(topic)
+        await writer.append(key, value, headers)
+
+    async def append_at(self, topic: str, key: bytes, value: bytes, headers: Headers, timestamp_ms: int) -> None:
+        """Append a record that keeps its own time (a migrated one)."""
         writer = self._writers.get(topic)
         if writer is None:
             writer = await self._open_writer(topic)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from clickbus.errors import LogUnavailable
 from clickbus.log.embedded import EmbeddedLog
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 LEGACY_NAME = "log.sqlite3"
 MIGRATED_SUFFIX = ".migrated"
 BATCH = 1000
+STOP_S = 30.0
 OldRecord = tuple[bytes, bytes, tuple[tuple[str, bytes], ...], int]
 
 
@@ -65,9 +67,32 @@ async def _append_all(log: EmbeddedLog, topic: str, batch: list[OldRecord]) -> i
     if not batch:
         return 0
     (key, value, headers, ts_ms), rest = batch[0], batch[1:]
-    await log.append(topic, key, value, headers, timestamp_ms=ts_ms)  # the partition is open: the rest queue in order
-    await asyncio.gather(*(log.append(topic, k, v, h, timestamp_ms=t) for k, v, h, t in rest))
+    await log.append_at(topic, key, value, headers, ts_ms)  # the partition is open: the rest queue in order
+    await asyncio.gather(*(log.append_at(topic, k, v, h, t) for k, v, h, t in rest))
     return len(batch)
+
+
+def legacy_log(data_dir: Path, log_path: Path) -> Path | None:
+    """The old SQLite log in `data_dir` still to migrate, if there is one."""
+    old = data_dir / LEGACY_NAME
+    if not old.is_file():
+        return None
+    if old == log_path:
+        raise LogUnavailable(
+            f"log.embedded.path: {log_path} is the old SQLite log; point log.embedded.path at a new directory"
+            ' (the default is "log") and the old log is migrated into it at start'
+        )
+    return old
+
+
+async def migrate_into(old: Path, log_path: Path, groups: tuple[str, ...]) -> dict[str, int]:
+    """Migrate `old` into a new embedded log at `log_path` (run before any worker writes to it)."""
+    log = EmbeddedLog(log_path)
+    await log.start()
+    try:
+        return await migrate(old, log, groups)
+    finally:
+        await log.stop(STOP_S)
 
 
 async def migrate(old: Path, log: EmbeddedLog, groups: tuple[str, ...]) -> dict[str, int]:

@@ -163,3 +163,17 @@ class ReaderSet:
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
+
+
+def read_topic_now(root: Path, topic: str) -> list[Entry]:
+    """Every record of `topic` on disk now, partition by partition (blocking: for tools and tests)."""
+    readers = ReaderSet(root, [topic])
+    try:
+        for tp in readers.unknown():
+            readers.add(tp, 0)
+        out: list[Entry] = []
+        while batch := readers.read(10_000, {}):
+            out += batch
+        return out
+    finally:
+        readers.close()

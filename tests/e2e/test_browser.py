@@ -8,7 +8,6 @@ referer, and the notifier delivers the click to a bidder stub as a `click_reques
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from pytest_aiohttp import AiohttpServer
 
 from clickbus.config import Config, from_mapping
 from clickbus.edge import create_app
+from clickbus.log.segment_reader import read_topic_now
 from clickbus.metrics import create_metrics
 from tests.bidder import BidderStub
 from tests.notifier.factory import eventually
@@ -70,8 +70,7 @@ def publisher(markup: str, impression_beacon: str) -> web.Application:
 
 
 def records(path: Path, topic: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(path) as conn:
-        return [orjson.loads(value) for (value,) in conn.execute(f"SELECT value FROM topic_{topic}")]
+    return [orjson.loads(entry.value) for entry in read_topic_now(path, topic)]
 
 
 def edge_config(tmp_path: Path, port: int, bidder_url: str) -> Config:

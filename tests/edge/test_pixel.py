@@ -17,7 +17,7 @@ from tests.edge.publisher_support import MEMBER, insertion, make_config, path_of
 
 @pytest.fixture
 def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
+    return EmbeddedLog(tmp_path / "log")
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_server_click_parser_accepts_only_configured_campaigns_and_known_values(
 
 @pytest.fixture
 def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
+    return EmbeddedLog(tmp_path / "log")
 
 
 @pytest.fixture

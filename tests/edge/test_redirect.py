@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.records import CLICK_REQUEST_FIELDS
 from clickbus.tokens import AdContext, Keyring, new_key
 

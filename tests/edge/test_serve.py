@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import signal
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from clickbus.edge.serve import Shutdown, drain, make_runner
 from clickbus.keystore import load_keyring
 from clickbus.log import EmbeddedLog
 from clickbus.log.port import Headers
+from clickbus.log.segment_reader import read_topic_now
 from clickbus.metrics import create_metrics
 from tests.edgeapp import click_path, make_config
 from tests.service import Service
@@ -41,9 +41,7 @@ class GatedLog(EmbeddedLog):
         await super().append(topic, key, value, headers)
 
 def logged_auction_ids(path: Path) -> list[int]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT value FROM topic_clicks").fetchall()
-    return [orjson.loads(value)["auction_id_64"] for (value,) in rows]
+    return [orjson.loads(entry.value)["auction_id_64"] for entry in read_topic_now(path, "clicks")]
 
 async def test_readyz_turns_503_while_draining(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
     app = create_app(make_config(tmp_path), metrics=create_metrics())

@@ -44,7 +44,7 @@ def documented_request() -> tuple[str, dict[str, str], bytes]:
 
 @pytest.fixture
 def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
+    return EmbeddedLog(tmp_path / "log")
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from clickbus.config import Config, from_mapping
 from clickbus.log import open_log
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
 from tests.bidder import BidderStub
 from tests.kafka_broker import TansuBroker, kafka_broker
@@ -23,7 +23,7 @@ LogFactory = Callable[[Path], Awaitable[Log]]
 
 
 async def _embedded(path: Path) -> Log:
-    log = EmbeddedLog(path / "log.sqlite3")
+    log = EmbeddedLog(path / "log")
     await log.start()
     return log
 
