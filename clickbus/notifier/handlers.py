@@ -135,8 +135,11 @@ class IntakeHandler:
         if tp not in self.windows:  # not prepared: the rebuild failed, or no assignment was reported
             self.windows[tp] = self._window_for(tp)
         window = self.windows[tp]
+        # On Kafka a key always lands on one partition; the embedded log has a partition per writing process,
+        # so a duplicate may sit in another partition's window: check them too (a no-op on Kafka).
+        also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1] and w is not None]
         reason = verdict(
-            record, dedup_key(entry, record), entry.timestamp_ms, is_crawler=self.is_crawler, window=window
+            record, dedup_key(entry, record), entry.timestamp_ms, is_crawler=self.is_crawler, window=window, also=also
         )
         if reason is not None:
             invalid = DeliveryOutcome(

@@ -9,7 +9,7 @@ not hide a person's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect  # type: ignore[import-untyped]
@@ -38,12 +38,13 @@ def verdict(
     *,
     is_crawler: Callable[[str], bool],
     window: DedupWindow | None,
+    also: Sequence[DedupWindow] = (),
 ) -> str | None:
-    """Why `record` is invalid, or None when it is valid (it then enters the window)."""
+    """Why `record` is invalid, or None when it is valid (it then enters the window; `also` are only checked)."""
     if not record.valid:
         return record.reason or EDGE_INVALID
     if is_crawler(record.user_agent):
         return Reason.BOT
-    if window is not None and window.check_and_add(key, ts_ms):
+    if window is not None and window.check_and_add(key, ts_ms, also):
         return Reason.DUPLICATE
     return None

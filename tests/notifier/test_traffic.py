@@ -8,7 +8,9 @@ from pathlib import Path
 
 import orjson
 
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log, Topic
+from clickbus.notifier import Notifier
 from clickbus.records import ImpressionRecord, Reason
 from tests.notifier import factory as f
 
@@ -122,3 +124,27 @@ async def test_duplicate_impressions_are_recorded_invalid(log: Log, stubs, runni
         (outcome,) = await _outcomes(log, 1)
     assert (outcome["click_id"], outcome["outcome"], outcome["reason"]) == ("imp-2", "invalid", Reason.DUPLICATE)
     assert stub.received == []
+
+
+async def test_a_duplicate_written_by_another_edge_worker_is_still_a_duplicate(stubs, tmp_path: Path) -> None:
+    # `--workers 2` on the embedded log: each worker appends to a partition of its own
+    workers = [EmbeddedLog(tmp_path / "log", partition=0), EmbeddedLog(tmp_path / "log", partition=1)]
+    for worker in workers:
+        await worker.start()
+    stub = await stubs()
+    first = f.click(13, user=42, auction_id_64=1)
+    again = f.click(13, user=42, auction_id_64=2)  # same member, user, device and ad: a duplicate
+    try:
+        await f.append(workers[0], first)
+        await f.append(workers[1], again)
+        notifier = Notifier(f.config(tmp_path, {13: {"click_uri": stub.url}}), workers[0])
+        await notifier.start()
+        try:
+            outcomes = await _outcomes(workers[0], 2)
+        finally:
+            await notifier.stop(5.0)
+    finally:
+        for worker in workers:
+            await worker.stop(5.0)
+    assert len(stub.received) == 1 and stub.received[0].webhook_id in (first.click_id, again.click_id)
+    assert sorted(o["reason"] or "" for o in outcomes) == ["", Reason.DUPLICATE]
