@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 LEGACY_NAME = "log.sqlite3"
 MIGRATED_SUFFIX = ".migrated"
 BATCH = 1000
-STOP_S = 30.0
 OldRecord = tuple[bytes, bytes, tuple[tuple[str, bytes], ...], int]
 
 
@@ -85,14 +84,14 @@ def legacy_log(data_dir: Path, log_path: Path) -> Path | None:
     return old
 
 
-async def migrate_into(old: Path, log_path: Path, groups: tuple[str, ...]) -> dict[str, int]:
+async def migrate_into(old: Path, log_path: Path, groups: tuple[str, ...], stop_timeout_s: float) -> dict[str, int]:
     """Migrate `old` into a new embedded log at `log_path` (run before any worker writes to it)."""
     log = EmbeddedLog(log_path)
     await log.start()
     try:
         return await migrate(old, log, groups)
     finally:
-        await log.stop(STOP_S)
+        await log.stop(stop_timeout_s)
 
 
 async def migrate(old: Path, log: EmbeddedLog, groups: tuple[str, ...]) -> dict[str, int]:

@@ -16,12 +16,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clickbus.config import from_mapping
 from clickbus.errors import LogUnavailable
 from clickbus.log import EmbeddedLog, open_log
 from clickbus.log.port import Consumer, Entry, Log, Topic, TopicPartition
 from clickbus.notifier.consumer import Lagging
-from tests.log.conftest import kafka_mapping
+from tests.support import configs
 
 KEYS = [b"user%d" % i for i in range(5)]
 STOP_S = 5.0
@@ -39,7 +38,7 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "kafka":
         broker = request.getfixturevalue("kafka_broker")
-        config = from_mapping(kafka_mapping(tmp_path, broker.bootstrap), env={})
+        config = configs.kafka_config(tmp_path, broker.bootstrap)
         return Backend("kafka", lambda: open_log(config))
     return Backend("embedded", lambda: EmbeddedLog(tmp_path / "log"))
 
@@ -112,6 +111,11 @@ async def test_topics_are_separate_and_a_new_topic_works_on_first_use(log: Log) 
     assert numbers(await read_all(log, Topic.IMPRESSIONS)) == [2]
     assert numbers(await read_all(log, "clicks_retry_1")) == [3]
     assert {e.topic for e in await read_all(log, "clicks_retry_1")} == {"clicks_retry_1"}
+
+
+async def test_reading_a_topic_nobody_wrote_yet_ends_at_once_and_empty(backend: Backend) -> None:
+    # what a checker sees when it asks for the dead letters of a log that has none (a restarted Tansu is empty)
+    assert await asyncio.wait_for(read_all(backend.build(), Topic.DLQ), 20) == []
 
 
 async def test_read_from_the_end_stops_at_once_and_follow_sees_new_records(log: Log) -> None:

@@ -27,7 +27,7 @@ from clickbus.log.segment import bases, partition_dir, segment_path
 from clickbus.log.spool_format import SpooledRecord, encode_record, read_frames
 from clickbus.logging_setup import ENV_WORKER
 from clickbus.metrics import create_metrics
-from tests.log.kafka_helpers import until
+from tests.support.waiting import eventually
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -344,5 +344,5 @@ async def test_a_roll_triggers_retention_without_waiting_for_the_periodic_check(
     await log.start()
     directory = clicks_dir(log)
     await append_n(log, 200, size=40)
-    await until(lambda: partition_bytes(directory) <= 4096, timeout_s=10)
+    await eventually(lambda: partition_bytes(directory) <= 4096, timeout_s=10)
     await log.stop(5)

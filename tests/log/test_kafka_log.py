@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from clickbus import cli
 from clickbus.config import Config
@@ -19,11 +19,10 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Topic
 from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all
+from tests.support.kafka_broker import TansuBroker
 
-ClientFactory = Callable[..., Any]
 AD = AdContext(
     member_id=958,
     auction_id_64=7_123_456_789_012_345_678,
@@ -45,7 +44,7 @@ async def started(config: Config) -> KafkaLog:
 
 
 async def test_a_click_through_the_edge_reaches_kafka_with_every_field(
-    aiohttp_client: ClientFactory, kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(kafka_broker)
     keyring = Keyring({"k1": new_key()}, "k1")
@@ -103,7 +102,7 @@ def test_clickbus_tail_prints_kafka_records_of_one_member(
 
 @pytest.mark.parametrize("broken", ["no-broker"])
 async def test_an_edge_without_a_broker_still_redirects_and_is_not_ready(
-    aiohttp_client: ClientFactory, kafka_config: KafkaConfigFactory, broken: str
+    aiohttp_client: AiohttpClient, kafka_config: KafkaConfigFactory, broken: str
 ) -> None:
     config = kafka_config(TansuBroker())  # a free port where nothing listens
     keyring = Keyring({"k1": new_key()}, "k1")

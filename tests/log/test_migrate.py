@@ -13,7 +13,7 @@ from clickbus.errors import LogUnavailable
 from clickbus.log import EmbeddedLog
 from clickbus.log.migrate import LEGACY_NAME, legacy_log, migrate_into
 from clickbus.notifier.dlq import replay_group
-from tests.service import Service
+from tests.support.service import Service
 
 GROUP = "clickbus-notifier"
 GROUPS = (GROUP, replay_group(GROUP))
@@ -69,7 +69,7 @@ async def test_unread_records_move_to_the_new_log_and_the_old_file_is_set_aside(
     old = tmp_path / LEGACY_NAME
     write_old_log(old, RECORDS, COMMITTED)
     assert legacy_log(tmp_path, tmp_path / "log") == old
-    shipped = await migrate_into(old, tmp_path / "log", GROUPS)
+    shipped = await migrate_into(old, tmp_path / "log", GROUPS, 10.0)
     assert shipped == {topic: len(ns) for topic, ns in EXPECTED.items()}
     assert await read_new(tmp_path / "log") == EXPECTED
     assert not old.exists() and (tmp_path / (LEGACY_NAME + ".migrated")).is_file()
