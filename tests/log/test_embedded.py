@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -346,3 +347,24 @@ async def test_a_roll_triggers_retention_without_waiting_for_the_periodic_check(
     await append_n(log, 200, size=40)
     await eventually(lambda: partition_bytes(directory) <= 4096, timeout_s=10)
     await log.stop(5)
+
+
+async def test_readers_in_the_writing_process_see_a_record_only_once_it_is_synced(
+    log: EmbeddedLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what an OS crash could still take back must not reach the notifier: its offset would be reused
+    await append_n(log, 1)
+    release = threading.Event()
+    real = os.fdatasync
+
+    def held(fd: int) -> None:
+        release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held)
+    appending = asyncio.ensure_future(append_n(log, 1, first=1))
+    await asyncio.sleep(0.1)  # written to the segment, its sync held
+    assert values(await read_all(log)) == [0]
+    release.set()
+    await asyncio.wait_for(appending, 10)
+    assert values(await read_all(log)) == [0, 1]
