@@ -128,22 +128,22 @@ async def test_random_bodies_never_5xx(admin: EdgeClient, body: Any) -> None:
     ],
 )
 async def test_context_too_long_for_a_url_is_refused_naming_the_field(
-    client: EdgeClient, auction: dict[str, Any], field: str
+    admin: EdgeClient, auction: dict[str, Any], field: str
 ) -> None:
     body = {**BODY, "auction": {**BODY["auction"], **auction}}  # type: ignore[dict-item]
-    response = await client.post("/v1/insert", json=body)
+    response = await admin.post("/v1/insert", json=body)
     assert response.status == 422
     errors = (await response.json())["errors"]
     assert [e["field"] for e in errors] == [field]
     assert "edge.max_url_bytes" in errors[0]["message"]
 
 
-async def test_longest_url_allowed_is_served_and_clicks(client: EdgeClient) -> None:
+async def test_longest_url_allowed_is_served_and_clicks(client: EdgeClient, admin: EdgeClient) -> None:
     """Just under `edge.max_url_bytes`, the URL is minted and its click redirects."""
     size, longest = 1000, 0
     while longest < 4096:
         body = {**BODY, "auction": {**BODY["auction"], "userdata_json": "u" * size}}  # type: ignore[dict-item]
-        response = await client.post("/v1/insert", json=body)
+        response = await admin.post("/v1/insert", json=body)
         if response.status == 422:
             break
         urls = await response.json()
@@ -155,10 +155,10 @@ async def test_longest_url_allowed_is_served_and_clicks(client: EdgeClient) -> N
 
 
 @pytest.mark.parametrize("links", [10, 1000])  # inline, and on the insertion thread (over INLINE_MARKUP_CHARS)
-async def test_large_markups_are_inserted_alike(client: EdgeClient, keyring: Keyring, links: int) -> None:
+async def test_large_markups_are_inserted_alike(admin: EdgeClient, keyring: Keyring, links: int) -> None:
     markup = "".join(f'<a href="https://shop.example/{i}">{i}</a>' for i in range(links))
     body = {**BODY, "markup": markup, "wrap_links": True}
-    response = await client.post("/v1/insert", json=body)
+    response = await admin.post("/v1/insert", json=body)
     assert response.status == 200
     tokens = re.findall(r'href="http://edge\.test/ck/([\w-]+)"', (await response.json())["markup"])
     assert [keyring.verify(t).ad.landing_url for t in tokens] == [f"https://shop.example/{i}" for i in range(links)]

@@ -130,9 +130,8 @@ def start_service(directory: Path) -> Service:
 
 
 def insert_url(service: Service) -> str:
-    """Where insertion is served: the internal listener where there is one."""
-    base: str = getattr(service, "admin_url", service.url)
-    return base + "/v1/insert"
+    """Where insertion is served: the internal listener."""
+    return service.admin_url + "/v1/insert"
 
 
 def click_path(service: Service, ad: AdContext = AD) -> str:
