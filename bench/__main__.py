@@ -11,7 +11,19 @@ import os
 import platform
 from typing import Any
 
-BENCHES = ("insertion", "redirect", "beacon", "kafka_append", "delivery", "metrics_cost", "scaling")
+from bench.load import pinning
+
+BENCHES = (
+    "insertion",
+    "redirect",
+    "beacon",
+    "pixel",
+    "kafka_append",
+    "delivery",
+    "metrics_cost",
+    "scaling",
+    "retention",
+)
 REPRODUCE = """Reproduce with `make bench` (all, several rounds each, medians) or
 `.venv/bin/python -m bench [--quick] NAME ...`. Every figure is measured beside its
 baseline in the same run; compare ratios, not absolute figures, across machines."""
@@ -57,7 +69,7 @@ def main() -> None:
     for name in args.names or BENCHES:
         print(f"== {name}")
         rows += importlib.import_module(f"bench.{name}").main(quick=args.quick)
-    report = f"Machine: {machine()}\n\n{table(rows)}\n"
+    report = f"Machine: {machine()}\n\nHTTP benchmarks: {pinning()}.\n\n{table(rows)}\n"
     print("\n" + report)
     if args.write:
         with open(args.write, "w") as out:
