@@ -51,7 +51,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         baseline = f"{row['baseline']:,.0f}{named}" if row.get("baseline") else "-"
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
         lines.append(f"| {row['name']} | {row['value']:,.1f} {row['unit']} | {baseline} | {ratio} | {row['target']} |")
-    return "\n".join(lines)
+    details = [f"- {row['name']}: {row['detail']}" for row in rows if row.get("detail")]
+    return "\n".join(lines + (["", *details] if details else []))
 
 
 def main() -> None:

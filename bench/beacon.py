@@ -17,10 +17,10 @@ from bench.load import (
     Target,
     bare_server,
     clickbus_run,
+    compared,
     medians,
     pinning,
     print_rows,
-    ratio_row,
     requests_per_s,
 )
 from clickbus import config as configuration
@@ -58,13 +58,13 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     detail = f"{pinning()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median"
     records, answered = records_per_answer(duration, connections)
     rows = [
-        ratio_row(
+        compared(
             "beacon click, `clickbus run --no-notifier` (embedded log)",
             rates["edge"],
             rates["bare"],
             "bare aiohttp JSON-parsing 202 handler",
             ">= 0.6",
-            detail=detail,
+            detail,
         ),
         {
             "name": "beacon click records logged per 202 answered",

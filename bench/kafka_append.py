@@ -20,7 +20,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench.load import LOAD_CORE, Server, Target, bare_server, clickbus_run, medians, pin_process, pinning
+from bench.load import (
+    LOAD_CORE,
+    Server,
+    Target,
+    bare_server,
+    clickbus_run,
+    compared,
+    medians,
+    pin_process,
+    pinning,
+)
 from clickbus.config import Config, from_mapping
 from clickbus.log.kafka import KafkaLog
 from clickbus.log.kafka_client import new_producer, start_bounded, stop_producer
@@ -145,14 +155,8 @@ async def run(quick: bool) -> list[dict[str, Any]]:
     detail = f"{pinning()}, broker on core {LOAD_CORE}; {HTTP_CONNECTIONS} connections, {seconds:.0f}s x {rounds}"
     return [
         row("kafka_append", ours, "records/s", base, "raw aiokafka producer loop", "ratio >= 0.9"),
-        {
-            **row("redirect, Kafka backend", rates["kafka"], "req/s", rates["bare"], "bare aiohttp 302", ">= 0.4"),
-            "detail": detail,
-        },
-        {
-            **row("redirect, Kafka backend", rates["kafka"], "req/s", rates["embedded"], "embedded log", "report"),
-            "detail": detail,
-        },
+        compared("redirect, Kafka backend", rates["kafka"], rates["bare"], "bare aiohttp 302", ">= 0.4", detail),
+        compared("redirect, Kafka backend", rates["kafka"], rates["embedded"], "embedded log", "report", detail),
     ]
 
 

@@ -165,21 +165,44 @@ def clickbus_run(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "clickbus", "run", *args)
 
 
-def medians(targets: dict[str, Target], *, rounds: int, duration_s: float, connections: int) -> dict[str, float]:
-    """Median requests/s of each target over `rounds`, the targets taking turns so that drift hits them alike."""
-    rates: dict[str, list[float]] = {name: [] for name in targets}
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Requests/s a server sustained, and the CPU time (all its threads and children) each request took."""
+
+    rps: float
+    cpu_us: float
+
+
+def medians(targets: dict[str, Target], *, rounds: int, duration_s: float, connections: int) -> dict[str, Rate]:
+    """Median rate of each target over `rounds`, the targets taking turns so that drift hits them alike."""
+    rates: dict[str, list[Rate]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, target in targets.items():
-            rates[name].append(served_rps(target, duration_s=duration_s, connections=connections))
-    return {name: statistics.median(values) for name, values in rates.items()}
+            rates[name].append(served_rate(target, duration_s=duration_s, connections=connections))
+    return {
+        name: Rate(statistics.median(r.rps for r in values), statistics.median(r.cpu_us for r in values))
+        for name, values in rates.items()
+    }
 
 
-def served_rps(target: Target, *, duration_s: float, connections: int) -> float:
-    """Start `target` pinned, warm it up for a second, then measure it."""
+def served_rate(target: Target, *, duration_s: float, connections: int) -> Rate:
+    """Start `target` pinned, warm it up for a second, then measure it.
+
+    CPU per request moves less than requests/s when other work shares the machine: compare both.
+    """
     with Server(list(target.argv), config=target.config) as server:
         url = target.url(server)
         requests_per_s(url, connections=connections, duration_s=1, json_body=target.json_body)
-        return requests_per_s(url, connections=connections, duration_s=duration_s, json_body=target.json_body)
+        cpu, started = server.cpu_seconds(), time.monotonic()
+        rps = requests_per_s(url, connections=connections, duration_s=duration_s, json_body=target.json_body)
+        served = rps * (time.monotonic() - started)
+        return Rate(rps, (server.cpu_seconds() - cpu) / served * 1e6)
+
+
+def compared(name: str, ours: Rate, base: Rate, baseline_name: str, target: str, detail: str) -> dict[str, Any]:
+    """A row of requests/s beside its same-run baseline; the detail adds each one's CPU per request."""
+    cpu = f"CPU/request {ours.cpu_us:.0f} us vs {base.cpu_us:.0f} us (ratio {base.cpu_us / ours.cpu_us:.2f})"
+    return ratio_row(name, ours.rps, base.rps, baseline_name, target, detail=f"{detail}; {cpu}")
 
 
 def ratio_row(

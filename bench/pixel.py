@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bench.load import Target, bare_server, clickbus_run, medians, pinning, print_rows, ratio_row
+from bench.load import Target, bare_server, clickbus_run, compared, medians, pinning, print_rows
 
 EDGE = Target(clickbus_run("--no-notifier"), lambda server: server.insertion().impression_url)
 BARE = Target(bare_server(), lambda server: server.url + "/i/x")
@@ -16,13 +16,13 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     rounds, duration, connections = (1, 3.0, 64) if quick else (3, 5.0, 64)
     rates = medians({"bare": BARE, "edge": EDGE}, rounds=rounds, duration_s=duration, connections=connections)
     detail = f"{pinning()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median"
-    row = ratio_row(
+    row = compared(
         "impression pixel `/i`, `clickbus run --no-notifier` (embedded log)",
         rates["edge"],
         rates["bare"],
         "bare aiohttp handler answering the same GIF",
         ">= 0.6",
-        detail=detail,
+        detail,
     )
     print_rows([row])
     return [row]

@@ -24,6 +24,7 @@ from bench.load import (
     Target,
     bare_server,
     clickbus_run,
+    compared,
     medians,
     on_cores,
     pinning,
@@ -95,16 +96,12 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     detail = f"{pinning()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median"
     bare = rates["bare"]
     rows = [
-        ratio_row(
-            "redirect, `clickbus run --no-notifier` (embedded log)", rates["edge"], bare, BARE, ">= 0.6", detail=detail
-        ),
-        ratio_row(
-            "redirect, `clickbus run` (in-process notifier)", rates["notifier"], bare, BARE, ">= 0.45", detail=detail
-        ),
+        compared("redirect, `clickbus run --no-notifier` (embedded log)", rates["edge"], bare, BARE, ">= 0.6", detail),
+        compared("redirect, `clickbus run` (in-process notifier)", rates["notifier"], bare, BARE, ">= 0.45", detail),
     ]
     nginx = _nginx_rps(connections, duration)
     if nginx is not None:
-        rows.append(ratio_row(rows[0]["name"], rates["edge"], nginx, "nginx return 302, 1 worker", "report"))
+        rows.append(ratio_row(rows[0]["name"], rates["edge"].rps, nginx, "nginx return 302, 1 worker", "report"))
     print_rows(rows)
     return rows
 
