@@ -115,7 +115,7 @@ class Mac:
         self._inner = hashlib.sha256(key.translate(_IPAD))
         self._outer = hashlib.sha256(key.translate(_OPAD))
 
-    def digest(self, message: bytes) -> bytes:
+    def digest(self, message: bytes | bytearray) -> bytes:
         """The same 32 bytes as `hmac.digest(key, message, "sha256")`."""
         inner = self._inner.copy()
         inner.update(message)
