@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Any
+
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from clickbus.ids import uuid7, uuid7_ms
-from clickbus.records import ClickRecord, truncate_ip, xandr_timestamp
+from clickbus.records import ClickRecord, ImpressionRecord, truncate_ip, xandr_timestamp
 
 
 @pytest.mark.parametrize(
@@ -79,3 +84,54 @@ def test_click_request_is_exactly_the_xandr_body() -> None:
     }
     assert ClickRecord.from_json(record.to_json()) == record
     assert record.dedup_key() == b"13/2987961585469200312/abc/1"
+
+
+def _values(record: ClickRecord | ImpressionRecord) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+_TEXT = st.text(max_size=50)
+_INT = st.integers(0, 2**64 - 1)
+_REASONS = st.sampled_from([None, "expired", "bot"])
+
+
+@given(st.builds(ClickRecord, auction_id_64=_INT, user_id_64=_INT, reason=_REASONS, referer_url=_TEXT))
+def test_click_encode_is_to_json_byte_for_byte(record: ClickRecord) -> None:
+    assert _outcome(lambda: ClickRecord.encode(**_values(record))) == _outcome(record.to_json)
+
+
+@given(st.builds(ImpressionRecord, auction_id_64=_INT, reason=_REASONS, user_agent=_TEXT))
+def test_impression_encode_is_to_json_byte_for_byte(record: ImpressionRecord) -> None:
+    assert _outcome(lambda: ImpressionRecord.encode(**_values(record))) == _outcome(record.to_json)
+
+
+def _outcome(serialize: Callable[[], bytes]) -> bytes | type[Exception]:
+    """The JSON, or the kind of error (text with lone surrogates is no JSON either way)."""
+    try:
+        return serialize()
+    except orjson.JSONEncodeError as exc:
+        return type(exc)
+
+
+def test_encode_leaves_defaults_at_their_default() -> None:
+    record = ImpressionRecord.from_json(
+        ImpressionRecord.encode(**{name: 0 for name in _REQUIRED_IMPRESSION_FIELDS})  # every required field, only
+    )
+    assert (record.pos, record.valid, record.reason, record.user_id) == (0, True, None, "")
+
+
+_REQUIRED_IMPRESSION_FIELDS = [f.name for f in fields(ImpressionRecord) if f.default is MISSING]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda values: values.pop("client_ip"), "missing: \\['client_ip'\\]"),
+        (lambda values: values.update(clicked_at="x"), "unknown .* \\['clicked_at'\\]"),
+    ],
+)
+def test_encode_refuses_missing_and_unknown_fields(change: Callable[[dict[str, Any]], object], message: str) -> None:
+    values = {name: 0 for name in _REQUIRED_IMPRESSION_FIELDS}
+    change(values)
+    with pytest.raises(TypeError, match=message):
+        ImpressionRecord.encode(**values)
