@@ -88,7 +88,8 @@ class Server:
         self.config_path = self.directory / "clickbus.toml"
         self.config_path.write_text(
             f'data_dir = "{self.directory / "var"}"\n'
-            f'[edge]\nlisten = "127.0.0.1:{self.port}"\npublic_url = "{self.url}"\n{config}'
+            f'[edge]\nlisten = "127.0.0.1:{self.port}"\npublic_url = "{self.url}"\n'
+            f'admin_listen = "127.0.0.1:{free_port()}"\n{config}'
         )
         self.argv = on_cores([*argv, "--config", str(self.config_path)], cores)
         self.process: subprocess.Popen[bytes] | None = None

@@ -33,11 +33,12 @@ def share_metrics(config: Config, *, first: bool) -> None:
 
 def serve_edge(config: Config, *, announce: bool, notifier: bool) -> int:
     """Serve the edge (with the notifier inside when `notifier`) until a stop signal; the exit status."""
-    from clickbus.edge import create_app
+    from clickbus.edge import create_admin_app, create_app
     from clickbus.edge.serve import serve
 
     try:
-        run(serve(create_app(config, notifier=notifier), config, announce=announce))
+        public = create_app(config, notifier=notifier)
+        run(serve(public, create_admin_app(public), config, announce=announce))
     finally:
         mark_process_dead(os.getpid())
     return 0

@@ -37,7 +37,7 @@ def worker_pids(service: Service) -> set[int]:
 
 
 def metrics_text(service: Service) -> str:
-    with urllib.request.urlopen(service.url + "/metrics", timeout=5) as response:
+    with urllib.request.urlopen(service.admin_url + "/metrics", timeout=5) as response:
         return str(response.read().decode())
 
 

@@ -2,8 +2,8 @@
 
 Every route that records something goes through here, so a click looks the same
 in the log whichever way it arrived. Redirects, pixels and beacons are the hot
-path: their records are encoded straight to JSON (`_Record.encode`), each field
-named once here, without building the record dataclass on the way.
+path: their records are encoded straight to JSON (`_Record.complete`, `encode`),
+each field named once here, without building the record dataclass on the way.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from clickbus.edge.client import Client
 from clickbus.errors import LogUnavailable
 from clickbus.ids import uuid7
 from clickbus.log.port import Headers, Topic
-from clickbus.records import ClickRecord, ImpressionRecord, Reason, dedup_key, xandr_timestamp
+from clickbus.records import ClickRecord, ImpressionRecord, Reason, ad_key, dedup_key, xandr_timestamp
 from clickbus.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def click_record(
     """The click of an authentic token; expired tokens make invalid clicks."""
     ad, click_id = token.ad, uuid7()
     reason = Reason.EXPIRED if token.expired(now) else None
-    value = ClickRecord.encode(
+    values = ClickRecord.complete(
         click_id=click_id,
         timestamp=xandr_timestamp(now),
         auction_id_64=ad.auction_id_64,
@@ -76,8 +76,10 @@ def click_record(
         reason=reason,
         user_id=user_id,
         session_id=session_id,
+        ad_key=ad_key(token),
+        client_key=client.key,
     )
-    key = _key(token, client, source, click_id, user_id, session_id)
+    value, key = ClickRecord.encode(values), dedup_key(values.__getitem__, click_id)
     return Event(Topic.CLICKS, click_id, key, value, ClickRecord.HEADERS, source, reason)
 
 
@@ -94,7 +96,7 @@ def impression_record(
     """The impression of an authentic token; expired tokens make invalid impressions."""
     ad, impression_id = token.ad, uuid7()
     reason = Reason.EXPIRED if token.expired(now) else None
-    value = ImpressionRecord.encode(
+    values = ImpressionRecord.complete(
         impression_id=impression_id,
         timestamp=xandr_timestamp(now),
         auction_id_64=ad.auction_id_64,
@@ -112,24 +114,11 @@ def impression_record(
         reason=reason,
         user_id=user_id,
         session_id=session_id,
+        ad_key=ad_key(token),
+        client_key=client.key,
     )
-    key = _key(token, client, source, impression_id, user_id, session_id)
+    value, key = ImpressionRecord.encode(values), dedup_key(values.__getitem__, impression_id)
     return Event(Topic.IMPRESSIONS, impression_id, key, value, ImpressionRecord.HEADERS, source, reason)
-
-
-def _key(token: Token, client: Client, source: str, record_id: str, user_id: str, session_id: str) -> bytes:
-    ad = token.ad
-    return dedup_key(
-        member_id=ad.member_id,
-        source=source,
-        record_id=record_id,
-        user_id_64=ad.user_id_64,
-        user_id=user_id,
-        session_id=session_id,
-        client_ip=client.ip,
-        device=client.device,
-        creative_id=ad.creative_id,
-    )
 
 
 def event_of(click: ClickRecord) -> Event:

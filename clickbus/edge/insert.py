@@ -1,19 +1,28 @@
-"""`POST /v1/insert`: serve-time insertion over HTTP."""
+"""`POST /v1/insert`: serve-time insertion over HTTP.
+
+`routes` serve it on the internal listener, to whoever can reach that address. `keyed_routes`
+serve it on the public listener, to ad servers holding an insert key (`Authorization: Bearer`):
+`401` with the same body whatever is wrong with the key, `403` when the key may not mint
+tokens for the requested member. Without insert keys the public listener has no such route.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from clickbus.edge.appkeys import INSERTER, METRICS
+from clickbus.edge.appkeys import INSERT_KEYS, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
 from clickbus.landing import landing_problems
 from clickbus.tokens import AdContext
 
 routes = web.RouteTableDef()
+keyed_routes = web.RouteTableDef()
+
+PATH = "/v1/insert"
 
 _U64 = 2**64 - 1
 _U32 = 2**32 - 1
@@ -89,15 +98,33 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
     return str(markup), ad, bool(wrap)
 
 
-@routes.post("/v1/insert")
+@routes.post(PATH)
 async def insert(request: web.Request) -> web.Response:
     """Insert signed tracking URLs into a creative."""
+    return await _answer(request, members=())
+
+
+@keyed_routes.post(PATH)
+async def keyed_insert(request: web.Request) -> web.Response:
+    """Insertion for an ad server holding an insert key."""
+    key = request.app[INSERT_KEYS].identify(request.headers.get(hdrs.AUTHORIZATION))
+    if key is None:
+        request.app[METRICS].insertion("unauthorized")
+        return _refusal(401, "", "a valid insert key is required", {hdrs.WWW_AUTHENTICATE: "Bearer"})
+    return await _answer(request, members=key.members)
+
+
+async def _answer(request: web.Request, members: tuple[int, ...]) -> web.Response:
+    """Parse, check the member against `members` (empty: any), insert."""
     try:
         markup, ad, wrap = parse_insert(await read_json(request))
+        if members and ad.member_id not in members:
+            request.app[METRICS].insertion("forbidden")
+            return _refusal(403, "auction.member_id", f"this insert key may not insert for member {ad.member_id}")
         done = request.app[INSERTER].insert(markup, ad, wrap_links=wrap)
     except BodyError as exc:
         request.app[METRICS].insertion("bad_body")
-        return web.json_response({"errors": [_problem("", exc.message)]}, status=exc.status, dumps=_dumps)
+        return _refusal(exc.status, "", exc.message)
     except InsertRequestError as exc:
         request.app[METRICS].insertion("invalid")
         return web.json_response({"errors": exc.problems}, status=422, dumps=_dumps)
@@ -105,6 +132,10 @@ async def insert(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
     body["beacons"] = {"click": done.beacon_click_url, "impression": done.beacon_impression_url}
     return web.json_response(body, dumps=_dumps)
+
+
+def _refusal(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"errors": [_problem(field, message)]}, status=status, headers=headers, dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:

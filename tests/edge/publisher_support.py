@@ -13,7 +13,7 @@ import pytest
 
 from clickbus.config import Config
 from tests.support.configs import build_config
-from tests.support.edgeapp import EdgeClient
+from tests.support.edgeapp import EdgeClient, admin_client
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 API_KEY = "cbk_test-key-publisher-a"
@@ -50,11 +50,12 @@ def publisher_config(tmp_path: Path) -> Config:
 
 
 async def insertion(client: EdgeClient, **auction: Any) -> dict[str, Any]:
-    """The body of a real `POST /v1/insert`."""
+    """The body of a real `POST /v1/insert`, on the internal listener of `client`'s edge."""
     body = {"markup": "<a href='${CLICK_URL}'>ad</a>", "landing_url": LANDING, "auction": {**AUCTION, **auction}}
-    response = await client.post("/v1/insert", json=body)
-    assert response.status == 200, await response.text()
-    result: dict[str, Any] = await response.json()
+    async with admin_client(client.app) as admin:
+        response = await admin.post("/v1/insert", json=body)
+        assert response.status == 200, await response.text()
+        result: dict[str, Any] = await response.json()
     return result
 
 

@@ -28,8 +28,8 @@ BODY = {
 }
 
 
-async def test_insert_answers_markup_and_urls(client: EdgeClient, keyring: Keyring) -> None:
-    response = await client.post("/v1/insert", json=BODY)
+async def test_insert_answers_markup_and_urls(admin: EdgeClient, keyring: Keyring) -> None:
+    response = await admin.post("/v1/insert", json=BODY)
     assert response.status == 200
     body = await response.json()
     assert {"markup", "click_url", "impression_url"} <= set(body)
@@ -41,20 +41,20 @@ async def test_insert_answers_markup_and_urls(client: EdgeClient, keyring: Keyri
     assert (ad.custom_notify_data, ad.userdata_json, ad.landing_url) == ("cnd", '{"segments":[2]}', BODY["landing_url"])
 
 
-async def test_minimal_body(client: EdgeClient) -> None:
-    response = await client.post("/v1/insert", json={"markup": "<b>${AUCTION_ID}</b>", "auction": {"member_id": 1}})
+async def test_minimal_body(admin: EdgeClient) -> None:
+    response = await admin.post("/v1/insert", json={"markup": "<b>${AUCTION_ID}</b>", "auction": {"member_id": 1}})
     assert response.status == 200
     assert (await response.json())["markup"] == "<b>0</b>"
 
 
-async def test_every_error_is_listed(client: EdgeClient) -> None:
+async def test_every_error_is_listed(admin: EdgeClient) -> None:
     body = {
         "markup": 7,
         "landing_url": "javascript:alert(1)",
         "wrap_links": "yes",
         "auction": {"auction_id_64": -1, "user_id_64": "x", "test": "no", "userdata_json": {}},
     }
-    response = await client.post("/v1/insert", json=body)
+    response = await admin.post("/v1/insert", json=body)
     assert response.status == 422
     fields = [e["field"] for e in (await response.json())["errors"]]
     assert fields == [
@@ -70,9 +70,9 @@ async def test_every_error_is_listed(client: EdgeClient) -> None:
     ]
 
 
-async def test_refused_landing_in_markup_is_422(client: EdgeClient) -> None:
+async def test_refused_landing_in_markup_is_422(admin: EdgeClient) -> None:
     body = {**BODY, "markup": '<a href="${CLICK_URL}//evil.example/">x</a>'}
-    response = await client.post("/v1/insert", json=body)
+    response = await admin.post("/v1/insert", json=body)
     assert response.status == 422
     assert (await response.json())["errors"][0]["field"] == "markup ${CLICK_URL}"
 
@@ -88,8 +88,8 @@ async def test_refused_landing_in_markup_is_422(client: EdgeClient) -> None:
         (b'{"markup": "' + b"x" * 70_000 + b'"}', {"Content-Type": "application/json"}, 413),
     ],
 )
-async def test_malformed_bodies(client: EdgeClient, data: bytes, headers: dict[str, str], status: int) -> None:
-    response = await client.post("/v1/insert", data=data, headers=headers)
+async def test_malformed_bodies(admin: EdgeClient, data: bytes, headers: dict[str, str], status: int) -> None:
+    response = await admin.post("/v1/insert", data=data, headers=headers)
     assert response.status == status
     assert (await response.json())["errors"]
 
@@ -111,7 +111,7 @@ BODIES = st.fixed_dictionaries(
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(body=BODIES | JSON)
-async def test_random_bodies_never_5xx(client: EdgeClient, body: Any) -> None:
+async def test_random_bodies_never_5xx(admin: EdgeClient, body: Any) -> None:
     data = json.dumps(body)  # the stdlib writes integers of any size, as a hostile client might
-    response = await client.post("/v1/insert", data=data, headers={"Content-Type": "application/json"})
+    response = await admin.post("/v1/insert", data=data, headers={"Content-Type": "application/json"})
     assert response.status in (200, 400, 422)

@@ -26,7 +26,7 @@ from clickbus.tokens import AdContext
 from tests.notifier import factory as f
 from tests.notifier.conftest import StartStub
 from tests.support.configs import build_config
-from tests.support.edgeapp import EdgeClient
+from tests.support.edgeapp import EdgeClient, admin_client
 from tests.support.waiting import eventually, eventually_async
 from tests.test_metrics import sample
 
@@ -57,10 +57,15 @@ def _insertion(client: EdgeClient) -> Insertion:
     return client.app[INSERTER].insert("<a href='${CLICK_URL}'>ad</a>", ad)
 
 
+async def _scrape(client: EdgeClient) -> str:
+    async with admin_client(client.app) as admin:  # /metrics is on the internal listener
+        response = await admin.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+
 async def _metric(client: EdgeClient, name: str, **labels: str) -> float:
-    response = await client.get("/metrics")
-    assert response.status == 200
-    return sample(await response.text(), name, **labels) or 0.0
+    return sample(await _scrape(client), name, **labels) or 0.0
 
 
 def _path(url: str) -> str:
@@ -121,8 +126,7 @@ async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(
 
 
 async def _lag_is(client: EdgeClient, labels: dict[str, str], value: float) -> bool:
-    text = await (await client.get("/metrics")).text()
-    return sample(text, "clickbus_consumer_lag_records", **labels) == value
+    return sample(await _scrape(client), "clickbus_consumer_lag_records", **labels) == value
 
 
 async def test_rejected_click_is_dead_lettered_and_counted(
