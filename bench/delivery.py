@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.load import LOAD_CORE, SERVER_CORES, on_cores, pinned
 from clickbus import config as configuration
 from clickbus.log.port import Topic
 from clickbus.log.sqlite import EmbeddedLog
@@ -58,9 +59,8 @@ class Stub:
     """The bidder stub (`tests/support/bidder.py`) in its own process, so it does not share the notifier's core."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.bidder"], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
-        )
+        stub = on_cores([sys.executable, "-m", "tests.support.bidder"], str(LOAD_CORE))
+        self.process = subprocess.Popen(stub, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().decode().strip()
 
@@ -215,6 +215,12 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 def main(quick: bool = False) -> list[dict[str, Any]]:
     """Run the notifier benchmarks and print one JSON row per figure."""
+    # the notifier (and the bare loop) in this process on the server core, the stub on the load core
+    with pinned({int(SERVER_CORES)}):
+        return _main(quick)
+
+
+def _main(quick: bool) -> list[dict[str, Any]]:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:  # the loop `clickbus notifier` runs on
         rows = runner.run(_run(quick))
     for row in rows:

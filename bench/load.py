@@ -223,7 +223,7 @@ def requests_per_s(
 ) -> float:
     """Sustained requests/s against `url` (a JSON POST when `json_body` is given); raises on any 4xx/5xx."""
     if not shutil.which("wrk"):
-        with _affinity({LOAD_CORE}):
+        with pinned({LOAD_CORE}):
             return asyncio.run(_client_loop(url, connections, duration_s, json_body))
     command = [
         *on_cores(["wrk"], str(LOAD_CORE)),
@@ -247,8 +247,8 @@ def requests_per_s(
 
 
 @contextmanager
-def _affinity(cores: set[int]) -> Iterator[None]:
-    """This process on `cores` for the block (the aiohttp fallback load runs in-process)."""
+def pinned(cores: set[int]) -> Iterator[None]:
+    """This process (threads started later too) on `cores` for the block: load or work that runs in-process."""
     if not can_pin():
         yield
         return
