@@ -26,7 +26,15 @@ BENCHES = (
 )
 REPRODUCE = """Reproduce with `make bench` (all, several rounds each, medians) or
 `.venv/bin/python -m bench [--quick] NAME ...`. Every figure is measured beside its
-baseline in the same run; compare ratios, not absolute figures, across machines."""
+baseline in the same run; compare ratios, not absolute figures, across machines.
+
+The HTTP benchmarks pin the server process, all its threads, to core 0 and the load
+generator (wrk; an aiohttp client loop where wrk is missing) to core 1 with `taskset`
+(`bench/load.py`), so that server and load never take turns on one core. Each row's note
+gives the server's CPU time per request beside its baseline's: on a machine that other
+work shares, CPU per request moves far less than requests/s, so a ratio of the two
+CPU figures far from the throughput ratio says the run was disturbed.
+`python -m bench.retention --full` runs the retention check for 10 minutes (`make bench`: 30 s)."""
 
 
 def machine() -> str:
