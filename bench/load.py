@@ -248,7 +248,7 @@ def requests_per_s(
 
 @contextmanager
 def pinned(cores: set[int]) -> Iterator[None]:
-    """This process (threads started later too) on `cores` for the block: load or work that runs in-process."""
+    """The calling thread, and threads it starts meanwhile, on `cores` for the block (in-process load or work)."""
     if not can_pin():
         yield
         return
