@@ -83,6 +83,22 @@ def truncate_ip(text: str | None) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
+def clean_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, each byte that was not UTF-8 recorded as U+FFFD.
+
+    aiohttp decodes header bytes with `surrogateescape`, and orjson refuses the lone
+    surrogates that leaves: `caf\\xe9` would fail the record, so it is recorded as `caf\ufffd`.
+    """
+    text = text[:limit]
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no byte produced
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 @functools.lru_cache(maxsize=4096)  # browsers send a few thousand distinct user agents, over and over
 def device_key(user_agent: str) -> str:
     """A short stable key for the device a request came from (a hash of its user agent)."""

@@ -48,6 +48,7 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
     server = await aiohttp_server(app)
     client_url = f"http://127.0.0.1:{server.port}"
     admin = await aiohttp_server(create_admin_app(app))
+    metrics.label_members([7, 9])  # configured members: the others count as "other"
     metrics.delivery(7, "delivered")
     metrics.delivery(7, "retry")
     metrics.dead_letter(9)

@@ -14,11 +14,11 @@ from typing import NamedTuple
 from aiohttp import web
 
 from clickbus.edge.appkeys import LOG, METRICS
-from clickbus.edge.client import Client
+from clickbus.edge.client import MAX_HEADER_CHARS, Client
 from clickbus.errors import LogUnavailable
 from clickbus.ids import uuid7
 from clickbus.log.port import Headers, Topic
-from clickbus.records import ClickRecord, ImpressionRecord, Reason, ad_key, dedup_key, xandr_timestamp
+from clickbus.records import ClickRecord, ImpressionRecord, Reason, ad_key, clean_text, dedup_key, xandr_timestamp
 from clickbus.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ def click_record(
         auction_id_64=ad.auction_id_64,
         member_id=ad.member_id,
         user_id_64=ad.user_id_64,
-        referer_url=client.referer,
-        user_agent=client.user_agent,
+        referer_url=clean_text(client.referer, MAX_HEADER_CHARS),
+        user_agent=clean_text(client.user_agent, MAX_HEADER_CHARS),
         userdata_json=ad.userdata_json,
         custom_notify_data=ad.custom_notify_data,
         test=ad.test,
@@ -102,8 +102,8 @@ def impression_record(
         auction_id_64=ad.auction_id_64,
         member_id=ad.member_id,
         user_id_64=ad.user_id_64,
-        referer_url=client.referer,
-        user_agent=client.user_agent,
+        referer_url=clean_text(client.referer, MAX_HEADER_CHARS),
+        user_agent=clean_text(client.user_agent, MAX_HEADER_CHARS),
         test=ad.test,
         source=source,
         creative_id=ad.creative_id,

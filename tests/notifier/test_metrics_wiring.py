@@ -181,3 +181,24 @@ async def test_kafka_spool_depth_and_age_are_reported(tmp_path: Path) -> None:
         assert age is not None and 0.04 <= age < 30
     finally:
         await log.stop(2.0)
+
+
+async def test_clicks_for_unknown_members_count_under_one_label(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
+    """Anyone holding a token may click for any member id: only configured members get their own series."""
+    stub = await stubs()
+    client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
+    strangers = range(9000, 9030)
+    for member_id in strangers:
+        ad = AdContext(member_id=member_id, landing_url="https://adv.example/")
+        response = await client.get(_path(client.app[INSERTER].click_url(ad)), allow_redirects=False)
+        assert response.status == 302
+
+    async def all_counted() -> bool:
+        counted = await _metric(client, "clickbus_deliveries_total", member="other", status="no_bidder")
+        return counted == len(strangers)
+
+    await eventually_async(all_counted)
+    text = await (await client.get("/metrics")).text()
+    assert not any(f'member="{m}"' in text for m in strangers)
