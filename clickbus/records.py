@@ -99,7 +99,8 @@ def clean_text(text: str, limit: int) -> str:
     return raw.decode("utf-8", "replace")
 
 
-@functools.lru_cache(maxsize=4096)  # browsers send a few thousand distinct user agents, over and over
+# Browsers send a few thousand distinct user agents, over and over; at most 4096 x 2 KiB are held.
+@functools.lru_cache(maxsize=4096)
 def device_key(user_agent: str) -> str:
     """A short stable key for the device a request came from (a hash of its user agent)."""
     return hashlib.blake2b(user_agent.encode("utf-8", "replace"), digest_size=6).hexdigest()
