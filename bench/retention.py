@@ -75,10 +75,15 @@ def _load_thread(url: str, rate: float, seconds: float, answered: list[int]) -> 
     answered.append(asyncio.run(paced(url, rate, seconds)))
 
 
-def run(seconds: float, rate: float) -> tuple[int, int, int, int]:
-    """Largest directory size seen, bytes at the end, partitions written, redirects answered."""
+def run(seconds: float, rate: float) -> tuple[int, int, int, int] | None:
+    """Largest directory size seen, bytes at the end, partitions written, redirects answered.
+
+    None when this build's embedded log is not a directory of segments (the SQLite log has no retention).
+    """
     with Server(clickbus_argv("run", "--no-notifier"), config=SETTINGS) as server:
         log_dir = configuration.load(server.config_path, env={}).log_path
+        if not log_dir.is_dir():
+            return None
         answered: list[int] = []
         load = threading.Thread(target=_load_thread, args=(server.click_url(), rate, seconds, answered))
         load.start()
@@ -89,17 +94,13 @@ def run(seconds: float, rate: float) -> tuple[int, int, int, int]:
         return largest, directory_bytes(log_dir), partitions(log_dir), answered[0] if answered else 0
 
 
-def supported() -> bool:
-    """This build's embedded log has size retention (the segmented log)."""
-    return hasattr(configuration.from_mapping({}, env={}).log.embedded, "retention_mb")
-
-
 def main(quick: bool = False, *, full: bool = False) -> list[dict[str, Any]]:
     seconds = 600.0 if full else 30.0
-    if not supported():
-        print("retention: skipped, this build's embedded log has no log.embedded.retention_mb")
+    measured = run(seconds, RATE_PER_S)
+    if measured is None:
+        print("retention: skipped, this build's embedded log is not a directory of segments")
         return []
-    largest, final, written, answered = run(seconds, RATE_PER_S)
+    largest, final, written, answered = measured
     bound = max(1, written) * (RETENTION_MB + SEGMENT_MB) * MB
     rows = [
         {
