@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, fetch, insert_url, send_raw, session
+from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, exchange, fetch, insert_url, session
 from tests.support.service import Service
 
 KIB = 1024
@@ -75,7 +75,7 @@ async def test_oversized_fields_get_their_documented_status(service: Service) ->
             body = {"campaignId": CAMPAIGN, "placement": "header_banner", field: value}
             answer = await fetch(client, "POST", f"{service.url}/api/v1/campaigns/click", json=body, headers=auth)
             tally.count(answer, f"server click {field} {len(value)}", expected=(422,))
-            assert orjson.loads(answer.raw)["message"].startswith(field)
+            assert orjson.loads(answer.body)["message"].startswith(field)
         for header in ("User-Agent", "Referer", "Accept-Language"):
             answer = await fetch(client, "GET", service.url + path, headers={header: "h" * 8_000})
             tally.count(answer, f"click with a {header} of 8,000", expected=(302,))
@@ -86,7 +86,7 @@ async def test_oversized_fields_get_their_documented_status(service: Service) ->
         (b"GET " + path.encode() + b" HTTP/1.1\r\n" + b"X-A: b\r\n" * 500 + b"\r\n", "500 headers"),
         (b"GET " + path.encode() + b" HTTP/1.1\r\nUser-Agent: " + b"u" * 20_000 + b"\r\n\r\n", "header of 20,000"),
     ):
-        tally.count(await send_raw(service.port, raw), what, expected=(302, 400, 414, 431))
+        tally.count(await exchange(service.port, raw), what, expected=(302, 400, 414, 431))
     tally.report()
 
 
