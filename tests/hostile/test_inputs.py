@@ -9,12 +9,21 @@ status (`422` naming the field, `413` past the body cap), or is truncated when i
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from clickbus.edge import create_app
+from clickbus.edge.appkeys import INSERT_THREAD
+from clickbus.metrics import create_metrics
 from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, exchange, fetch, insert_url, session
+from tests.support.configs import edge_config
+from tests.support.edgeapp import admin_client
 from tests.support.service import Service
 
 KIB = 1024
@@ -93,3 +102,21 @@ async def test_oversized_fields_get_their_documented_status(service: Service) ->
 async def test_a_click_answers_after_the_assault(service: Service) -> None:
     async with aiohttp.ClientSession() as client:
         assert (await fetch(client, "GET", service.url + click_path(service))).status == 302
+
+
+def _insertion_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("clickbus-insert")]
+
+
+async def test_the_large_markup_thread_starts_and_stops_with_its_application(tmp_path: Path) -> None:
+    """Before: one module-level pool, made on first use and never stopped (it outlived every app)."""
+    edge = create_app(edge_config(tmp_path), metrics=create_metrics())
+    markup = "<a href='https://shop.example/'>x</a>" * 1_000  # over INLINE_MARKUP_CHARS: inserted on the thread
+    body = {**_insert(), "markup": markup, "wrap_links": True}
+    async with TestClient(TestServer(edge)), admin_client(edge) as admin:
+        pool = admin.app[INSERT_THREAD]
+        assert (await admin.post("/v1/insert", json=body)).status == 200
+        assert len(_insertion_threads()) == 1
+    assert _insertion_threads() == []
+    with pytest.raises(RuntimeError):
+        pool.submit(print)
