@@ -7,7 +7,9 @@ Bodies are taken as sent: the listeners do not decompress (a 1 MB gzip body of s
 of work for the server, and an invalid one was a `500`), so a `Content-Encoding` other than
 `identity` is `415`. An object with a name twice is `400`: parsers disagree about which value
 wins (orjson keeps the last, many keep the first), so whoever checked the body before the edge
-may have read another click than the one the edge would record.
+may have read another click than the one the edge would record. A body cut short (the sender
+closed or reset the connection, or broke its chunked framing) is `400`, not a handler error: a
+stranger hanging up mid-body must not write a traceback into the service's log.
 """
 
 from __future__ import annotations
@@ -69,4 +71,6 @@ async def read_json(request: web.Request) -> Any:
         raise BodyError(413, f"body larger than {limit} bytes") from None
     except TimeoutError:
         raise BodyError(408, f"body not received within {edge.body_timeout_s:g} s") from None
+    except (ConnectionError, web.RequestPayloadError):  # the sender closed, reset or broke the framing mid-body
+        raise BodyError(400, "body not received whole") from None
     return parse_json(raw)

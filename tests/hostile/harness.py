@@ -15,6 +15,8 @@ import contextlib
 import hashlib
 import ipaddress
 import re
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +265,15 @@ class RawConnection:
             return False
         self._buffer += chunk
         return bool(chunk)
+
+    def half_close(self) -> None:
+        """Send a FIN: this side will send nothing more, and still reads."""
+        self._writer.write_eof()
+
+    def reset(self) -> None:
+        """Hang up with a RST (SO_LINGER 0), as a crashed or hostile client does."""
+        self._writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._writer.transport.abort()
 
     def close(self) -> None:
         self._writer.close()

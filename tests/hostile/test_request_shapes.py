@@ -8,6 +8,7 @@ targets and `Host` games never change where a click goes, nor the URLs insertion
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from urllib.parse import quote
@@ -17,6 +18,8 @@ import pytest
 
 from tests.hostile.harness import (
     AD,
+    API_KEY,
+    Answer,
     Tally,
     click_path,
     connection,
@@ -240,4 +243,41 @@ async def test_path_traversal_in_tokens_reaches_nothing(service: Service) -> Non
         method = "POST" if path.startswith("/v1/") else "GET"
         answer = tally.count(await exchange(service.port, request(method, path)), path[:80], expected=(400, 404, 405))
         assert b"clickbus_" not in answer.body and b"openapi" not in answer.body
+    tally.report()
+
+
+HANG_UPS = {
+    "Content-Length 100, 1 byte": b"Content-Length: 100\r\n\r\n{",
+    "a chunk cut short": b"Transfer-Encoding: chunked\r\n\r\n10\r\n{",
+    "no last chunk": b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n",
+}
+
+
+@pytest.mark.parametrize("how", ["half-close", "reset"])
+async def test_a_sender_hanging_up_mid_body_leaves_no_traceback(service: Service, how: str) -> None:
+    """Before: the handler's read raised, and each hang-up wrote an error with a traceback into the log."""
+    tally = Tally(f"hang-ups mid-body ({how})")
+    logged_before = len(service.logs())
+    token = click_path(service).removeprefix("/ck/")
+    heads = {
+        "server click": f"POST /api/v1/campaigns/click HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n",
+        "beacon": f"POST /v1/beacon/click/{token} HTTP/1.1\r\nHost: x\r\n",
+        "insert": "POST /v1/insert HTTP/1.1\r\nHost: x\r\n",
+    }
+    for route, head in heads.items():
+        port = service.admin_port if route == "insert" else service.port
+        for name, framing in HANG_UPS.items():
+            async with connection(port) as raw:
+                await raw.send(head.encode() + b"Content-Type: application/json\r\n" + framing)
+                await asyncio.sleep(0.05)
+                if how == "reset":
+                    raw.reset()
+                    tally.count(Answer(None), f"{route}, {name}")
+                else:
+                    raw.half_close()
+                    answer = tally.count(await raw.closed(5.0), f"{route}, {name}")
+                    assert answer.status in (None, 400), answer.raw[:200]
+    await asyncio.sleep(0.5)  # the server notices the last hang-up
+    logged = service.logs()[logged_before:]
+    assert "Traceback" not in logged and '"level":"error"' not in logged, logged[-2000:]
     tally.report()
