@@ -8,7 +8,6 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-import orjson
 import pytest
 
 from clickbus.config import from_mapping
@@ -17,11 +16,10 @@ from clickbus.edge.client import client_address
 from clickbus.errors import ConfigError
 from clickbus.keystore import load_keyring
 from clickbus.landing import check_landing
-from clickbus.log import open_log
-from clickbus.log.port import Topic
 from clickbus.settings.values import Network
 from clickbus.tokens import AdContext
 from tests.hostile.harness import Tally, exchange, request, serving
+from tests.support.records import recorded
 from tests.support.service import Service
 
 LB = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:ffff::/48")]
@@ -92,21 +90,16 @@ async def test_hostile_forwarded_values_never_fail_a_click(service: Service) -> 
         answer = tally.count(await exchange(service.port, payload), repr(value[:40]))
         assert answer.status == 302, answer.raw[:300]
     tally.report()
-    recorded = await _client_ips(service)
-    assert len(recorded) == len(HOSTILE_VALUES)
+    ips = await _client_ips(service)
+    assert len(ips) == len(HOSTILE_VALUES)
     # the spoofed leftmost entry is not believed; what is not an address falls back to the (trusted) peer
     expected = {b"6.6.6.6, 203.0.113.7": "203.0.113.0", b"203.0.113.7, 6.6.6.6": "6.6.6.0", b"": "127.0.0.0"}
     expected |= {b"6.6.6.6\xff": "127.0.0.0", b"::ffff:6.6.6.6": "6.6.6.0", b"unknown": "127.0.0.0"}
-    assert {value: recorded[HOSTILE_VALUES.index(value)] for value in expected} == expected
+    assert {value: ips[HOSTILE_VALUES.index(value)] for value in expected} == expected
 
 
 async def _client_ips(service: Service) -> dict[int, str]:
-    log = open_log(service.config)
-    ips = {}
-    async for entry in log.read(Topic.CLICKS.value, from_beginning=True, follow=False):
-        record = orjson.loads(entry.value)
-        ips[record["auction_id_64"]] = record["client_ip"]
-    return ips
+    return {record["auction_id_64"]: record["client_ip"] for record in await recorded(service.config)}
 
 
 @pytest.mark.parametrize(
