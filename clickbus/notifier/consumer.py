@@ -4,8 +4,12 @@ Each record becomes one tracked task. At most `max_in_flight` are alive at
 once (the loop stops fetching until one finishes), and offsets are committed
 every `commit_interval_s` up to the lowest unfinished one per partition. A
 handler's synchronous `accept` runs in log order (dedup depends on that);
-the coroutine it returns runs concurrently. A partition newly assigned is
-`prepare`d (its dedup window rebuilt) before its first record is accepted.
+the coroutine it returns runs concurrently. Every partition of an assignment
+is `prepare`d (its dedup window rebuilt) before its first record is accepted:
+a Kafka member resumes each one, those it kept included, from the group's
+committed offset, so records it had accepted since are read again; a kept
+window would judge them duplicates of themselves and finish their offsets
+while their deliveries were still in flight.
 """
 
 from __future__ import annotations
@@ -94,8 +98,7 @@ class GroupLoop:
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
         assigned = set(tps)
-        self._unprepared |= assigned - self._assigned
-        self._unprepared &= assigned
+        self._unprepared = set(assigned)  # kept partitions too: each resumes from its committed offset
         self._assigned = assigned
         self.tracker.reset(assigned)
 

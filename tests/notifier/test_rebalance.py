@@ -1,0 +1,52 @@
+"""A notifier group rebalancing on Kafka: a partition a member keeps is read again, and judged afresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clickbus.config import from_mapping
+from clickbus.log import open_log
+from clickbus.log.port import Topic
+from clickbus.notifier import Notifier
+from clickbus.notifier.outcomes import Outcome
+from tests.bidder import BidderStub
+from tests.kafka_broker import TansuBroker
+from tests.log.conftest import kafka_mapping
+from tests.log.kafka_helpers import until
+from tests.notifier.factory import append, click, eventually, records
+
+CLICKS = 30
+HANGING_S = 30.0  # the first deliveries stay in flight through the whole rebalance
+
+
+async def test_a_member_keeping_a_partition_does_not_judge_its_own_clicks_duplicates(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Before the fix, the kept partition's clicks in flight were read again and judged duplicates of themselves:
+    those verdicts finished their offsets, so the group committed past deliveries still in flight (lost on a crash).
+    """
+    stub = BidderStub(script=["hang"] * CLICKS)  # then 200
+    await stub.start()
+    raw = kafka_mapping(tmp_path, kafka_broker.bootstrap)
+    raw["members"] = {"13": {"click_uri": stub.url, "allow_private": True, "timeout_s": HANGING_S}}
+    raw["notifier"] = {"commit_interval_s": 0.05, "dedup_impressions": False}
+    config = from_mapping(raw, env={})
+    log = open_log(config)
+    await log.start()
+    first, second = Notifier(config, log), Notifier(config, log)
+    try:
+        clicks = [click() for _ in range(CLICKS)]
+        await append(log, *clicks)
+        await first.start()
+        await eventually(lambda: len(stub.received) >= CLICKS)  # every click in flight, none finished
+        await second.start()  # the group rebalances: some partitions move to it, the first member keeps the others
+        await until(lambda: first.counts.total() + second.counts.total() >= CLICKS, 20.0)
+        assert first.counts.total() and second.counts[Outcome.DELIVERED], "each member held a partition"
+        assert first.counts[Outcome.INVALID] == 0
+        outcomes = await records(log, Topic.DELIVERIES)
+        assert {o["click_id"] for o in outcomes if o["outcome"] == Outcome.DELIVERED} == {c.click_id for c in clicks}
+    finally:
+        await stub.stop()  # ends the hanging deliveries first, so that the members stop promptly
+        await first.stop(5.0)
+        await second.stop(5.0)
+        await log.stop(5.0)
