@@ -55,11 +55,11 @@ def _row(name: str, value: float, unit: str, target: str, baseline: float | None
 
 
 class Stub:
-    """The bidder stub (`tests/bidder.py`) in its own process, so it does not share the notifier's core."""
+    """The bidder stub (`tests/support/bidder.py`) in its own process, so it does not share the notifier's core."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.bidder"], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
+            [sys.executable, "-m", "tests.support.bidder"], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
         )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().decode().strip()

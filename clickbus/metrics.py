@@ -24,8 +24,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from clickbus.compat.prometheus import add_observations, bucket_bounds, choose_value_class
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_DIRNAME = "metrics"
@@ -71,7 +73,7 @@ class _Batch:
             self.flush()
 
     def observe(self, child: Histogram, value: float) -> None:
-        bounds = child._upper_bounds
+        bounds = bucket_bounds(child)
         with self.lock:
             entry = self.histograms.get(child)
             if entry is None:
@@ -89,10 +91,7 @@ class _Batch:
         for counter, n in counts.items():
             counter.inc(n)
         for histogram, entry in histograms.items():
-            histogram._sum.inc(entry[0])
-            for bucket, hits in zip(histogram._buckets, entry[1:], strict=True):
-                if hits:
-                    bucket.inc(hits)
+            add_observations(histogram, entry[0], entry[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +267,7 @@ def use_multiprocess_dir(path: Path, *, clean: bool) -> None:
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(path)
-    # prometheus-client picks its value class at import time; pick again now that the directory is known
-    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    choose_value_class()  # prometheus-client chose at import time; choose again now that the directory is known
 
 
 def mark_process_dead(pid: int) -> None:

@@ -1,24 +1,23 @@
-"""Shared fixtures: a configuration on a temporary data directory, a keyring, the edge app."""
+"""Shared fixtures: a configuration on a temporary data directory, a keyring, its log, the edge app on them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from clickbus.config import Config, from_mapping
+from clickbus.config import Config
 from clickbus.edge import create_app
+from clickbus.log import EmbeddedLog, open_log
 from clickbus.tokens import Keyring, new_key
-
-ClientFactory = Callable[..., Any]
+from tests.support.configs import build_config
+from tests.support.edgeapp import EdgeClient
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return from_mapping({"data_dir": str(tmp_path), "edge": {"public_url": "http://edge.test"}}, env={})
+    return build_config(tmp_path, edge={"public_url": "http://edge.test"})
 
 
 @pytest.fixture
@@ -27,6 +26,14 @@ def keyring() -> Keyring:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, config: Config, keyring: Keyring) -> TestClient:
-    """The edge on the embedded log in a temporary directory, through real HTTP."""
-    return await aiohttp_client(create_app(config, keyring=keyring))
+def log(config: Config) -> EmbeddedLog:
+    """The embedded log `config` names (the edge starts it), for reading back what the edge wrote."""
+    opened = open_log(config)
+    assert isinstance(opened, EmbeddedLog)
+    return opened
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, config: Config, keyring: Keyring, log: EmbeddedLog) -> EdgeClient:
+    """The edge on `config`, `keyring` and `log`, through real HTTP."""
+    return await aiohttp_client(create_app(config, keyring=keyring, log=log))

@@ -25,7 +25,9 @@ def landing_of(url: str) -> str:
 
 def test_click_macro_with_landing_signs_that_landing() -> None:
     done = INSERTER.insert('<a href="${CLICK_URL}https://other.example/p?a=1&amp;b=2">x</a>', AD)
-    url = re.search(r'href="([^"]+)"', done.markup).group(1)
+    found = re.search(r'href="([^"]+)"', done.markup)
+    assert found, done.markup
+    url = found.group(1)
     assert landing_of(url) == "https://other.example/p?a=1&b=2"
 
 

@@ -13,7 +13,8 @@ from aiohttp import ClientSession, web
 
 from clickbus.edge.serve import make_runner
 from clickbus.logging_setup import JsonFormatter, configure, scrub
-from tests.edgeapp import make_app, make_config
+from tests.support.configs import edge_config
+from tests.support.edgeapp import make_app
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_worker_field_when_set() -> None:
 
 @pytest.mark.parametrize("access_log", [False, True])
 async def test_access_log_only_when_configured(tmp_path: Path, lines: io.StringIO, access_log: bool) -> None:
-    config = make_config(tmp_path, access_log=access_log)
+    config = edge_config(tmp_path, access_log=access_log)
     app, _ = make_app(config)
     runner = make_runner(app, config)
     await runner.setup()

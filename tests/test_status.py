@@ -14,10 +14,13 @@ from rich.console import Console
 from clickbus.cli import main
 from clickbus.metrics import BreakerState
 from clickbus.status import parse, quantile
-from tests.bidder import BidderStub
-from tests.edgeapp import app_click_path, make_app, make_config
-from tests.notifier.factory import BROWSER_UA, eventually_async
-from tests.service import Service, free_port
+from tests.notifier.factory import BROWSER_UA
+from tests.support.bidder import BidderStub
+from tests.support.configs import edge_config
+from tests.support.edgeapp import app_click_path, make_app
+from tests.support.ports import free_port
+from tests.support.service import Service
+from tests.support.waiting import eventually_async
 
 EXPOSITION = """
 # TYPE clickbus_redirect_seconds histogram
@@ -40,7 +43,7 @@ def test_quantiles_come_from_histogram_buckets() -> None:
 async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
     from clickbus.status import watch
 
-    app, metrics = make_app(make_config(tmp_path))
+    app, metrics = make_app(edge_config(tmp_path))
     server = await aiohttp_server(app)
     client_url = f"http://127.0.0.1:{server.port}"
     metrics.delivery(7, "delivered")
@@ -106,7 +109,7 @@ async def test_once_shows_bidder_health_of_a_running_service(
                 async with session.get(service.url + "/metrics") as response:
                     return 'clickbus_deliveries_total{member="7",status="delivered"} 1.0' in await response.text()
 
-            await eventually_async(delivered, timeout=20)
+            await eventually_async(delivered, timeout_s=20)
         capsys.readouterr()
         argv = ["status", "--once", "--interval", "0.2", "--url", service.url + "/metrics"]
         argv += ["--config", str(service.config_path)]

@@ -13,8 +13,8 @@ import pytest
 
 from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring
-from tests.edgeapp import click_path
-from tests.service import Service
+from tests.support.edgeapp import click_path
+from tests.support.service import Service
 from tests.test_metrics import sample
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from clickbus import runtime
 from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
@@ -16,9 +17,8 @@ from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.edge.appkeys import API_KEYS, CONFIG, DRAINING, INSERTER, KEYRING, LOG, METRICS, RATE_LIMITER
 from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
-from clickbus.log import Log, open_log
-from clickbus.log.metered import MeteredLog
-from clickbus.metrics import FLUSH_EVERY_S, Metrics, default_metrics
+from clickbus.log import Log
+from clickbus.metrics import Metrics, default_metrics
 from clickbus.tokens import Keyring
 
 
@@ -39,12 +39,13 @@ def create_app(
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
     app[METRICS] = metrics if metrics is not None else default_metrics()
-    app[LOG] = MeteredLog(log if log is not None else open_log(config), app[METRICS])
+    app[LOG] = runtime.metered_log(config, app[METRICS], log)
     app[DRAINING] = asyncio.Event()
     app[API_KEYS] = ApiKeys(config.api_keys)
     app[RATE_LIMITER] = RateLimiter(config.api_keys)
-    app.cleanup_ctx.append(_flushing_metrics)  # first in, last out: the final flush follows the log's stop
-    app.cleanup_ctx.append(_running(app[LOG], config.edge.shutdown_timeout_s))
+    # first in, last out: the final flush follows the log's stop
+    app.cleanup_ctx.append(_during(lambda: runtime.flushing(app[METRICS], app[LOG])))
+    app.cleanup_ctx.append(_during(lambda: runtime.started(app[LOG], config.edge.shutdown_timeout_s)))
     if notifier:
         app.cleanup_ctx.append(_notifying(config, app[LOG], app[METRICS]))
     for module in (health, insert, redirect, beacons, pixel, server_clicks, prometheus, openapi):
@@ -52,40 +53,21 @@ def create_app(
     return app
 
 
-async def _flushing_metrics(app: web.Application) -> AsyncIterator[None]:
-    """Write the metrics summed in this process every second, idle or not, and once more at the end."""
-    metrics = app[METRICS]
-    log = app[LOG]
+def _during(
+    context: Callable[[], contextlib.AbstractAsyncContextManager[object]],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running `context()` for the application's life."""
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY_S)
-            if isinstance(log, MeteredLog):
-                log.report()
-            metrics.flush()
-
-    task = asyncio.create_task(loop(), name="clickbus-metrics-flush")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    metrics.flush()
-
-
-def _running(log: Log, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await log.start()
-        yield
-        await log.stop(stop_timeout_s)
+        async with context():
+            yield
 
     return ctx
 
 
 def _notifying(config: Config, log: Log, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from clickbus.notifier import Notifier
-
-        notifier = Notifier(config, log, metrics)
+        notifier = runtime.notifier(config, log, metrics)
         # Joining a Kafka consumer group can take several session timeouts: serve clicks meanwhile.
         starting = asyncio.create_task(notifier.start(), name="clickbus-notifier-start")
         starting.add_done_callback(_report_failed_start)

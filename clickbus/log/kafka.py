@@ -29,6 +29,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import-untyped]
 
+from clickbus.compat.aiokafka import sender_died
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
 from clickbus.log.budget import Budget, BudgetExpired
@@ -296,9 +297,8 @@ class KafkaLog:
         producer = self._producer
         if producer is None:
             return
-        sender = producer._sender.sender_task
         fatal = isinstance(exc, KafkaError) and not exc.retriable and not isinstance(exc, KafkaTimeoutError)
-        if (sender is not None and sender.done()) or fatal:
+        if sender_died(producer) or fatal:
             logger.warning("recreating the kafka producer after %r", exc)
             self._producer = None
             await stop_producer(producer, STOP_GRACE_S)

@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError  # type: ignore[import-untyped]
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
+from clickbus.compat.aiokafka import abandon_pending
 from clickbus.config import KafkaConfig
 
 logger = logging.getLogger(__name__)
@@ -84,9 +85,8 @@ async def stop_producer(producer: Any, timeout: float) -> None:
     except KafkaError as exc:
         logger.warning("kafka producer stop failed: %r", exc)
     # aiokafka#1101: stop() waits for batches that a dead broker never takes. Fail them and close.
-    producer._message_accumulator.fail_all(KafkaTimeoutError("producer closed with the broker unreachable"))
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer._sender.close(), 1.0)
+        await abandon_pending(producer, KafkaTimeoutError("producer closed with the broker unreachable"), 1.0)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(producer.client.close(), 1.0)
 

@@ -165,6 +165,8 @@ async def read_topic(
         raise LogUnavailable(f"cannot read {names.full(topic)}: {exc}") from exc
     try:
         partitions = await _partitions(consumer, names.full(topic), wait=follow)
+        if not partitions:  # the topic does not exist (yet): nothing to read, and aiokafka refuses to seek nothing
+            return
         consumer.assign(partitions)
         if from_beginning:
             await consumer.seek_to_beginning(*partitions)

@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickbus.tokens import Keyring
+from tests.support.edgeapp import EdgeClient
 
 BODY = {
     "markup": '<a href="${CLICK_URL}https://shop.example/p">buy</a><img src="${IMPRESSION_URL}">',
@@ -28,7 +28,7 @@ BODY = {
 }
 
 
-async def test_insert_answers_markup_and_urls(client: TestClient, keyring: Keyring) -> None:
+async def test_insert_answers_markup_and_urls(client: EdgeClient, keyring: Keyring) -> None:
     response = await client.post("/v1/insert", json=BODY)
     assert response.status == 200
     body = await response.json()
@@ -41,13 +41,13 @@ async def test_insert_answers_markup_and_urls(client: TestClient, keyring: Keyri
     assert (ad.custom_notify_data, ad.userdata_json, ad.landing_url) == ("cnd", '{"segments":[2]}', BODY["landing_url"])
 
 
-async def test_minimal_body(client: TestClient) -> None:
+async def test_minimal_body(client: EdgeClient) -> None:
     response = await client.post("/v1/insert", json={"markup": "<b>${AUCTION_ID}</b>", "auction": {"member_id": 1}})
     assert response.status == 200
     assert (await response.json())["markup"] == "<b>0</b>"
 
 
-async def test_every_error_is_listed(client: TestClient) -> None:
+async def test_every_error_is_listed(client: EdgeClient) -> None:
     body = {
         "markup": 7,
         "landing_url": "javascript:alert(1)",
@@ -70,7 +70,7 @@ async def test_every_error_is_listed(client: TestClient) -> None:
     ]
 
 
-async def test_refused_landing_in_markup_is_422(client: TestClient) -> None:
+async def test_refused_landing_in_markup_is_422(client: EdgeClient) -> None:
     body = {**BODY, "markup": '<a href="${CLICK_URL}//evil.example/">x</a>'}
     response = await client.post("/v1/insert", json=body)
     assert response.status == 422
@@ -88,7 +88,7 @@ async def test_refused_landing_in_markup_is_422(client: TestClient) -> None:
         (b'{"markup": "' + b"x" * 70_000 + b'"}', {"Content-Type": "application/json"}, 413),
     ],
 )
-async def test_malformed_bodies(client: TestClient, data: bytes, headers: dict[str, str], status: int) -> None:
+async def test_malformed_bodies(client: EdgeClient, data: bytes, headers: dict[str, str], status: int) -> None:
     response = await client.post("/v1/insert", data=data, headers=headers)
     assert response.status == status
     assert (await response.json())["errors"]
@@ -111,7 +111,7 @@ BODIES = st.fixed_dictionaries(
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(body=BODIES | JSON)
-async def test_random_bodies_never_5xx(client: TestClient, body: Any) -> None:
+async def test_random_bodies_never_5xx(client: EdgeClient, body: Any) -> None:
     data = json.dumps(body)  # the stdlib writes integers of any size, as a hostile client might
     response = await client.post("/v1/insert", data=data, headers={"Content-Type": "application/json"})
     assert response.status in (200, 400, 422)

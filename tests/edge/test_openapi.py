@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
 
-from tests.edgeapp import make_app, make_config
+from tests.support.configs import edge_config
+from tests.support.edgeapp import make_app
 
 
 def spec() -> dict[str, object]:
@@ -16,7 +17,7 @@ def spec() -> dict[str, object]:
 
 
 def test_spec_names_exactly_the_routes_of_the_edge(tmp_path: Path) -> None:
-    app, _ = make_app(make_config(tmp_path))
+    app, _ = make_app(edge_config(tmp_path))
     routes = {
         (route.resource.canonical, route.method.lower())
         for route in app.router.routes()
@@ -34,7 +35,7 @@ def test_spec_names_exactly_the_routes_of_the_edge(tmp_path: Path) -> None:
 
 
 async def test_spec_is_served(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
-    app, _ = make_app(make_config(tmp_path))
+    app, _ = make_app(edge_config(tmp_path))
     client = await aiohttp_client(app)
     response = await client.get("/openapi.json")
     assert response.status == 200

@@ -6,19 +6,20 @@ from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
 
-from tests.edgeapp import app_click_path, make_app, make_config
+from tests.support.configs import edge_config
+from tests.support.edgeapp import EdgeClient, app_click_path, make_app
 from tests.test_metrics import sample
 
 
-async def scrape(client: object) -> str:
-    response = await client.get("/metrics")  # type: ignore[attr-defined]
+async def scrape(client: EdgeClient) -> str:
+    response = await client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     return str(await response.text())
 
 
 async def test_clicks_redirects_and_appends_are_counted(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
-    app, _ = make_app(make_config(tmp_path))
+    app, _ = make_app(edge_config(tmp_path))
     client = await aiohttp_client(app)
     for i in range(3):
         response = await client.get(app_click_path(app, auction_id=i), allow_redirects=False)
@@ -33,7 +34,7 @@ async def test_clicks_redirects_and_appends_are_counted(tmp_path: Path, aiohttp_
 
 
 async def test_insertions_are_counted_by_outcome(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
-    app, _ = make_app(make_config(tmp_path))
+    app, _ = make_app(edge_config(tmp_path))
     client = await aiohttp_client(app)
     good = {"markup": "<a href='${CLICK_URL}https://x.example/'>x</a>", "auction": {"member_id": 1}}
     assert (await client.post("/v1/insert", json=good)).status == 200

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import re
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clickbus.config import CampaignConfig
-from clickbus.edge import create_app
 from clickbus.edge.server_clicks import DEVICES, parse_click
 from clickbus.edge.vtex_schema import MAX_POS, body_errors, parse_body, parse_pos
 from clickbus.iso3166 import ALPHA_2
@@ -25,10 +22,13 @@ from tests.edge.publisher_support import (
     MAX_BODY,
     PLACEMENTS,
     insertion,
-    make_config,
     path_of,
-    records,
+    publisher_config,
 )
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 KEYS = st.sampled_from(["user_id", "session_id", "campaignId", "placement", "location", "device"]) | st.text(max_size=8)
 SCALARS = (
@@ -80,18 +80,7 @@ def test_server_click_parser_accepts_only_configured_campaigns_and_known_values(
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
-
-
-@pytest.fixture
-async def beacons(client: TestClient) -> dict[str, str]:
+async def beacons(client: EdgeClient) -> dict[str, str]:
     """Beacon paths from one real insertion (made once per test, not per example)."""
     urls: dict[str, str] = (await insertion(client))["beacons"]
     return {kind: path_of(url) for kind, url in urls.items()}
@@ -100,7 +89,7 @@ async def beacons(client: TestClient) -> dict[str, str]:
 @APP_SETTINGS
 @given(body=JSON | OBJECTS, kind=st.sampled_from(["click", "impression"]))
 async def test_random_beacon_bodies_get_202_or_422(
-    client: TestClient, beacons: dict[str, str], body: Any, kind: str
+    client: EdgeClient, beacons: dict[str, str], body: Any, kind: str
 ) -> None:
     data = json.dumps(body)
     response = await client.post(beacons[kind], data=data, headers={"Content-Type": "application/json"})
@@ -111,7 +100,7 @@ async def test_random_beacon_bodies_get_202_or_422(
 
 @APP_SETTINGS
 @given(body=JSON | OBJECTS)
-async def test_random_server_click_bodies_get_200_or_400(client: TestClient, body: Any) -> None:
+async def test_random_server_click_bodies_get_200_or_400(client: EdgeClient, body: Any) -> None:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
     data = json.dumps(body)
     response = await client.post("/api/v1/campaigns/click", data=data, headers=headers)
@@ -128,7 +117,7 @@ TOKENS = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_si
 @APP_SETTINGS
 @given(token=TOKENS)
 async def test_random_tokens_are_refused_and_nothing_is_recorded(
-    client: TestClient, log: EmbeddedLog, token: str
+    client: EdgeClient, log: EmbeddedLog, token: str
 ) -> None:
     for method, path in (("POST", "/v1/beacon/click/"), ("POST", "/v1/beacon/impression/"), ("GET", "/i/")):
         response = await client.request(method, path + token, json={"user_id": "u"})
@@ -145,7 +134,7 @@ async def test_random_tokens_are_refused_and_nothing_is_recorded(
     target=st.sampled_from(["click", "impression", "server"]),
 )
 async def test_random_bytes_never_get_a_5xx(
-    client: TestClient, beacons: dict[str, str], data: bytes, content_type: str, target: str
+    client: EdgeClient, beacons: dict[str, str], data: bytes, content_type: str, target: str
 ) -> None:
     if target == "server":
         path, headers = "/api/v1/campaigns/click", {"Authorization": f"Bearer {API_KEY}"}
@@ -158,7 +147,7 @@ async def test_random_bytes_never_get_a_5xx(
 
 @APP_SETTINGS
 @given(authorization=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80))
-async def test_random_authorization_headers_get_the_same_401(client: TestClient, authorization: str) -> None:
+async def test_random_authorization_headers_get_the_same_401(client: EdgeClient, authorization: str) -> None:
     headers = {"Authorization": authorization, "Content-Type": "application/json"}
     response = await client.post("/api/v1/campaigns/click", data=b"{}", headers=headers)
     assert response.status == 401

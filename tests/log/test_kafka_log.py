@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from clickbus import cli
 from clickbus.config import Config
@@ -19,11 +20,11 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Entry, Topic
 from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
-from tests.log.kafka_helpers import consume_all, until
+from tests.log.kafka_helpers import consume_all
+from tests.support.kafka_broker import TansuBroker
+from tests.support.waiting import eventually
 
-ClientFactory = Callable[..., Any]
 AD = AdContext(
     member_id=958,
     auction_id_64=7_123_456_789_012_345_678,
@@ -45,7 +46,7 @@ async def started(config: Config) -> KafkaLog:
 
 
 async def test_a_click_through_the_edge_reaches_kafka_with_every_field(
-    aiohttp_client: ClientFactory, kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(kafka_broker)
     keyring = Keyring({"k1": new_key()}, "k1")
@@ -152,6 +153,14 @@ async def test_read_without_follow_stops_at_the_end_and_with_follow_sees_new_rec
         await log.stop(5)
 
 
+async def test_reading_a_topic_nobody_wrote_yet_ends_at_once_and_empty(
+    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
+) -> None:
+    # what a checker sees when it asks for dead letters of a broker that has none (a restarted Tansu is empty)
+    log = open_log(kafka_config(kafka_broker))
+    assert await asyncio.wait_for(entries(log.read(Topic.DLQ, from_beginning=True, follow=False)), 20) == []
+
+
 def test_clickbus_tail_prints_kafka_records_of_one_member(
     kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory, tmp_path: Any, capsysbinary: Any
 ) -> None:
@@ -177,7 +186,7 @@ def test_clickbus_tail_prints_kafka_records_of_one_member(
 
 @pytest.mark.parametrize("broken", ["no-broker"])
 async def test_an_edge_without_a_broker_still_redirects_and_is_not_ready(
-    aiohttp_client: ClientFactory, kafka_config: KafkaConfigFactory, broken: str
+    aiohttp_client: AiohttpClient, kafka_config: KafkaConfigFactory, broken: str
 ) -> None:
     config = kafka_config(TansuBroker())  # a free port where nothing listens
     keyring = Keyring({"k1": new_key()}, "k1")
@@ -198,7 +207,8 @@ async def test_a_topic_outside_the_known_ones_is_created_on_first_use(
     try:
         for n in range(3):
             await log.append("clicks_retry_1", b"k", orjson.dumps({"n": n}))
-        await until(lambda: log.health.ready)  # the first append may have waited for the topic to exist
+        # the first append may have waited for the topic to exist
+        await eventually(lambda: log.health.ready, timeout_s=20.0)
         got = await entries(log.read("clicks_retry_1", from_beginning=True, follow=False))
         assert [orjson.loads(e.value)["n"] for e in got] == [0, 1, 2]
         assert {e.topic for e in got} == {"clicks_retry_1"}

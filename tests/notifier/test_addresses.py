@@ -9,6 +9,10 @@ import pytest
 from clickbus.log.port import Log, Topic
 from clickbus.notifier.addresses import refused
 from tests.notifier import factory as f
+from tests.notifier.conftest import RunNotifier, StartStub
+from tests.support.configs import notifier_config
+from tests.support.records import records
+from tests.support.waiting import eventually_async
 
 
 @pytest.mark.parametrize(
@@ -37,13 +41,15 @@ def test_refused_ranges(address: str, bad: bool) -> None:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-async def test_private_bidder_refused_unless_allowed(log: Log, stubs, running, tmp_path: Path, host: str) -> None:
+async def test_private_bidder_refused_unless_allowed(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, host: str
+) -> None:
     stub = await stubs()
     port = stub.url.split(":")[2].split("/")[0]
     guarded = {"click_uri": f"http://{host}:{port}/click", "allow_private": False}
-    async with running(f.config(tmp_path, {13: guarded})):
+    async with running(notifier_config(tmp_path, {13: guarded})):
         await f.append(log, f.click(13))
-        (dead,) = await f.eventually_async(lambda: f.records(log, Topic.DLQ))
+        (dead,) = await eventually_async(lambda: records(log, Topic.DLQ))
     assert dead["reason"] == "refused"
     assert "not public" in dead["last_error"] or "non-public" in dead["last_error"]
     assert stub.received == []

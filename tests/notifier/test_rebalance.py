@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from clickbus.config import from_mapping
 from clickbus.log import open_log
 from clickbus.log.port import Topic
 from clickbus.notifier import Notifier
 from clickbus.notifier.outcomes import Outcome
-from tests.bidder import BidderStub
-from tests.kafka_broker import TansuBroker
-from tests.log.conftest import kafka_mapping
-from tests.log.kafka_helpers import until
-from tests.notifier.factory import append, click, eventually, records
+from tests.notifier.factory import append, click
+from tests.support.bidder import BidderStub
+from tests.support.configs import kafka_config, notifier_config
+from tests.support.kafka_broker import TansuBroker
+from tests.support.records import records
+from tests.support.waiting import eventually
 
 CLICKS = 30
 HANGING_S = 30.0  # the first deliveries stay in flight through the whole rebalance
@@ -27,10 +28,11 @@ async def test_a_member_keeping_a_partition_does_not_judge_its_own_clicks_duplic
     """
     stub = BidderStub(script=["hang"] * CLICKS)  # then 200
     await stub.start()
-    raw = kafka_mapping(tmp_path, kafka_broker.bootstrap)
-    raw["members"] = {"13": {"click_uri": stub.url, "allow_private": True, "timeout_s": HANGING_S}}
-    raw["notifier"] = {"commit_interval_s": 0.05, "dedup_impressions": False}
-    config = from_mapping(raw, env={})
+    members = {13: {"click_uri": stub.url, "timeout_s": HANGING_S}}
+    config = dataclasses.replace(
+        notifier_config(tmp_path, members, dedup_impressions=False),
+        log=kafka_config(tmp_path, kafka_broker.bootstrap).log,
+    )
     log = open_log(config)
     await log.start()
     first, second = Notifier(config, log), Notifier(config, log)
@@ -40,7 +42,7 @@ async def test_a_member_keeping_a_partition_does_not_judge_its_own_clicks_duplic
         await first.start()
         await eventually(lambda: len(stub.received) >= CLICKS)  # every click in flight, none finished
         await second.start()  # the group rebalances: some partitions move to it, the first member keeps the others
-        await until(lambda: first.counts.total() + second.counts.total() >= CLICKS, 20.0)
+        await eventually(lambda: first.counts.total() + second.counts.total() >= CLICKS, timeout_s=20.0)
         assert first.counts.total() and second.counts[Outcome.DELIVERED], "each member held a partition"
         assert first.counts[Outcome.INVALID] == 0
         outcomes = await records(log, Topic.DELIVERIES)

@@ -29,15 +29,15 @@ import orjson
 from clickbus.log.port import Topic
 from clickbus.notifier.outcomes import Outcome
 from clickbus.records import Reason
-from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, Pairs, judge_pairs, tally
 from tests.chaos.load import FIRST_PAIR_AUCTION, ClickLoad, DuplicatePairs
 from tests.chaos.params import Params
 from tests.chaos.scenarios.broker import wait_ready
 from tests.chaos.stack import Stack, deliveries, settle
-from tests.kafka_broker import TansuBroker
-from tests.log.kafka_helpers import until
-from tests.service import Service
+from tests.support.bidder import BidderStub
+from tests.support.kafka_broker import TansuBroker
+from tests.support.service import Service
+from tests.support.waiting import eventually
 
 DOWN_S = 2.0  # longer than the group session (1 s): the group rebalances without the dead member first
 PAIRS_PER_S = 10.0
@@ -79,7 +79,7 @@ async def kill_edge(edge: Service, events: list[tuple[str, float]]) -> None:
 
 async def kill_notifier(stack: Stack, starts: int, events: list[tuple[str, float]]) -> None:
     """SIGKILL the standalone notifier once its `starts`-th start has joined the group, then restart it."""
-    await until(lambda: stack.notifier.stderr_path.read_text().count(JOINED) >= starts, 30.0)
+    await eventually(lambda: stack.notifier.stderr_path.read_text().count(JOINED) >= starts, timeout_s=30.0)
     stack.notifier.kill()
     events.append(("notifier killed", time.monotonic()))
     await asyncio.sleep(DOWN_S)

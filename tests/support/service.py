@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,9 @@ from pathlib import Path
 
 from clickbus import config as configuration
 from clickbus.config import Config
+from tests.support.ports import free_port
 
 START_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(
@@ -43,13 +37,20 @@ class Service:
     """`clickbus run` with its stderr (JSON logs) in a file."""
 
     def __init__(
-        self, directory: Path, *, workers: int = 1, port: int | None = None, notifier: bool = False, **config: object
+        self,
+        directory: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        notifier: bool = False,
+        shutdown_timeout_s: float = 5.0,
+        extra: str = "",
     ) -> None:
         """`notifier=False` serves the edge alone (`--no-notifier`): these tests are about the edge's processes."""
         self.directory = directory
         self.notifier = notifier
         self.port = port or free_port()
-        self.config_path = write_config(directory, self.port, **config)  # type: ignore[arg-type]
+        self.config_path = write_config(directory, self.port, shutdown_timeout_s=shutdown_timeout_s, extra=extra)
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = directory / "stderr.log"

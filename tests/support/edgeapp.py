@@ -1,4 +1,4 @@
-"""An edge app for tests: configuration on a temp dir, fresh metrics, click paths minted by its own keys.
+"""An edge app for tests: fresh metrics, click paths minted by its own keys (configurations: `configs.edge_config`).
 
 Kept out of conftest.py so that other test modules' fixtures merge without conflicts; test
 modules define their fixtures from these functions.
@@ -6,11 +6,10 @@ modules define their fixtures from these functions.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
-from clickbus.config import Config, from_mapping
+from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import INSERTER
@@ -20,10 +19,8 @@ from clickbus.tokens import AdContext
 
 LANDING = "https://landing.example/page"
 
-
-def make_config(tmp_path: Path, **edge: object) -> Config:
-    """A configuration whose data lives under `tmp_path`."""
-    return from_mapping({"data_dir": str(tmp_path / "var"), "edge": dict(edge)}, env={})
+# What `aiohttp_client(app)` answers for an edge app: the type of every edge test client.
+EdgeClient = TestClient[web.Request, web.Application]
 
 
 def make_app(config: Config) -> tuple[web.Application, Metrics]:
@@ -38,5 +35,6 @@ def click_path(inserter: Inserter, *, auction_id: int = 1, member_id: int = 7, l
     return inserter.click_url(ad).removeprefix(inserter.public_url)
 
 
-def app_click_path(app: web.Application, **kwargs: int) -> str:
-    return click_path(app[INSERTER], **kwargs)
+def app_click_path(app: web.Application, *, auction_id: int = 1) -> str:
+    """The path of a click URL minted by `app`'s own inserter."""
+    return click_path(app[INSERTER], auction_id=auction_id)
