@@ -9,7 +9,9 @@ is `prepare`d (its dedup window rebuilt) before its first record is accepted:
 a Kafka member resumes each one, those it kept included, from the group's
 committed offset, so records it had accepted since are read again; a kept
 window would judge them duplicates of themselves and finish their offsets
-while their deliveries were still in flight.
+while their deliveries were still in flight. For the same reason a rebuild
+during which a new assignment arrives is done again, and records fetched for
+a partition since revoked are left to its new owner.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class GroupLoop:
         self._consumer: Consumer = log.consumer(topics, group, on_assign=self._on_assign)
         self._assigned: set[TopicPartition] = set()
         self._unprepared: set[TopicPartition] = set()
+        self._assignments = 0  # how many the group gave: a rebuild that spans a new one must be done again
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -100,6 +103,7 @@ class GroupLoop:
         assigned = set(tps)
         self._unprepared = set(assigned)  # kept partitions too: each resumes from its committed offset
         self._assigned = assigned
+        self._assignments += 1
         self.tracker.reset(assigned)
 
     async def _run(self) -> None:
@@ -138,14 +142,18 @@ class GroupLoop:
                 firsts[tp] = entry.offset
         if not firsts:
             return
+        assignment = self._assignments
         try:  # all partitions of this batch at once: one read of each topic
             await self.handler.prepare(firsts)
         except Exception:  # carry on unprepared (dedup misses at worst) rather than stop consuming
             logger.exception("notifier could not prepare %s", sorted(firsts))
-        self._unprepared -= set(firsts)
+        if assignment == self._assignments:  # else a new one moved every position back: rebuild from there
+            self._unprepared -= set(firsts)
 
     def _spawn(self, entry: Entry) -> None:
         tp = (entry.topic, entry.partition)
+        if tp not in self._assigned:  # revoked since it was fetched: its new owner reads it from the commit
+            return
         self.tracker.start(tp, entry.offset)
         try:
             work = self.handler.accept(entry)
@@ -200,6 +208,11 @@ class GroupLoop:
             logger.warning("notifier commit failed: %s", exc)
             return
         self.tracker.committed(moved)
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """The partitions this member holds now."""
+        return frozenset(self._assigned)
 
     def in_flight(self) -> int:
         return len(self._tasks)
