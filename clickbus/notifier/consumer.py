@@ -10,8 +10,8 @@ a Kafka member resumes each one, those it kept included, from the group's
 committed offset, so records it had accepted since are read again; a kept
 window would judge them duplicates of themselves and finish their offsets
 while their deliveries were still in flight. For the same reason a rebuild
-during which a new assignment arrives is done again, and records fetched for
-a partition since revoked are left to its new owner.
+during which a new assignment arrives is done again. Commits name only the
+partitions held now.
 """
 
 from __future__ import annotations
@@ -152,8 +152,6 @@ class GroupLoop:
 
     def _spawn(self, entry: Entry) -> None:
         tp = (entry.topic, entry.partition)
-        if tp not in self._assigned:  # revoked since it was fetched: its new owner reads it from the commit
-            return
         self.tracker.start(tp, entry.offset)
         try:
             work = self.handler.accept(entry)
@@ -199,7 +197,9 @@ class GroupLoop:
             self.metrics.consumer_lag(self.group, topic, partition, records)
 
     async def _commit(self) -> None:
-        moved = self.tracker.committable()
+        # only what this member holds: a batch fetched before a rebalance may hold records of a partition since
+        # revoked, and a commit naming one is refused whole
+        moved = {tp: offset for tp, offset in self.tracker.committable().items() if tp in self._assigned}
         if not moved:
             return
         try:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+
 from clickbus.log import open_log
 from clickbus.log.port import Entry, Log, Topic, TopicPartition
 from clickbus.notifier import Notifier
@@ -89,10 +91,11 @@ class GatedPrepare:
 
 
 async def test_a_rebalance_during_a_window_rebuild_has_the_window_rebuilt_again(
-    kafka_broker: TansuBroker, tmp_path: Path
+    kafka_broker: TansuBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Before the fix, the rebuild begun under the old assignment counted as done for the new one: the records it
-    had fetched were accepted, and the same records, read again from the commit, were judged their duplicates."""
+    had fetched were accepted, and the same records, read again from the commit, were judged their duplicates.
+    That batch also held records of partitions since revoked, and every commit naming one was refused."""
     stub = BidderStub()
     await stub.start()
     async with two_members(kafka_broker, tmp_path, stub) as (log, first, second):
@@ -108,3 +111,4 @@ async def test_a_rebalance_during_a_window_rebuild_has_the_window_rebuilt_again(
         await eventually(lambda: first.counts.total() >= 2 * kept, timeout_s=20.0)  # its share, read twice
         assert first.counts[Outcome.INVALID] == 0
         assert len(await delivered_ids(log)) == CLICKS
+        assert [r.getMessage() for r in caplog.records if "commit failed" in r.getMessage()] == []
