@@ -43,7 +43,7 @@ class MetricsOff(Metrics):
 def serve(mode: str, config_path: str) -> None:
     """Serve the edge like `clickbus run`, with metrics on or off."""
     from clickbus import config as configuration
-    from clickbus.edge import create_app
+    from clickbus.edge import create_admin_app, create_app
     from clickbus.edge.serve import serve as serve_edge
     from clickbus.runtime import new_loop
 
@@ -52,7 +52,8 @@ def serve(mode: str, config_path: str) -> None:
     real = create_metrics()
     metrics = real if mode == "on" else MetricsOff(**{f: getattr(real, f) for f in Metrics.__dataclass_fields__})
     with asyncio.Runner(loop_factory=new_loop) as runner:
-        runner.run(serve_edge(create_app(config, metrics=metrics), config))
+        public = create_app(config, metrics=metrics)
+        runner.run(serve_edge(public, create_admin_app(public), config))
 
 
 def calls_cost_us(n: int = 100_000) -> float:

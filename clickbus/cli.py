@@ -47,7 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for i in range(args.workers)
     ]
     print(
-        f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url} ({args.workers} workers)",
+        f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
+        f"public URL {config.edge.public_url} ({args.workers} workers)",
         flush=True,
     )
     return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
@@ -184,12 +185,16 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     import json
     import re
 
-    from clickbus.edge.apikeys import new_api_key
+    from clickbus.edge.apikeys import INSERT_KEY_PREFIX, KEY_PREFIX, new_api_key
 
-    key, digest = new_api_key()
+    key, digest = new_api_key(INSERT_KEY_PREFIX if args.insert else KEY_PREFIX)
     print(f"key:    {key}\nsha256: {digest}\n")
     name = args.name if re.fullmatch(r"[A-Za-z0-9_-]+", args.name) else json.dumps(args.name)
-    print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
+    if args.insert:
+        members = ", ".join(str(m) for m in args.member)
+        print(f'[insert_keys.{name}]\nsha256 = "{digest}"\nmembers = [{members}]   # empty: any member')
+    else:
+        print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
     print("\n# Give the key to the publisher once; only the hash goes into configuration.", file=sys.stderr)
     return 0
 
@@ -207,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from clickbus.status import watch
 
     config = _load(args)
-    url = args.url or f"http://{config.edge.listen}/metrics"
+    url = args.url or f"http://{config.edge.admin_listen}/metrics"
     return watch(url, interval_s=args.interval, once=args.once)
 
 
@@ -242,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the supervisor on its children
 
     status = command("status", cmd_status)
-    status.add_argument("--url", help="the service's /metrics (default: from edge.listen)")
+    status.add_argument("--url", help="the service's /metrics (default: from edge.admin_listen)")
     status.add_argument("--once", action="store_true", help="print one snapshot and exit")
     status.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default: %(default)s)")
     run.add_argument("--no-notifier", action="store_true", help="serve the edge only")
@@ -272,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     apikey.add_argument("action", choices=["new"])
     apikey.add_argument("--name", default="publisher", help="the [api_keys.NAME] table (default: %(default)s)")
     apikey.add_argument("--rate-per-s", type=float, default=50.0, help="requests per second (default: %(default)s)")
+    apikey.add_argument("--insert", action="store_true", help="an [insert_keys.NAME] key for POST /v1/insert")
+    apikey.add_argument("--member", type=int, action="append", default=[], help="with --insert: a member it may use")
     return parser
 
 

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from clickbus.config import Config
 from clickbus.log import Log, open_log
 from clickbus.log.metered import MeteredLog
-from clickbus.metrics import FLUSH_EVERY_S, METRICS_DIRNAME, Metrics, mark_process_dead, use_multiprocess_dir
+from clickbus.metrics import (
+    FLUSH_EVERY_S,
+    Metrics,
+    mark_process_dead,
+    multiprocess_dir,
+    private_dir,
+    use_multiprocess_dir,
+    use_private_dir,
+)
 
 if TYPE_CHECKING:
     from clickbus.notifier import Notifier
@@ -27,17 +35,25 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def share_metrics(config: Config, *, first: bool) -> None:
-    """Write this process's samples where every process of the service reads them (`first` empties it)."""
-    use_multiprocess_dir(config.data_dir / METRICS_DIRNAME, clean=first)
+    """Write this process's samples where every process of the service reads them (`first` makes it).
+
+    In memory, never under `config.data_dir`: a full data disk must not SIGBUS the edge. The first
+    process (`clickbus run`) owns the directory; its children find it in the environment it passes on.
+    """
+    if first:
+        use_private_dir()
+    else:
+        use_multiprocess_dir(multiprocess_dir() or private_dir(os.getppid()), clean=False)
 
 
 def serve_edge(config: Config, *, announce: bool, notifier: bool) -> int:
     """Serve the edge (with the notifier inside when `notifier`) until a stop signal; the exit status."""
-    from clickbus.edge import create_app
+    from clickbus.edge import create_admin_app, create_app
     from clickbus.edge.serve import serve
 
     try:
-        run(serve(create_app(config, notifier=notifier), config, announce=announce))
+        public = create_app(config, notifier=notifier)
+        run(serve(public, create_admin_app(public), config, announce=announce))
     finally:
         mark_process_dead(os.getpid())
     return 0

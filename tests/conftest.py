@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from clickbus.edge import create_app
 from clickbus.log import EmbeddedLog, open_log
 from clickbus.tokens import Keyring, new_key
 from tests.support.configs import build_config
-from tests.support.edgeapp import EdgeClient
+from tests.support.edgeapp import EdgeClient, admin_client
 
 
 @pytest.fixture
@@ -37,3 +38,10 @@ def log(config: Config) -> EmbeddedLog:
 async def client(aiohttp_client: AiohttpClient, config: Config, keyring: Keyring, log: EmbeddedLog) -> EdgeClient:
     """The edge on `config`, `keyring` and `log`, through real HTTP."""
     return await aiohttp_client(create_app(config, keyring=keyring, log=log))
+
+
+@pytest.fixture
+async def admin(client: EdgeClient) -> AsyncIterator[EdgeClient]:
+    """The internal listener (insertion, metrics, OpenAPI) of the same edge as `client`, through real HTTP."""
+    async with admin_client(client.app) as served:
+        yield served

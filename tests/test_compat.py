@@ -1,4 +1,4 @@
-"""The private attributes clickbus uses in prometheus-client and aiokafka still exist and behave.
+"""The private attributes clickbus uses in prometheus-client, aiokafka and aiohttp still exist and behave.
 
 When one of these fails after an upgrade, read the module it names (clickbus/compat/...): its docstring
 says what each internal is used for and which version it was checked against.
@@ -11,16 +11,20 @@ import math
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaTimeoutError  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pytest_aiohttp import AiohttpClient
 
+from clickbus.compat import aiohttp as aiohttp_compat
 from clickbus.compat import aiokafka as kafka_compat
 from clickbus.compat import prometheus as prometheus_compat
 from clickbus.metrics import MULTIPROC_ENV
 
 PROMETHEUS = f"prometheus-client internals moved (checked against {prometheus_compat.CHECKED_VERSION})"
 AIOKAFKA = f"aiokafka internals moved (checked against {kafka_compat.CHECKED_VERSION})"
+AIOHTTP = f"aiohttp internals moved (checked against {aiohttp_compat.CHECKED_VERSION})"
 
 
 def test_histogram_bounds_and_batched_observations() -> None:
@@ -55,3 +59,28 @@ async def test_producer_sender_and_accumulator() -> None:
     assert not kafka_compat.sender_died(producer), AIOKAFKA
     await kafka_compat.abandon_pending(producer, KafkaTimeoutError("test"), 1.0)
     await producer.stop()
+
+
+async def _heads(request: web.Request) -> web.Response:
+    return web.Response(text=str(aiohttp_compat.heads_parsed(request.protocol)))
+
+
+async def _bare(request: web.Request) -> web.Response:
+    return aiohttp_compat.BareResponse(text="bare")
+
+
+async def test_heads_parsed_counts_the_request_heads_of_a_connection(aiohttp_client: AiohttpClient) -> None:
+    app = web.Application()
+    app.router.add_get("/heads", _heads)
+    client = await aiohttp_client(app)
+    answers = [await (await client.get("/heads")).text() for _ in range(3)]  # one kept-alive connection
+    assert answers == ["1", "2", "3"], AIOHTTP
+
+
+async def test_bare_response_has_no_server_header(aiohttp_client: AiohttpClient) -> None:
+    app = web.Application()
+    app.router.add_get("/bare", _bare)
+    client = await aiohttp_client(app)
+    response = await client.get("/bare")
+    assert (response.status, await response.text()) == (200, "bare"), AIOHTTP
+    assert "Server" not in response.headers, AIOHTTP

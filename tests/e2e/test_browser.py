@@ -17,7 +17,7 @@ from aiohttp import ClientSession, web
 from pytest_aiohttp import AiohttpServer
 
 from clickbus.config import Config
-from clickbus.edge import create_app
+from clickbus.edge import create_admin_app, create_app
 from clickbus.log.port import Topic
 from clickbus.metrics import create_metrics
 from tests.support.bidder import BidderStub
@@ -108,7 +108,8 @@ async def _click_flow(tmp_path: Path, aiohttp_server: AiohttpServer, async_playw
         "markup": f'<a id="ad" href="${{CLICK_URL}}{landing}">Buy now</a>',
         "auction": {"member_id": 7, "auction_id_64": 4242, "creative_id": 9},
     }
-    async with ClientSession() as session, session.post(f"{edge.make_url('/v1/insert')}", json=body) as response:
+    admin = await aiohttp_server(create_admin_app(edge.app), host="127.0.0.1")
+    async with ClientSession() as session, session.post(f"{admin.make_url('/v1/insert')}", json=body) as response:
         assert response.status == 200
         inserted = await response.json()
     site = publisher(inserted["markup"], inserted["beacons"]["impression"])

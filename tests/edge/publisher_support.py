@@ -13,7 +13,7 @@ import pytest
 
 from clickbus.config import Config
 from tests.support.configs import build_config
-from tests.support.edgeapp import EdgeClient
+from tests.support.edgeapp import EdgeClient, admin_client
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 API_KEY = "cbk_test-key-publisher-a"
@@ -23,6 +23,7 @@ CAMPAIGN = 1
 PLACEMENTS = ["header_banner", "article_inline"]
 LANDING = "https://shop.example/product/1"
 MAX_BODY = 1024
+MAX_TEXT = 64
 AUCTION = {"member_id": MEMBER, "auction_id_64": 123456789, "creative_id": 77, "user_id_64": 0, "pos": 2}
 
 
@@ -34,7 +35,7 @@ def make_config(data_dir: Path, **edge: Any) -> Config:
     """A configuration with one campaign and two API keys (one allowing a single request per second)."""
     return build_config(
         data_dir,
-        edge={"public_url": "http://clickbus.test", "max_body_bytes": MAX_BODY, **edge},
+        edge={"public_url": "http://clickbus.test", "max_body_bytes": MAX_BODY, "max_text_chars": MAX_TEXT, **edge},
         campaigns={str(CAMPAIGN): {"member_id": MEMBER, "placements": PLACEMENTS}},
         api_keys={
             "publisher-a": {"sha256": sha256_hex(API_KEY), "rate_per_s": 10_000},
@@ -50,11 +51,12 @@ def publisher_config(tmp_path: Path) -> Config:
 
 
 async def insertion(client: EdgeClient, **auction: Any) -> dict[str, Any]:
-    """The body of a real `POST /v1/insert`."""
+    """The body of a real `POST /v1/insert`, on the internal listener of `client`'s edge."""
     body = {"markup": "<a href='${CLICK_URL}'>ad</a>", "landing_url": LANDING, "auction": {**AUCTION, **auction}}
-    response = await client.post("/v1/insert", json=body)
-    assert response.status == 200, await response.text()
-    result: dict[str, Any] = await response.json()
+    async with admin_client(client.app) as admin:
+        response = await admin.post("/v1/insert", json=body)
+        assert response.status == 200, await response.text()
+        result: dict[str, Any] = await response.json()
     return result
 
 

@@ -21,6 +21,7 @@ from clickbus.tokens import AdContext
 from tests.edge.publisher_support import (
     LANDING,
     MAX_BODY,
+    MAX_TEXT,
     MEMBER,
     REFERENCE,
     insertion,
@@ -185,6 +186,36 @@ BAD_BODIES = [
         ],
     ),
 ]
+
+
+def _max_length_error(name: str) -> dict[str, Any]:
+    return {
+        "instancePath": f"/{name}",
+        "keyword": "maxLength",
+        "message": f"must NOT have more than {MAX_TEXT} characters",
+        "params": {"limit": MAX_TEXT},
+        "schemaPath": f"#/properties/{name}/maxLength",
+    }
+
+
+BAD_BODIES += [
+    ({"user_id": "u" * (MAX_TEXT + 1)}, [_max_length_error("user_id")]),
+    (
+        {"user_id": "é" * (MAX_TEXT + 1), "session_id": "s" * 100},
+        [_max_length_error(n) for n in ("user_id", "session_id")],
+    ),
+    ({"user_id": 1, "session_id": "s" * (MAX_TEXT + 1)}, [_type_error("user_id"), _max_length_error("session_id")]),
+]
+
+
+@pytest.mark.parametrize("kind", ["click", "impression"])
+async def test_ids_of_the_longest_allowed_length_are_recorded(client: EdgeClient, log: EmbeddedLog, kind: str) -> None:
+    url = (await insertion(client))["beacons"][kind]
+    body = {"user_id": "u" * MAX_TEXT, "session_id": "é" * MAX_TEXT}
+    response = await client.post(path_of(url), json=body)
+    assert response.status == 202
+    (record,) = await records(log, Topic.CLICKS if kind == "click" else Topic.IMPRESSIONS)
+    assert (record["user_id"], record["session_id"]) == (body["user_id"], body["session_id"])
 
 
 @pytest.mark.parametrize(("body", "errors"), BAD_BODIES)

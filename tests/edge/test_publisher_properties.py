@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clickbus.config import CampaignConfig
-from clickbus.edge.server_clicks import DEVICES, parse_click
+from clickbus.edge.server_clicks import DEVICES, parse_click, too_long
 from clickbus.edge.vtex_schema import MAX_POS, body_errors, parse_body, parse_pos
 from clickbus.iso3166 import ALPHA_2
 from clickbus.log import EmbeddedLog, Topic
@@ -20,6 +20,7 @@ from tests.edge.publisher_support import (
     API_KEY,
     CAMPAIGN,
     MAX_BODY,
+    MAX_TEXT,
     PLACEMENTS,
     insertion,
     path_of,
@@ -37,6 +38,7 @@ SCALARS = (
     | st.integers(min_value=-(2**63), max_value=2**64)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
+    | st.text(min_size=60, max_size=70)  # around edge.max_text_chars of the app tests (MAX_TEXT)
     | st.sampled_from([CAMPAIGN, *PLACEMENTS, "US", "mobile", "tv", "us"])
 )
 JSON = st.recursive(
@@ -44,16 +46,18 @@ JSON = st.recursive(
 )
 OBJECTS = st.dictionaries(KEYS, JSON, max_size=6)
 ERROR_KEYS = ["instancePath", "keyword", "message", "params", "schemaPath"]
+SHORT_TEXT = 8  # a small edge.max_text_chars, so that generated ids cross it
 APP_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @given(JSON | OBJECTS)
 def test_beacon_body_is_valid_exactly_when_the_schema_says_so(body: Any) -> None:
-    errors = body_errors(body)
+    errors = body_errors(body, SHORT_TEXT)
     present = [body[k] for k in ("user_id", "session_id") if isinstance(body, dict) and k in body]
-    assert (errors == []) == (bool(present) and all(isinstance(v, str) for v in present))
+    fits = all(isinstance(v, str) and len(v) <= SHORT_TEXT for v in present)
+    assert (errors == []) == (bool(present) and fits)
     assert all(list(error) == ERROR_KEYS for error in errors)
-    parsed, again = parse_body(body)
+    parsed, again = parse_body(body, SHORT_TEXT)
     assert again == errors and (parsed is None) == bool(errors)
 
 
@@ -93,7 +97,7 @@ async def test_random_beacon_bodies_get_202_or_422(
 ) -> None:
     data = json.dumps(body)
     response = await client.post(beacons[kind], data=data, headers={"Content-Type": "application/json"})
-    expected = 413 if len(data.encode()) > MAX_BODY else 422 if body_errors(body) else 202
+    expected = 413 if len(data.encode()) > MAX_BODY else 422 if body_errors(body, MAX_TEXT) else 202
     assert response.status == expected
     await response.read()
 
@@ -104,7 +108,8 @@ async def test_random_server_click_bodies_get_200_or_400(client: EdgeClient, bod
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
     data = json.dumps(body)
     response = await client.post("/api/v1/campaigns/click", data=data, headers=headers)
-    assert response.status in ((413,) if len(data.encode()) > MAX_BODY else (200, 400))
+    expected = (413,) if len(data.encode()) > MAX_BODY else (422,) if too_long(body, MAX_TEXT) else (200, 400)
+    assert response.status in expected
     answer = await response.json()
     assert list(answer) == ["status", "message"]
 

@@ -147,3 +147,25 @@ async def test_inserted_click_url_round_trips(client: EdgeClient, keyring: Keyri
     assert done.click_url is not None
     response = await client.get(done.click_url.removeprefix(str(client.make_url(""))), allow_redirects=False)
     assert response.headers["Location"] == AD.landing_url
+
+
+@pytest.mark.parametrize(
+    ("landing", "appended", "location"),
+    [
+        ("https://shop.example/caf\u00e9?q=\u00fc", None, "https://shop.example/caf%C3%A9?q=%C3%BC"),
+        (AD.landing_url, "https://shop.example/\u00e9t\u00e9", "https://shop.example/%C3%A9t%C3%A9"),
+        (AD.landing_url, "https://shop.example/\u2028x", AD.landing_url),  # refused: the signed landing
+        (AD.landing_url, "https://shop.example/\u202ex", AD.landing_url),
+        (AD.landing_url, "https://shop.example/\u0085", AD.landing_url),
+        (AD.landing_url, "https://evil.com%2f.shop.example/", AD.landing_url),
+        ("https://shop.example/\u202ex", None, None),  # signed under an older policy: 400
+    ],
+)
+async def test_location_is_ascii_and_never_carries_controls(
+    client: EdgeClient, keyring: Keyring, landing: str, appended: str | None, location: str | None
+) -> None:
+    path = click_path(keyring, AdContext(member_id=13, landing_url=landing, redirect_hosts=("shop.example",)))
+    query = f"?r={quote(appended, safe='')}" if appended else ""
+    response = await client.get(path + query, allow_redirects=False)
+    assert response.status == (400 if location is None else 302)
+    assert response.headers.get("Location") == location

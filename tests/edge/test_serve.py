@@ -68,7 +68,7 @@ async def test_requests_in_flight_finish_and_the_log_flushes(tmp_path: Path) -> 
         await asyncio.wait_for(log.waiting.wait(), 5)
         shutdown.signal(signal.SIGTERM)
         assert app[DRAINING].is_set() and shutdown.requested.is_set()
-        stopping = asyncio.create_task(drain(runner, config.edge.shutdown_timeout_s))
+        stopping = asyncio.create_task(drain([runner], config.edge.shutdown_timeout_s))
         await asyncio.sleep(0.1)
         assert not stopping.done()  # waits for the click in flight
         log.gate.set()
@@ -120,7 +120,7 @@ async def test_restart_under_load_loses_no_acknowledged_click(tmp_path: Path) ->
     assert len(logged) == len(set(logged))
 
 def _hold_a_request(port: int) -> socket.socket:
-    """A request in flight: its handler waits for a body that is still coming."""
+    """A request in flight on the internal listener at `port`: its handler waits for a body that is still coming."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(
         b"POST /v1/insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
@@ -139,7 +139,7 @@ def _wait_for_log(service: Service, text: str) -> None:
 @pytest.mark.parametrize(("signals", "status"), [(1, 0), (2, 1)])
 def test_drain_is_bounded_and_a_second_signal_exits_at_once(tmp_path: Path, signals: int, status: int) -> None:
     service = Service(tmp_path, shutdown_timeout_s=1.0).start()
-    with _hold_a_request(service.port):
+    with _hold_a_request(service.admin_port):
         time.sleep(0.2)
         service.signal(signal.SIGTERM)
         _wait_for_log(service, "draining")

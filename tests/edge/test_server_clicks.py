@@ -18,7 +18,16 @@ from clickbus.config import ApiKeyConfig, from_mapping
 from clickbus.edge.apikeys import ApiKeys, RateLimiter, bearer
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ClickRecord
-from tests.edge.publisher_support import API_KEY, CAMPAIGN, MAX_BODY, MEMBER, REFERENCE, SLOW_KEY, publisher_config
+from tests.edge.publisher_support import (
+    API_KEY,
+    CAMPAIGN,
+    MAX_BODY,
+    MAX_TEXT,
+    MEMBER,
+    REFERENCE,
+    SLOW_KEY,
+    publisher_config,
+)
 from tests.support.edgeapp import EdgeClient
 from tests.support.records import records
 
@@ -261,3 +270,35 @@ def test_apikey_new_prints_a_key_its_hash_and_a_config_snippet(capsys: pytest.Ca
     assert ApiKeys(config.api_keys).identify(f"Bearer {key.group(1)}") == configured
     assert cli.main(["apikey", "new"]) == 0
     assert key.group(1) not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"placement": "p" * (MAX_TEXT + 1)}, f"placement must be at most {MAX_TEXT} characters"),
+        ({"location": "U" * (MAX_TEXT + 1)}, f"location must be at most {MAX_TEXT} characters"),
+        (
+            {"placement": "p" * (MAX_TEXT + 1), "device": "d" * (MAX_TEXT + 5)},
+            f"placement must be at most {MAX_TEXT} characters; device must be at most {MAX_TEXT} characters",
+        ),
+    ],
+)
+async def test_text_fields_over_the_cap_get_422(
+    client: EdgeClient, log: EmbeddedLog, fields: dict[str, str], message: str
+) -> None:
+    body = {"campaignId": CAMPAIGN, "placement": "header_banner", **fields}
+    assert await post(client, body) == (422, {"status": "error", "message": message})
+    assert await records(log, Topic.CLICKS) == []
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [{"placement": "p" * (MAX_TEXT + 1)}, {"campaignId": "1"}, {"campaignId": CAMPAIGN, "placement": "nowhere"}],
+)
+async def test_refused_requests_do_not_spend_the_rate_limit(
+    client: EdgeClient, log: EmbeddedLog, refused: dict[str, Any]
+) -> None:
+    """The slow key allows one click a second: a refused body before it must not have used it up."""
+    assert (await post(client, refused, auth(SLOW_KEY)))[0] in (400, 422)
+    assert (await post(client, {"campaignId": CAMPAIGN, "placement": "header_banner"}, auth(SLOW_KEY)))[0] == 200
+    assert len(await records(log, Topic.CLICKS)) == 1

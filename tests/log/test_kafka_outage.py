@@ -225,6 +225,7 @@ def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subpr
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
+        "CLICKBUS_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "CLICKBUS_DATA_DIR": str(data_dir),
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_KAFKA_BOOTSTRAP": bootstrap,

@@ -26,7 +26,7 @@ from clickbus.tokens import AdContext
 from tests.notifier import factory as f
 from tests.notifier.conftest import StartStub
 from tests.support.configs import build_config
-from tests.support.edgeapp import EdgeClient
+from tests.support.edgeapp import EdgeClient, admin_client
 from tests.support.waiting import eventually, eventually_async
 from tests.test_metrics import sample
 
@@ -57,10 +57,15 @@ def _insertion(client: EdgeClient) -> Insertion:
     return client.app[INSERTER].insert("<a href='${CLICK_URL}'>ad</a>", ad)
 
 
+async def _scrape(client: EdgeClient) -> str:
+    async with admin_client(client.app) as admin:  # /metrics is on the internal listener
+        response = await admin.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+
 async def _metric(client: EdgeClient, name: str, **labels: str) -> float:
-    response = await client.get("/metrics")
-    assert response.status == 200
-    return sample(await response.text(), name, **labels) or 0.0
+    return sample(await _scrape(client), name, **labels) or 0.0
 
 
 def _path(url: str) -> str:
@@ -121,8 +126,7 @@ async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(
 
 
 async def _lag_is(client: EdgeClient, labels: dict[str, str], value: float) -> bool:
-    text = await (await client.get("/metrics")).text()
-    return sample(text, "clickbus_consumer_lag_records", **labels) == value
+    return sample(await _scrape(client), "clickbus_consumer_lag_records", **labels) == value
 
 
 async def test_rejected_click_is_dead_lettered_and_counted(
@@ -177,3 +181,24 @@ async def test_kafka_spool_depth_and_age_are_reported(tmp_path: Path) -> None:
         assert age is not None and 0.04 <= age < 30
     finally:
         await log.stop(2.0)
+
+
+async def test_clicks_for_unknown_members_count_under_one_label(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
+    """Anyone holding a token may click for any member id: only configured members get their own series."""
+    stub = await stubs()
+    client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
+    strangers = range(9000, 9030)
+    for member_id in strangers:
+        ad = AdContext(member_id=member_id, landing_url="https://adv.example/")
+        response = await client.get(_path(client.app[INSERTER].click_url(ad)), allow_redirects=False)
+        assert response.status == 302
+
+    async def all_counted() -> bool:
+        counted = await _metric(client, "clickbus_deliveries_total", member="other", status="no_bidder")
+        return counted == len(strangers)
+
+    await eventually_async(all_counted)
+    text = await (await client.get("/metrics")).text()
+    assert not any(f'member="{m}"' in text for m in strangers)

@@ -47,9 +47,9 @@ async def test_duplicates_within_window_dropped_and_past_it_delivered(
 ) -> None:
     stub = await stubs()
     first = f.click(13, user=42, auction_id_64=1)
-    again = f.click(13, user=42, auction_id_64=2)  # same member, user, device and ad: a duplicate
-    other_user = f.click(13, user=43)
-    later = f.click(13, user=42, auction_id_64=3)
+    again = f.click(13, user=42, auction_id_64=1)  # same member, user, device and ad impression: a duplicate
+    other_user = f.click(13, user=43, auction_id_64=1)
+    later = f.click(13, user=42, auction_id_64=1)
     async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}}, click_window_s=0.5)):
         await f.append(log, first, again, other_user)
         await _outcomes(log, 3)
@@ -81,7 +81,7 @@ async def test_dedup_window_rebuilt_after_restart(
     async with running(config):
         await f.append(log, first)
         await _outcomes(log, 1)
-    duplicate = f.click(13, user=42)
+    duplicate = f.click(13, user=42, auction_id_64=first.auction_id_64)
     async with running(config):
         await f.append(log, duplicate)
         outcomes = await _outcomes(log, 2)
@@ -135,3 +135,20 @@ async def test_duplicate_impressions_are_recorded_invalid(
         (outcome,) = await _outcomes(log, 1)
     assert (outcome["click_id"], outcome["outcome"], outcome["reason"]) == ("imp-2", "invalid", Reason.DUPLICATE)
     assert stub.received == []
+
+
+SERVER_AGENTS = ["curl/7.88.1", "python-requests/2.31.0", "Go-http-client/1.1", "axios/1.6.7", "node-fetch/1.0"]
+
+
+async def test_server_clicks_skip_the_crawler_check(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
+    """A server click's user agent is the publisher's server: delivered; a redirect with it is still a bot."""
+    stub = await stubs()
+    server = [f.click(13, user_agent=ua, source="server", user_id_64=0, auction_id_64=0) for ua in SERVER_AGENTS]
+    redirect = f.click(13, user_agent="curl/7.88.1")
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}})):
+        await f.append(log, *server, redirect)
+        outcomes = await _outcomes(log, len(server) + 1)
+    assert sorted(r.webhook_id for r in stub.received) == sorted(c.click_id for c in server)
+    assert {o["click_id"]: o["reason"] for o in outcomes}[redirect.click_id] == Reason.BOT

@@ -6,12 +6,15 @@ modules define their fixtures from these functions.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.edge import create_app
+from clickbus.edge import create_admin_app, create_app
 from clickbus.edge.appkeys import INSERTER
 from clickbus.landing import check_landing
 from clickbus.metrics import Metrics, create_metrics
@@ -27,6 +30,14 @@ def make_app(config: Config) -> tuple[web.Application, Metrics]:
     """An edge app on `config` with metrics of its own."""
     metrics = create_metrics()
     return create_app(config, metrics=metrics), metrics
+
+
+@contextlib.asynccontextmanager
+async def admin_client(edge: web.Application | None) -> AsyncIterator[EdgeClient]:
+    """The internal listener's app over `edge`'s objects (insertion, metrics, OpenAPI), served while in use."""
+    assert edge is not None
+    async with TestClient(TestServer(create_admin_app(edge))) as admin:
+        yield admin
 
 
 def click_path(inserter: Inserter, *, auction_id: int = 1, member_id: int = 7, landing: str = LANDING) -> str:
