@@ -24,7 +24,7 @@ from clickbus.config import CampaignConfig
 from clickbus.edge.appkeys import API_KEYS, CONFIG, RATE_LIMITER
 from clickbus.edge.body import read_json
 from clickbus.edge.client import MAX_HEADER_CHARS, Client, client_of
-from clickbus.edge.events import record_click
+from clickbus.edge.events import event_of, record
 from clickbus.errors import BodyError
 from clickbus.ids import uuid7
 from clickbus.iso3166 import ALPHA_2
@@ -165,6 +165,6 @@ async def server_click(request: web.Request) -> web.Response:
     if not limiter.allow(key.name):
         return answer(429, "rate limit exceeded", {"Retry-After": str(limiter.retry_after(key.name))})
     client = client_of(request, trust_forwarded=config.edge.trust_forwarded)
-    if not await record_click(request.app, server_click_record(click, client, now=time.time())):
+    if not await record(request.app, event_of(server_click_record(click, client, now=time.time()))):
         return answer(503, "click not recorded, try again", {"Retry-After": "1"})
     return web.Response(body=_SUCCESS, content_type="application/json")

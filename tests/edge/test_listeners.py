@@ -22,6 +22,7 @@ from clickbus.edge import create_admin_app, create_app
 from clickbus.edge.apikeys import ApiKeys
 from clickbus.errors import ConfigError
 from clickbus.metrics import create_metrics
+from tests.support.configs import build_config
 from tests.support.edgeapp import app_click_path
 
 Client = TestClient[web.Request, web.Application]
@@ -36,13 +37,13 @@ def sha256_hex(key: str) -> str:
 
 
 def make_config(tmp_path: Path, *, insert_keys: bool) -> Config:
-    raw: dict[str, Any] = {"data_dir": str(tmp_path), "edge": {"public_url": "http://edge.test"}}
+    tables: dict[str, Any] = {"edge": {"public_url": "http://edge.test"}}
     if insert_keys:
-        raw["insert_keys"] = {
+        tables["insert_keys"] = {
             "adserver": {"sha256": sha256_hex(INSERT_KEY)},
             "member-13": {"sha256": sha256_hex(MEMBER_KEY), "members": [13]},
         }
-    return from_mapping(raw, env={})
+    return build_config(tmp_path, **tables)
 
 
 async def serve(app: web.Application) -> Client:

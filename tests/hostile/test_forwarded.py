@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from clickbus.config import from_mapping
@@ -19,11 +18,10 @@ from clickbus.edge.client import client_address
 from clickbus.errors import ConfigError
 from clickbus.keystore import load_keyring
 from clickbus.landing import check_landing
-from clickbus.log import open_log
-from clickbus.log.port import Topic
 from clickbus.settings.values import Network
 from clickbus.tokens import AdContext
 from tests.hostile.sockets import Tally, exchange, request
+from tests.support.records import recorded
 from tests.support.service import Service
 
 LB = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:ffff::/48")]
@@ -104,12 +102,7 @@ def test_hostile_forwarded_values_never_fail_a_click(service: Service) -> None:
 
 
 async def _client_ips(service: Service) -> dict[int, str]:
-    log = open_log(service.config)
-    ips = {}
-    async for entry in log.read(Topic.CLICKS.value, from_beginning=True, follow=False):
-        record = orjson.loads(entry.value)
-        ips[record["auction_id_64"]] = record["client_ip"]
-    return ips
+    return {record["auction_id_64"]: record["client_ip"] for record in await recorded(service.config)}
 
 
 @pytest.mark.parametrize(

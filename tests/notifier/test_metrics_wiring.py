@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.notifier import factory as f
 from tests.notifier.conftest import StartStub
 from tests.support.configs import build_config
 from tests.support.edgeapp import EdgeClient, admin_client
+from tests.support.ports import free_port
 from tests.support.waiting import eventually, eventually_async
 from tests.test_metrics import sample
 
@@ -159,14 +159,9 @@ async def test_failing_bidder_opens_its_breaker_and_parks_retries(
     assert await _metric(client, "clickbus_retry_queue_records") == 1
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_kafka_spool_depth_and_age_are_reported(tmp_path: Path) -> None:
-    kafka = KafkaConfig(bootstrap_servers=(HostPort("127.0.0.1", _closed_port()),), connect_timeout_ms=200)
+    closed = HostPort("127.0.0.1", free_port())  # nothing listens there
+    kafka = KafkaConfig(bootstrap_servers=(closed,), connect_timeout_ms=200)
     metrics = create_metrics()
     log = MeteredLog(KafkaLog(kafka, spool_dir=tmp_path / "spool"), metrics)
     await log.start()

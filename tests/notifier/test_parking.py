@@ -10,8 +10,8 @@ import pytest
 
 from clickbus import cli
 from clickbus.config import Config
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log, Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import dlq
 from tests.notifier import factory as f
 from tests.notifier.conftest import RunNotifier, StartStub
