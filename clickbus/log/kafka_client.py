@@ -18,7 +18,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+    UnknownError,
+)
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
 from clickbus.config import KafkaConfig
@@ -64,6 +69,30 @@ def new_producer(config: KafkaConfig) -> Any:
     )
 
 
+class IdempotenceRefused(KafkaError):  # type: ignore[misc]
+    """The broker answered, but would not give the idempotent producer an id."""
+
+    retriable = False
+
+    def __str__(self) -> str:
+        return (
+            "kafka refused the idempotent producer (aiokafka asks for a producer id with InitProducerId v0 only, "
+            "and this broker does not grant it); set log.kafka.idempotence = false for this broker"
+        )
+
+
+async def start_producer(config: KafkaConfig, timeout: float) -> Any:
+    """A started producer; `IdempotenceRefused` if the broker answers but refuses the idempotent producer."""
+    producer = new_producer(config)
+    try:
+        await start_bounded(producer, timeout)
+    except KafkaError as exc:
+        if config.idempotence and isinstance(exc.__cause__, UnknownError):
+            raise IdempotenceRefused() from exc
+        raise
+    return producer
+
+
 async def start_bounded(client: Any, timeout: float) -> None:
     """Start an aiokafka client within `timeout`; on failure close it and raise `KafkaError`."""
     try:
@@ -89,6 +118,13 @@ async def stop_producer(producer: Any, timeout: float) -> None:
         await asyncio.wait_for(producer._sender.close(), 1.0)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(producer.client.close(), 1.0)
+
+
+def halt_sends(producer: Any) -> None:
+    """Stop `producer` sending or retrying anything from now on (`stop_producer` closes it later)."""
+    sender = producer._sender.sender_task
+    if sender is not None:
+        sender.cancel()
 
 
 async def ensure_topics(config: KafkaConfig, names: Sequence[str], timeout: float) -> None:
