@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
@@ -105,19 +105,30 @@ async def start_bounded(client: Any, timeout: float) -> None:
 
 async def stop_producer(producer: Any, timeout: float) -> None:
     """Flush and stop `producer` within `timeout`, failing what it still holds if the broker is gone."""
-    try:
-        await asyncio.wait_for(producer.stop(), timeout)
+    if await _within(producer.stop(), timeout):
         return
-    except TimeoutError:
-        logger.warning("kafka producer did not flush within %.1fs; closing it (pending sends fail)", timeout)
-    except KafkaError as exc:
-        logger.warning("kafka producer stop failed: %r", exc)
+    logger.warning("kafka producer did not stop within %.1fs; closing it (pending sends fail)", timeout)
     # aiokafka#1101: stop() waits for batches that a dead broker never takes. Fail them and close.
     producer._message_accumulator.fail_all(KafkaTimeoutError("producer closed with the broker unreachable"))
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer._sender.close(), 1.0)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.client.close(), 1.0)
+    await _within(producer._sender.close(), 1.0)
+    await _within(producer.client.close(), 1.0)
+
+
+async def _within(step: Awaitable[Any], timeout: float) -> bool:
+    """Run `step` for at most `timeout`: whether it ended cleanly. Its own failure (a cancelled sender
+    task re-raises its cancellation in `close()`, for one) stays here and never cancels the caller."""
+    task = asyncio.ensure_future(step)
+    await asyncio.wait({task}, timeout=timeout)
+    task.add_done_callback(_observe)
+    if not task.done():
+        task.cancel()
+        return False
+    return not task.cancelled() and task.exception() is None
+
+
+def _observe(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def halt_sends(producer: Any) -> None:
