@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ class KafkaLog:
         self._direct = False  # appends go to Kafka (True) or to the spool (False)
         self._gathering: list[_Append] = []  # this tick's appends, sent together at its end
         self._groups: set[asyncio.Task[None]] = set()  # groups of appends waiting on Kafka right now
+        self._pump: asyncio.Task[None] | None = None  # forms the groups, one at a time
         self._wake = asyncio.Event()
         self._direct_idle = asyncio.Event()
         self._direct_idle.set()
@@ -159,28 +160,43 @@ class KafkaLog:
         waiter: asyncio.Future[asyncio.Future[None] | None] = asyncio.get_running_loop().create_future()
         record = Outgoing(self._name(topic), key, value, tuple(headers), ts)
         self._gathering.append(_Append(topic, record, waiter))
-        if len(self._gathering) == 1:
-            self._start_group()
+        if self._pump is None:
+            self._pump = self._track(self._pump_groups(), "clickbus-kafka-gather")
         spooled = await waiter
         if spooled is not None:
             await spooled
 
-    def _start_group(self) -> None:
-        """Send this tick's appends in one go once the tick is over (the task runs after it)."""
+    async def _pump_groups(self) -> None:
+        """Send what gathered as one group; gather the next while that one waits for its turn in the producer.
+
+        aiokafka queues one batch per partition at a time (`send_batch` waits
+        until the previous one is sent): appends that arrive meanwhile join the
+        next group instead of waiting in batches of their own.
+        """
+        try:
+            while self._gathering:
+                group, self._gathering = self._gathering, []
+                queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._track(self._send_group(group, queued), "clickbus-kafka-append")
+                await queued
+        finally:
+            self._pump = None
+
+    def _track(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         self._direct_idle.clear()
-        task = asyncio.create_task(self._send_group(), name="clickbus-kafka-append")
+        task = asyncio.create_task(work, name=name)
         self._groups.add(task)
         task.add_done_callback(self._group_done)
+        return task
 
     def _group_done(self, task: asyncio.Task[None]) -> None:
         self._groups.discard(task)
         if not self._groups:
             self._direct_idle.set()
 
-    async def _send_group(self) -> None:
-        group, self._gathering = self._gathering, []
+    async def _send_group(self, group: list[_Append], queued: asyncio.Future[None]) -> None:
         try:
-            reason, done = await self._deliver(group)
+            reason, done = await self._deliver(group, queued)
             if reason:
                 self._fall_back(reason)
             for append in group:
@@ -191,14 +207,24 @@ class KafkaLog:
                     append.waiter.set_exception(LogUnavailable(f"kafka append failed: {exc!r}"))
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            if not queued.done():
+                queued.set_result(None)
 
-    async def _deliver(self, group: list[_Append]) -> tuple[str, set[int]]:
+    async def _deliver(self, group: list[_Append], queued: asyncio.Future[None]) -> tuple[str, set[int]]:
         """Send the group within the budget: why not all was acknowledged ('' if it was), and what was."""
         sent: list[Sent] = []
+        producer = self._producer
+        if producer is None:  # the group formed after a fall-back dropped the producer: to the spool
+            queued.set_result(None)
+            return self._reason or "kafka producer being replaced", set()
         wait = self._budget.start()
         reason = ""
         try:
-            await wait.sent(send_batches(self._producer, [a.record for a in group], sent))
+            try:
+                await wait.sent(send_batches(producer, [a.record for a in group], sent))
+            finally:
+                queued.set_result(None)  # the next group may go
             if not await wait.acknowledged(_all_of(sent)):
                 reason = f"kafka did not acknowledge within {self.config.append_budget_ms} ms"
         except BudgetExpired:
