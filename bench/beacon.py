@@ -10,7 +10,6 @@ to show the 202s were durable records and not just answers.
 from __future__ import annotations
 
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from bench.redirect import AD
 from clickbus.config import from_mapping
 from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring
+from clickbus.log.segment_reader import read_topic_now
 
 # The request example of the VTEX clicks reference.
 BODY = b'{"user_id": "6f92d1e9-00b6-4f8b-9645-faeab321e1cc", "session_id": "5898b8d1-c250-4bb5-931b-8b9d0ee7b499"}'
@@ -34,6 +34,7 @@ def _edge_rps(connections: int, duration_s: float, data_dir: str) -> float:
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
+        "CLICKBUS_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_DATA_DIR": data_dir,
     }
@@ -49,8 +50,7 @@ def _bare_rps(connections: int, duration_s: float) -> float:
 
 
 def _logged_clicks(data_dir: str) -> int:
-    with sqlite3.connect(Path(data_dir) / "log.sqlite3") as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM topic_clicks").fetchone()[0])
+    return len(read_topic_now(Path(data_dir) / "log", "clicks"))
 
 
 def main(quick: bool = False) -> list[dict[str, Any]]:

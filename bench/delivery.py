@@ -29,8 +29,8 @@ import aiohttp
 import orjson
 
 from clickbus import config as configuration
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
 from clickbus.notifier.dedup import DedupWindow
 from clickbus.notifier.delivery import body_of
@@ -55,11 +55,11 @@ def _row(name: str, value: float, unit: str, target: str, baseline: float | None
 
 
 class Stub:
-    """The bidder stub (`tests/bidder.py`) in its own process, so it does not share the notifier's core."""
+    """The bidder stub (`tests/support/bidder.py`) in its own process, so it does not share the notifier's core."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.bidder"], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
+            [sys.executable, "-m", "tests.support.bidder"], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
         )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().decode().strip()
@@ -112,7 +112,7 @@ async def _bare_loop(url: str, bodies: list[bytes]) -> float:
 
 async def _notifier_rate(data_dir: Path, url: str, clicks: list[Any]) -> float:
     """Deliveries/s of the notifier draining `clicks`, already in the log."""
-    log = EmbeddedLog(data_dir / "log.sqlite3")
+    log = EmbeddedLog(data_dir / "log")
     await log.start()
     try:
         await asyncio.gather(*(log.append(Topic.CLICKS, c.dedup_key(), c.to_json(), c.headers()) for c in clicks))
@@ -129,7 +129,7 @@ async def _notifier_rate(data_dir: Path, url: str, clicks: list[Any]) -> float:
 
 async def _latency(data_dir: Path, stub: Stub, seconds: float) -> list[float]:
     """Milliseconds from append to callback for clicks appended at RATE_PER_S."""
-    log = EmbeddedLog(data_dir / "log.sqlite3")
+    log = EmbeddedLog(data_dir / "log")
     await log.start()
     notifier = Notifier(_config(data_dir, stub.url), log)
     await notifier.start()

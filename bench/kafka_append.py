@@ -37,7 +37,8 @@ from clickbus.log.kafka_client import new_producer, start_bounded, stop_producer
 from clickbus.log.port import Topic
 from clickbus.records import ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.kafka_broker import TansuBroker, free_port
+from tests.support.kafka_broker import TansuBroker
+from tests.support.ports import free_port
 
 CONCURRENCY = 64
 HTTP_CONNECTIONS = 32

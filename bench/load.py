@@ -51,6 +51,7 @@ class Server:
         self.config_path.write_text(
             f'data_dir = "{self.directory / "var"}"\n'
             f'[edge]\nlisten = "127.0.0.1:{self.port}"\npublic_url = "{self.url}"\n'
+            f'admin_listen = "127.0.0.1:{free_port()}"\n'
         )
         self.argv = [*argv, "--config", str(self.config_path)]
         self.process: subprocess.Popen[bytes] | None = None

@@ -43,16 +43,17 @@ class MetricsOff(Metrics):
 def serve(mode: str, config_path: str) -> None:
     """Serve the edge like `clickbus run`, with metrics on or off."""
     from clickbus import config as configuration
-    from clickbus.cli import _new_loop
-    from clickbus.edge import create_app
+    from clickbus.edge import create_admin_app, create_app
     from clickbus.edge.serve import serve as serve_edge
+    from clickbus.runtime import new_loop
 
     config = configuration.load(config_path)
     use_multiprocess_dir(config.data_dir / "metrics", clean=True)
     real = create_metrics()
     metrics = real if mode == "on" else MetricsOff(**{f: getattr(real, f) for f in Metrics.__dataclass_fields__})
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        runner.run(serve_edge(create_app(config, metrics=metrics), config))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        public = create_app(config, metrics=metrics)
+        runner.run(serve_edge(public, create_admin_app(public), config))
 
 
 def calls_cost_us(n: int = 100_000) -> float:

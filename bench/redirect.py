@@ -37,6 +37,7 @@ def _edge_rps(connections: int, duration_s: float, data_dir: str) -> float:
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
+        "CLICKBUS_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_DATA_DIR": data_dir,
     }

@@ -12,7 +12,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from clickbus.cli import _new_loop
+from clickbus.runtime import new_loop
 
 
 async def _redirect(request: web.Request) -> web.Response:
@@ -43,7 +43,7 @@ def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     if kind != "bare":
         raise SystemExit(f"unknown server {kind!r}")
-    web.run_app(bare_app(), host="127.0.0.1", port=port, access_log=None, print=None, loop=_new_loop())
+    web.run_app(bare_app(), host="127.0.0.1", port=port, access_log=None, print=None, loop=new_loop())
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""The `clickbus` command line: run, notifier, status, tail, dlq, sign, keygen, apikey."""
+"""The `clickbus` command line: run, notifier, status, tail, dlq, sign, keygen, apikey, config."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -11,10 +10,12 @@ from pathlib import Path
 
 import orjson
 
+from clickbus import __version__, runtime
 from clickbus import config as configuration
 from clickbus.config import Config
 from clickbus.errors import ClickbusError, ConfigError
 from clickbus.log.port import Entry, Log, Topic
+from clickbus.metrics import default_metrics
 
 DEFAULT_CONFIG = Path("conf/clickbus.toml")
 Command = Callable[[argparse.Namespace], int]
@@ -29,63 +30,53 @@ def _load(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the edge on the configured address (`--workers N`: N processes sharing it)."""
-    from clickbus import logging_setup, metrics, supervisor
+    from clickbus import logging_setup, supervisor
 
     logging_setup.configure(args.log_level)
     config = _load(args)
-    metrics_dir = config.data_dir / metrics.METRICS_DIRNAME
+    runtime.share_metrics(config, first=not args.worker)
     if args.worker:
-        metrics.use_multiprocess_dir(metrics_dir, clean=False)
-        return _serve(config, announce=False, notifier=False)
-    metrics.use_multiprocess_dir(metrics_dir, clean=True)
+        return runtime.serve_edge(config, announce=False, notifier=False)
+    _migrate_legacy_log(config)
     config_args = ("--config", args.config, "--log-level", args.log_level)
     extras = [] if args.no_notifier else supervisor.extra_children(config_args)
     if args.workers == 1:  # one process: the notifier runs inside it
-        return _serve(config, announce=True, notifier=not args.no_notifier)
+        return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier)
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
     workers = [
         supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i)})
         for i in range(args.workers)
     ]
     print(
-        f"clickbus listening on {config.edge.listen}, public URL {config.edge.public_url} ({args.workers} workers)",
+        f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
+        f"public URL {config.edge.public_url} ({args.workers} workers)",
         flush=True,
     )
     return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
 
 
-def _serve(config: Config, *, announce: bool, notifier: bool) -> int:
-    from clickbus import metrics
-    from clickbus.edge import create_app
-    from clickbus.edge.serve import serve
+def _migrate_legacy_log(config: Config) -> None:
+    """Ship the unread records of an old SQLite log (before #13) into the segment log, once."""
+    from clickbus.log.migrate import legacy_log, migrate_into
+    from clickbus.notifier.dlq import replay_group
 
-    try:
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
-            runner.run(serve(create_app(config, notifier=notifier), config, announce=announce))
-    finally:
-        metrics.mark_process_dead(os.getpid())
-    return 0
+    old = legacy_log(config.data_dir, config.log_path) if config.log.backend == "embedded" else None
+    if old is not None:
+        groups = (config.notifier.group, replay_group(config.notifier.group))
+        shipped = runtime.run(migrate_into(old, config.log_path, groups, config.log.stop_timeout_s))
+        print(f"clickbus: migrated {sum(shipped.values())} unread records from {old}", file=sys.stderr)
 
 
 async def _notify(config: Config) -> None:
-    import signal
-
-    from clickbus.log import open_log
-    from clickbus.notifier import Notifier
-
-    log = open_log(config)
-    notifier = Notifier(config, log)  # before starting anything: a bad secret fails here
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await log.start()
-    try:
+    metrics = default_metrics()
+    log = runtime.metered_log(config, metrics)
+    notifier = runtime.notifier(config, log, metrics)  # before starting anything: a bad secret fails here
+    limit_s = config.log.stop_timeout_s
+    async with runtime.stop_signal() as stop, runtime.started(log, limit_s), runtime.flushing(metrics, log):
         await notifier.start()
         print(f"clickbus notifier running for members {sorted(config.members)}", flush=True)
         await stop.wait()
-        await notifier.stop(10.0)
-    finally:
-        await log.stop(10.0)
+        await notifier.stop(limit_s)
 
 
 def cmd_notifier(args: argparse.Namespace) -> int:
@@ -93,19 +84,14 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     from clickbus import logging_setup
 
     logging_setup.configure(args.log_level)
-    config = _load(args)
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        runner.run(_notify(config))
+    runtime.run(_notify(_load(args)))
     return 0
 
 
 async def _dlq(config: Config, args: argparse.Namespace) -> None:
-    from clickbus.log import open_log
     from clickbus.notifier import dlq
 
-    log = open_log(config)
-    await log.start()
-    try:
+    async with runtime.started(runtime.metered_log(config, default_metrics()), config.log.stop_timeout_s) as log:
         if args.dlq_command == "list":
             letters = await dlq.pending(log, config.notifier.group)
             for letter in letters:
@@ -113,8 +99,6 @@ async def _dlq(config: Config, args: argparse.Namespace) -> None:
             print(f"{len(letters)} dead letter(s) pending", file=sys.stderr)
         else:
             await _replay(log, config)
-    finally:
-        await log.stop(10.0)
 
 
 async def _replay(log: Log, config: Config) -> None:
@@ -136,17 +120,8 @@ async def _replay(log: Log, config: Config) -> None:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     """List dead letters not yet replayed, or replay them (re-inject them for delivery)."""
-    config = _load(args)
-    asyncio.run(_dlq(config, args))
+    runtime.run(_dlq(_load(args), args))
     return 0
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # uvloop does not build on every platform; asyncio's loop is correct, only slower
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _format_entry(entry: Entry, pretty: bool) -> bytes:
@@ -157,9 +132,7 @@ def _format_entry(entry: Entry, pretty: bool) -> bytes:
 
 
 async def _tail(config: Config, args: argparse.Namespace) -> None:
-    from clickbus.log import open_log
-
-    log = open_log(config)
+    log = runtime.metered_log(config, default_metrics())  # reading needs no start: a reader opens its own
     pretty = sys.stdout.isatty()
     async for entry in log.read(args.topic, from_beginning=args.from_beginning, follow=args.follow):
         if args.member is not None and orjson.loads(entry.value).get("member_id") != args.member:
@@ -175,7 +148,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         print(f"clickbus: no log at {config.log_path} yet (start clickbus first)", file=sys.stderr)
         return 1
     try:
-        asyncio.run(_tail(config, args))
+        runtime.run(_tail(config, args))
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
@@ -225,13 +198,25 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     import json
     import re
 
-    from clickbus.edge.apikeys import new_api_key
+    from clickbus.edge.apikeys import INSERT_KEY_PREFIX, KEY_PREFIX, new_api_key
 
-    key, digest = new_api_key()
+    key, digest = new_api_key(INSERT_KEY_PREFIX if args.insert else KEY_PREFIX)
     print(f"key:    {key}\nsha256: {digest}\n")
     name = args.name if re.fullmatch(r"[A-Za-z0-9_-]+", args.name) else json.dumps(args.name)
-    print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
+    if args.insert:
+        members = ", ".join(str(m) for m in args.member)
+        print(f'[insert_keys.{name}]\nsha256 = "{digest}"\nmembers = [{members}]   # empty: any member')
+    else:
+        print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
     print("\n# Give the key to the publisher once; only the hash goes into configuration.", file=sys.stderr)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the commented configuration file of every setting at its default (conf/clickbus.toml)."""
+    from clickbus.settings.toml import render
+
+    sys.stdout.write(render(Config))
     return 0
 
 
@@ -240,7 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from clickbus.status import watch
 
     config = _load(args)
-    url = args.url or f"http://{config.edge.listen}/metrics"
+    url = args.url or f"http://{config.edge.admin_listen}/metrics"
     return watch(url, interval_s=args.interval, once=args.once)
 
 
@@ -255,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML configuration (default: %(default)s)")
     parser = argparse.ArgumentParser(prog="clickbus", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Command) -> argparse.ArgumentParser:
@@ -274,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the supervisor on its children
 
     status = command("status", cmd_status)
-    status.add_argument("--url", help="the service's /metrics (default: from edge.listen)")
+    status.add_argument("--url", help="the service's /metrics (default: from edge.admin_listen)")
     status.add_argument("--once", action="store_true", help="print one snapshot and exit")
     status.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default: %(default)s)")
     run.add_argument("--no-notifier", action="store_true", help="serve the edge only")
@@ -297,10 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = command("keygen", cmd_keygen)
     keygen.add_argument("--out", type=Path, help="file to create (mode 0600)")
 
+    config = command("config", cmd_config)
+    config.add_argument("action", choices=["defaults"])
+
     apikey = command("apikey", cmd_apikey)
     apikey.add_argument("action", choices=["new"])
     apikey.add_argument("--name", default="publisher", help="the [api_keys.NAME] table (default: %(default)s)")
     apikey.add_argument("--rate-per-s", type=float, default=50.0, help="requests per second (default: %(default)s)")
+    apikey.add_argument("--insert", action="store_true", help="an [insert_keys.NAME] key for POST /v1/insert")
+    apikey.add_argument("--member", type=int, action="append", default=[], help="with --insert: a member it may use")
     return parser
 
 

@@ -1,498 +1,383 @@
-"""Configuration: TOML files loaded once at start into typed, frozen objects.
+"""Configuration: every setting declared once, as an annotated field of a frozen dataclass.
 
-Every section is read through a `_Reader` that knows its dotted path, so each
-problem names its key (`edge.listen: expected host:port, got 'x'`). All problems
-are collected and raised together as one `ConfigError`. Environment variables
-override addresses and secrets (see `ENV_OVERRIDES`).
+A field's type carries its check (`clickbus.settings.values`), its default is the field default, and its
+`Doc` gives the one-line meaning and any environment override. From these declarations come the parsing
+(pydantic, which reports every problem at once by dotted key: `edge.listen: expected host:port, got 'x'`),
+the environment overrides (`ENV_OVERRIDES`) and the commented `conf/clickbus.toml` (`clickbus config
+defaults`). Checks that span keys sit beside the table they check.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar
+
+import pydantic
+from pydantic import AfterValidator, ConfigDict, PlainValidator, TypeAdapter, ValidationError
 
 from clickbus.errors import ConfigError
+from clickbus.settings.declare import Doc, Tables, env_overrides
+from clickbus.settings.problems import problems
+from clickbus.settings.values import (
+    CIDR,
+    Address,
+    Addresses,
+    FilePath,
+    Flag,
+    HostPort,
+    Int,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Secret,
+    SecretText,
+    Sha256,
+    Text,
+    base_url,
+    check,
+    http_url,
+    invalid,
+    one_of,
+    parse_host_port,
+)
 
-T = TypeVar("T")
+__all__ = [
+    "ENV_OVERRIDES",
+    "ApiKeyConfig",
+    "CampaignConfig",
+    "Config",
+    "EdgeConfig",
+    "EmbeddedLogConfig",
+    "HostPort",
+    "InsertKeyConfig",
+    "KafkaConfig",
+    "KeyConfig",
+    "LogConfig",
+    "MemberConfig",
+    "NotifierConfig",
+    "Secret",
+    "TokensConfig",
+    "from_mapping",
+    "load",
+    "parse_host_port",
+]
 
 ENV_LISTEN = "CLICKBUS_LISTEN"
+ENV_ADMIN_LISTEN = "CLICKBUS_ADMIN_LISTEN"
 ENV_PUBLIC_URL = "CLICKBUS_PUBLIC_URL"
 ENV_DATA_DIR = "CLICKBUS_DATA_DIR"
 ENV_KAFKA_BOOTSTRAP = "CLICKBUS_KAFKA_BOOTSTRAP"
-ENV_OVERRIDES = {
-    ENV_LISTEN: "edge.listen",
-    ENV_PUBLIC_URL: "edge.public_url",
-    ENV_DATA_DIR: "data_dir",
-    ENV_KAFKA_BOOTSTRAP: "log.kafka.bootstrap_servers",
-}
+_PUBLIC = HostPort("127.0.0.1", 8080)
+_INTERNAL = HostPort("127.0.0.1", 8081)
 
 
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+def _key_id(text: str) -> str | None:
+    ok = 0 < len(text) <= 16 and text.isascii() and all(c.isalnum() or c in "-_" for c in text)
+    return None if ok else "expected 1-16 characters of [A-Za-z0-9_-]"
 
 
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A secret value whose repr never shows it."""
+def _topic_prefix(text: str) -> str | None:
+    ok = 0 < len(text) <= 100 and all(c.isalnum() or c in "._-" for c in text)
+    return None if ok else "expected a Kafka topic name prefix"
 
-    value: bytes = field(repr=False)
 
-    def __repr__(self) -> str:
-        return "Secret(***)"
+def _segment_mb(value: int) -> str | None:
+    return None if value <= 1024 else "expected at most 1024 (an index position is 32 bits)"
+
+
+def _placements(names: tuple[str, ...]) -> str | None:
+    return None if names and all(names) else "expected a non-empty list of placement names"
 
 
 @dataclass(frozen=True, slots=True)
 class KeyConfig:
-    """One token signing key: its id and where its material lives."""
+    """One token signing key: its id and where its material lives (exactly one of file or env)."""
 
-    id: str
-    file: Path | None = None
-    env: str | None = None
-    retired: bool = False
+    id: Annotated[Text, check(_key_id), Doc("key id, carried in every token it signs", example="k1")]
+    file: Annotated[
+        FilePath | None, Doc("file holding base64url key material (>= 32 bytes)", example="/etc/clickbus/k1.key")
+    ] = None
+    env: Annotated[Text | None, Doc("or: environment variable holding it", example="CLICKBUS_TOKEN_KEY_K1")] = None
+    retired: Annotated[Flag, Doc("tokens signed with a retired key are refused")] = False
+
+
+def _one_source(key: KeyConfig) -> KeyConfig:
+    if (key.file is None) == (key.env is None):
+        raise invalid("give exactly one of file or env", at="file")
+    return key
 
 
 @dataclass(frozen=True, slots=True)
 class TokensConfig:
-    ttl_s: int = 30 * 24 * 3600
-    signing_key: str | None = None
-    keys: tuple[KeyConfig, ...] = ()
+    """Signed tracking URLs. With no [[tokens.keys]], a key is generated into data_dir/signing.key on first start."""
+
+    ttl_s: Annotated[PositiveInt, Doc("token lifetime in seconds (30 days)")] = 30 * 24 * 3600
+    signing_key: Annotated[Text | None, Doc("id of the key that signs new tokens", example="k1")] = None
+    keys: Annotated[
+        tuple[Annotated[KeyConfig, AfterValidator(_one_source)], ...],
+        Doc("signing keys, several for rotation (production: configure them; every edge must share them)"),
+    ] = ()
+
+
+def _signing_key_active(tokens: TokensConfig) -> TokensConfig:
+    active = [k.id for k in tokens.keys if not k.retired]
+    if tokens.keys and tokens.signing_key not in active:
+        names = ", ".join(active) or "none"
+        raise invalid(f"expected the id of a key that is not retired ({names})", at="signing_key")
+    return tokens
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
-    listen: HostPort = HostPort("127.0.0.1", 8080)
-    public_url: str = "http://127.0.0.1:8080"
-    trust_forwarded: bool = False
-    max_body_bytes: int = 64 * 1024
-    access_log: bool = False
-    shutdown_timeout_s: float = 10.0
+    """The HTTP edge: its listeners, limits and timeouts."""
+
+    listen: Annotated[Address, Doc("public listener: clicks, beacons, health", env=ENV_LISTEN)] = _PUBLIC
+    public_url: Annotated[
+        Text,
+        check(base_url),
+        AfterValidator(lambda url: url.rstrip("/")),
+        Doc("base of every tracking URL: what browsers can reach", env=ENV_PUBLIC_URL),
+    ] = "http://127.0.0.1:8080"
+    trust_forwarded: Annotated[Flag, Doc("believe X-Forwarded-For (only behind your own load balancer)")] = False
+    max_body_bytes: Annotated[PositiveInt, Doc("request bodies above this get 413")] = 64 * 1024
+    access_log: Annotated[Flag, Doc("aiohttp's access log")] = False
+    shutdown_timeout_s: Annotated[
+        PositiveFloat, Doc("on SIGTERM, /readyz turns 503 and requests finish and the log flushes within this")
+    ] = 10.0
+    admin_listen: Annotated[Address, Doc("internal listener: insertion, metrics, OpenAPI", env=ENV_ADMIN_LISTEN)] = (
+        _INTERNAL
+    )
+    header_timeout_s: Annotated[PositiveFloat, Doc("a client must send its request headers within this")] = 10.0
+    body_timeout_s: Annotated[PositiveFloat, Doc("a client must send its request body within this")] = 10.0
+    keepalive_timeout_s: Annotated[PositiveFloat, Doc("idle keep-alive connections close after this")] = 15.0
+    trusted_proxies: Annotated[
+        tuple[CIDR, ...], Doc("networks whose X-Forwarded-For is believed, with trust_forwarded (CIDR list)")
+    ] = ()
+    max_url_bytes: Annotated[PositiveInt, Doc("longest click/impression URL insertion will mint")] = 4096
+    max_text_chars: Annotated[PositiveInt, Doc("longest free-text field a beacon/server click may record")] = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedLogConfig:
-    path: Path = Path("log.sqlite3")
-    max_batch: int = 1024
+    """The embedded log, on this machine's disk."""
+
+    path: Annotated[FilePath, Doc("a directory of partitions, inside data_dir")] = Path("log")
+    max_batch: Annotated[PositiveInt, Doc("appends written together in one write and fdatasync, at most")] = 1024
+    segment_mb: Annotated[
+        PositiveInt, check(_segment_mb), Doc("a partition's active segment rolls over at this size")
+    ] = 64
+    retention_hours: Annotated[PositiveInt, Doc("closed segments last written longer ago are deleted")] = 168
+    retention_mb: Annotated[PositiveInt, Doc("the oldest closed segments go while a partition holds more")] = 10240
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
-    bootstrap_servers: tuple[HostPort, ...] = ()
-    client_id: str = "clickbus"
-    partitions: int = 12
-    replication_factor: int = 1
-    linger_ms: int = 5
-    append_budget_ms: int = 50
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: Secret | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    """The Kafka log: Apache Kafka or any Kafka-protocol broker (see conf/clickbus.kafka.toml)."""
+
+    bootstrap_servers: Annotated[
+        Addresses,
+        Doc(
+            "host:port[,host:port...]; naming them in the environment also selects the kafka backend",
+            env=ENV_KAFKA_BOOTSTRAP,
+            example="kafka-1:9092,kafka-2:9092",
+        ),
+    ] = ()
+    client_id: Annotated[Text, Doc("client id the brokers see")] = "clickbus"
+    partitions: Annotated[PositiveInt, Doc("partitions of topics created at start")] = 12
+    replication_factor: Annotated[PositiveInt, Doc("replicas of topics created at start")] = 1
+    linger_ms: Annotated[NonNegativeInt, Doc("how long the producer waits to fill a batch")] = 5
+    append_budget_ms: Annotated[PositiveInt, Doc("past this, an unacknowledged click is spooled to disk")] = 50
+    security_protocol: Annotated[
+        Text,
+        one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        Doc("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    ] = "PLAINTEXT"
+    sasl_mechanism: Annotated[Text | None, Doc("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", example="PLAIN")] = None
+    sasl_username: Annotated[Text | None, Doc("SASL user", example="clickbus")] = None
+    sasl_password: Annotated[SecretText | None, Doc("SASL password (never logged)", example="change-me")] = None
+    ssl_cafile: Annotated[Text | None, Doc("CA bundle for the brokers", example="/etc/clickbus/ca.pem")] = None
+    ssl_certfile: Annotated[Text | None, Doc("client certificate", example="/etc/clickbus/client.pem")] = None
+    ssl_keyfile: Annotated[Text | None, Doc("client key", example="/etc/clickbus/client.key")] = None
     # Kafka >= 0.11 supports it; off only for brokers that refuse InitProducerId v0 (Tansu 0.6)
-    idempotence: bool = True
-    request_timeout_ms: int = 10_000
-    retry_backoff_ms: int = 200
-    connect_timeout_ms: int = 5_000
-    max_batch_bytes: int = 256 * 1024
-    spool_dir: Path = Path("spool")  # inside data_dir unless absolute
-    spool_max_mb: int = 1024
-    group_session_timeout_ms: int = 10_000
-    group_heartbeat_interval_ms: int = 3_000
+    idempotence: Annotated[Flag, Doc("idempotent producer (off only for brokers that refuse it)")] = True
+    request_timeout_ms: Annotated[PositiveInt, Doc("one produce, metadata or commit request")] = 10_000
+    retry_backoff_ms: Annotated[PositiveInt, Doc("first retry delay of the spool shipper (doubles up to 5 s)")] = 200
+    connect_timeout_ms: Annotated[PositiveInt, Doc("connecting and checking topics")] = 5_000
+    max_batch_bytes: Annotated[PositiveInt, Doc("producer batch size per partition")] = 256 * 1024
+    spool_dir: Annotated[FilePath, Doc("where appends wait while Kafka is down (inside data_dir unless absolute)")] = (
+        Path("spool")
+    )
+    spool_max_mb: Annotated[PositiveInt, Doc("past this, clicks are refused with 503")] = 1024
+    group_session_timeout_ms: Annotated[PositiveInt, Doc("a silent group member loses its partitions")] = 10_000
+    group_heartbeat_interval_ms: Annotated[PositiveInt, Doc("group member heartbeat")] = 3_000
 
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    backend: str = "embedded"
-    topic_prefix: str = "clickbus"
+    """The log: durable topics, embedded or on Kafka."""
+
+    backend: Annotated[Text, one_of("embedded", "kafka"), Doc("embedded (this machine) or kafka")] = "embedded"
+    topic_prefix: Annotated[
+        Text, check(_topic_prefix), Doc("topics are <prefix>.clicks, .impressions, .deliveries, .dlq")
+    ] = "clickbus"
     embedded: EmbeddedLogConfig = EmbeddedLogConfig()
     kafka: KafkaConfig = KafkaConfig()
+    stop_timeout_s: Annotated[PositiveFloat, Doc("a log or consumer stops within this")] = 10.0
+
+
+def _kafka_has_servers(log: LogConfig) -> LogConfig:
+    if log.backend == "kafka" and not log.kafka.bootstrap_servers:
+        message = f"required when log.backend is kafka (or set {ENV_KAFKA_BOOTSTRAP})"
+        raise invalid(message, at="kafka.bootstrap_servers")
+    return log
 
 
 @dataclass(frozen=True, slots=True)
 class MemberConfig:
     """A member and its bidder's click handler."""
 
-    member_id: int
-    click_uri: str
-    secret: Secret | None = None
-    timeout_s: float = 2.0
-    concurrency: int = 32
-    enabled: bool = True
-    allow_private: bool = False
+    member_id: Int
+    click_uri: Annotated[Text, check(http_url), Doc("bidder's click handler", example="https://bidder.example/click")]
+    secret: Annotated[SecretText | None, Doc("Standard Webhooks secret, whsec_...", example="whsec_...")] = None
+    timeout_s: Annotated[PositiveFloat, Doc("one delivery attempt")] = 2.0
+    concurrency: Annotated[PositiveInt, Doc("deliveries in flight to this bidder")] = 32
+    enabled: Annotated[Flag, Doc("deliver to this bidder")] = True
+    allow_private: Annotated[Flag, Doc("allow a loopback or private click_uri (tests only)")] = False
+    secret_env: Annotated[
+        Text | None, Doc("or: environment variable holding the secret", example="CLICKBUS_MEMBER_13_SECRET")
+    ] = None
+
+
+def _secret_from_env(member: MemberConfig) -> MemberConfig:
+    if member.secret_env is None:
+        return member
+    secret = os.environ.get(member.secret_env)
+    if not secret:
+        raise invalid(f"environment variable {member.secret_env} is not set", at="secret_env")
+    return replace(member, secret=Secret(secret.encode()))
 
 
 @dataclass(frozen=True, slots=True)
 class NotifierConfig:
     """The notifier: consumer group, dedup windows, retry schedule, circuit breaker, limits."""
 
-    group: str = "clickbus-notifier"
-    click_window_s: float = 3600.0
-    impression_window_s: float = 60.0
-    dedup_impressions: bool = True
-    max_in_flight: int = 1024
-    queue_per_slot: int = 16
-    slot_wait_s: float = 0.25
-    retry_base_s: float = 1.0
-    retry_max_delay_s: float = 3600.0
-    retry_horizon_s: float = 86400.0
-    max_parked: int = 20000
-    breaker_failures: int = 5
-    breaker_cooldown_s: float = 30.0
-    response_cap_bytes: int = 65536
-    crawler_cache_size: int = 10000
-    commit_interval_s: float = 0.2
+    group: Annotated[Text, check(lambda s: None if s else "expected a group name"), Doc("consumer group")] = (
+        "clickbus-notifier"
+    )
+    click_window_s: Annotated[PositiveFloat, Doc("dedup window for clicks")] = 3600.0
+    impression_window_s: Annotated[PositiveFloat, Doc("dedup window for impressions")] = 60.0
+    dedup_impressions: Annotated[Flag, Doc("also read impressions, recording invalid ones")] = True
+    max_in_flight: Annotated[PositiveInt, Doc("clicks being processed at once")] = 1024
+    queue_per_slot: Annotated[PositiveInt, Doc("clicks that may wait per concurrency slot before parking")] = 16
+    slot_wait_s: Annotated[PositiveFloat, Doc("park waiting clicks of a bidder silent for this long")] = 0.25
+    retry_base_s: Annotated[PositiveFloat, Doc("first retry delay")] = 1.0
+    retry_max_delay_s: Annotated[PositiveFloat, Doc("longest retry delay")] = 3600.0
+    retry_horizon_s: Annotated[PositiveFloat, Doc("retries stop after this; the click is dead-lettered")] = 86400.0
+    max_parked: Annotated[PositiveInt, Doc("parked retries held in memory")] = 20000
+    breaker_failures: Annotated[PositiveInt, Doc("failures in a row that open a bidder's breaker")] = 5
+    breaker_cooldown_s: Annotated[PositiveFloat, Doc("an open breaker tries again after this")] = 30.0
+    response_cap_bytes: Annotated[PositiveInt, Doc("bytes of a bidder's answer read, at most")] = 65536
+    crawler_cache_size: Annotated[PositiveInt, Doc("user agents remembered by the crawler check")] = 10000
+    commit_interval_s: Annotated[PositiveFloat, Doc("how often settled offsets are committed")] = 0.2
 
 
 @dataclass(frozen=True, slots=True)
 class CampaignConfig:
-    campaign_id: int
-    member_id: int
-    placements: tuple[str, ...]
+    """A campaign for server-side clicks: its member and placements."""
+
+    campaign_id: Int
+    member_id: Annotated[PositiveInt, Doc("the member whose bidder is notified", example=13)]
+    placements: Annotated[
+        tuple[Text, ...],
+        check(_placements),
+        pydantic.Field(validate_default=True),  # a campaign without placements is reported, not defaulted
+        Doc("placement names", example=["header_banner", "article_inline"]),
+    ] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyConfig:
-    name: str
-    sha256: bytes = field(repr=False)
-    rate_per_s: float = 50.0
+    """A publisher's server-side click API key, stored as its SHA-256 only (`clickbus apikey new`)."""
+
+    name: Text
+    sha256: Annotated[Sha256, Doc("hex SHA-256 of the key", example="<64 hex digits>")] = field(repr=False)
+    rate_per_s: Annotated[PositiveFloat, Doc("requests per second")] = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class InsertKeyConfig:
+    """An ad server's key for insertion on the public listener, stored as its SHA-256 only."""
+
+    name: Text
+    sha256: Annotated[Sha256, Doc("hex SHA-256 of the key", example="<64 hex digits>")] = field(repr=False)
+    members: Annotated[tuple[PositiveInt, ...], Doc("members it may insert for (empty: any)", example=[13])] = ()
+
+
+def _internal(value: object) -> Any:
+    raise invalid("unknown key")
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole, validated configuration of one clickbus process."""
 
-    data_dir: Path = Path("var")
+    # extra keys are refused in every table below this one; pydantic reports each
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
+    data_dir: Annotated[FilePath, Doc("the log, spool and generated signing key live here", env=ENV_DATA_DIR)] = Path(
+        "var"
+    )
     edge: EdgeConfig = EdgeConfig()
-    log: LogConfig = LogConfig()
-    tokens: TokensConfig = TokensConfig()
-    members: Mapping[int, MemberConfig] = field(default_factory=dict)
-    campaigns: Mapping[int, CampaignConfig] = field(default_factory=dict)
-    api_keys: tuple[ApiKeyConfig, ...] = ()
-    source: Path | None = None
+    log: Annotated[LogConfig, AfterValidator(_kafka_has_servers)] = LogConfig()
+    tokens: Annotated[TokensConfig, AfterValidator(_signing_key_active)] = TokensConfig()
+    members: Annotated[
+        Mapping[int, Annotated[MemberConfig, AfterValidator(_secret_from_env)]],
+        Tables("member_id", numbered="member id"),
+        Doc("members and their bidders' click handlers (see README, Notifier)", example="13"),
+    ] = field(default_factory=dict)
+    campaigns: Annotated[
+        Mapping[int, CampaignConfig],
+        Tables("campaign_id", numbered="campaign id"),
+        Doc("campaigns for server-side clicks (see README, Publisher APIs)", example="1"),
+    ] = field(default_factory=dict)
+    api_keys: Annotated[
+        tuple[ApiKeyConfig, ...],
+        Tables("name"),
+        Doc("server-side click API keys, as SHA-256 (`clickbus apikey new`)", example="publisher-a"),
+    ] = ()
+    source: Annotated[Path | None, PlainValidator(_internal)] = None  # the file read, set by `load`
     notifier: NotifierConfig = NotifierConfig()
+    insert_keys: Annotated[
+        tuple[InsertKeyConfig, ...],
+        Tables("name"),
+        Doc("keys that may call insertion on the public listener, as SHA-256", example="ad-server"),
+    ] = ()
 
     @property
     def log_path(self) -> Path:
         return self.data_dir / self.log.embedded.path
 
 
-class _Reader:
-    """Reads one TOML table, recording problems under its dotted path."""
-
-    def __init__(self, raw: Mapping[str, Any], path: str, problems: list[str]) -> None:
-        self.raw = raw
-        self.path = path
-        self.problems = problems
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def fail(self, name: str, message: str) -> None:
-        self.problems.append(f"{self.key(name)}: {message}")
-
-    def get(self, name: str, kind: type[T], default: T, check: Callable[[T], str | None] | None = None) -> T:
-        self.seen.add(name)
-        if name not in self.raw:
-            return default
-        value = self.raw[name]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(name, f"expected {kind.__name__}, got {value!r}")
-            return default
-        problem = check(value) if check else None
-        if problem:
-            self.fail(name, f"{problem}, got {value!r}")
-            return default
-        return value
-
-    def optional(self, name: str, kind: type[T]) -> T | None:
-        value: T | None = self.get(name, kind, None)
-        return value
-
-    def table(self, name: str) -> _Reader:
-        self.seen.add(name)
-        raw = self.raw.get(name, {})
-        if not isinstance(raw, dict):
-            self.fail(name, "expected a table")
-            raw = {}
-        return _Reader(raw, self.key(name), self.problems)
-
-    def done(self) -> None:
-        for name in sorted(set(self.raw) - self.seen):
-            self.fail(name, "unknown key")
+ENV_OVERRIDES = env_overrides(Config)
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "expected a positive number"
-
-
-def _one_of(*choices: str) -> Callable[[str], str | None]:
-    return lambda value: None if value in choices else f"expected one of {', '.join(choices)}"
-
-
-def parse_host_port(text: str) -> HostPort:
-    """Parse `host:port` or `[v6]:port`; raise ValueError when it is neither."""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(text)
-    return HostPort(host, int(port))
-
-
-def _host_port_check(text: str) -> str | None:
-    try:
-        parse_host_port(text)
-    except ValueError:
-        return "expected host:port"
-    return None
-
-
-def _public_url_check(text: str) -> str | None:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        return "expected an http(s) base URL without query"
-    return None
-
-
-def _key_id_check(text: str) -> str | None:
-    ok = 0 < len(text) <= 16 and text.isascii() and all(c.isalnum() or c in "-_" for c in text)
-    return None if ok else "expected 1-16 characters of [A-Za-z0-9_-]"
-
-
-def _read_edge(r: _Reader) -> EdgeConfig:
-    d = EdgeConfig()
-    listen = r.get("listen", str, str(d.listen), _host_port_check)
-    edge = EdgeConfig(
-        listen=parse_host_port(listen),
-        public_url=r.get("public_url", str, d.public_url, _public_url_check).rstrip("/"),
-        trust_forwarded=r.get("trust_forwarded", bool, d.trust_forwarded),
-        max_body_bytes=r.get("max_body_bytes", int, d.max_body_bytes, _positive),
-        access_log=r.get("access_log", bool, d.access_log),
-        shutdown_timeout_s=r.get("shutdown_timeout_s", float, d.shutdown_timeout_s, _positive),
-    )
-    r.done()
-    return edge
-
-
-def _read_kafka(r: _Reader) -> KafkaConfig:
-    d = KafkaConfig()
-    servers_text = r.get("bootstrap_servers", str, "", lambda s: _all_host_ports(s))
-    password = r.optional("sasl_password", str)
-    kafka = KafkaConfig(
-        bootstrap_servers=tuple(parse_host_port(s) for s in servers_text.split(",") if s.strip()),
-        client_id=r.get("client_id", str, d.client_id),
-        partitions=r.get("partitions", int, d.partitions, _positive),
-        replication_factor=r.get("replication_factor", int, d.replication_factor, _positive),
-        linger_ms=r.get("linger_ms", int, d.linger_ms, lambda v: None if v >= 0 else "expected >= 0"),
-        append_budget_ms=r.get("append_budget_ms", int, d.append_budget_ms, _positive),
-        security_protocol=r.get(
-            "security_protocol", str, d.security_protocol, _one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-        ),
-        sasl_mechanism=r.optional("sasl_mechanism", str),
-        sasl_username=r.optional("sasl_username", str),
-        sasl_password=Secret(password.encode()) if password else None,
-        ssl_cafile=r.optional("ssl_cafile", str),
-        ssl_certfile=r.optional("ssl_certfile", str),
-        ssl_keyfile=r.optional("ssl_keyfile", str),
-        idempotence=r.get("idempotence", bool, d.idempotence),
-        request_timeout_ms=r.get("request_timeout_ms", int, d.request_timeout_ms, _positive),
-        retry_backoff_ms=r.get("retry_backoff_ms", int, d.retry_backoff_ms, _positive),
-        connect_timeout_ms=r.get("connect_timeout_ms", int, d.connect_timeout_ms, _positive),
-        max_batch_bytes=r.get("max_batch_bytes", int, d.max_batch_bytes, _positive),
-        spool_dir=Path(r.get("spool_dir", str, str(d.spool_dir))),
-        spool_max_mb=r.get("spool_max_mb", int, d.spool_max_mb, _positive),
-        group_session_timeout_ms=r.get("group_session_timeout_ms", int, d.group_session_timeout_ms, _positive),
-        group_heartbeat_interval_ms=r.get("group_heartbeat_interval_ms", int, d.group_heartbeat_interval_ms, _positive),
-    )
-    r.done()
-    return kafka
-
-
-def _all_host_ports(text: str) -> str | None:
-    parts = [s.strip() for s in text.split(",") if s.strip()]
-    if not parts or any(_host_port_check(p) for p in parts):
-        return "expected host:port[,host:port...]"
-    return None
-
-
-def _read_log(r: _Reader) -> LogConfig:
-    d = LogConfig()
-    backend = r.get("backend", str, d.backend, _one_of("embedded", "kafka"))
-    embedded_r = r.table("embedded")
-    embedded = EmbeddedLogConfig(
-        path=Path(embedded_r.get("path", str, str(d.embedded.path))),
-        max_batch=embedded_r.get("max_batch", int, d.embedded.max_batch, _positive),
-    )
-    embedded_r.done()
-    kafka = _read_kafka(r.table("kafka"))
-    if backend == "kafka" and not kafka.bootstrap_servers:
-        r.fail("kafka.bootstrap_servers", f"required when log.backend is kafka (or set {ENV_KAFKA_BOOTSTRAP})")
-    log = LogConfig(
-        backend=backend,
-        topic_prefix=r.get("topic_prefix", str, d.topic_prefix, _topic_prefix_check),
-        embedded=embedded,
-        kafka=kafka,
-    )
-    r.done()
-    return log
-
-
-def _topic_prefix_check(text: str) -> str | None:
-    ok = 0 < len(text) <= 100 and all(c.isalnum() or c in "._-" for c in text)
-    return None if ok else "expected a Kafka topic name prefix"
-
-
-def _read_tokens(r: _Reader) -> TokensConfig:
-    d = TokensConfig()
-    keys = []
-    raw_keys = r.get("keys", list, [])
-    for i, raw in enumerate(raw_keys):
-        kr = _Reader(raw if isinstance(raw, dict) else {}, f"{r.key('keys')}[{i}]", r.problems)
-        key_id = kr.get("id", str, "", _key_id_check)
-        file = kr.optional("file", str)
-        env = kr.optional("env", str)
-        if key_id == "" and "id" not in kr.raw:
-            kr.fail("id", "required")
-        if (file is None) == (env is None):
-            kr.fail("file", "give exactly one of file or env")
-        keys.append(KeyConfig(key_id, Path(file) if file else None, env, kr.get("retired", bool, False)))
-        kr.done()
-    signing = r.optional("signing_key", str)
-    active = [k.id for k in keys if not k.retired]
-    if keys and signing not in active:
-        r.fail("signing_key", f"expected the id of a key that is not retired ({', '.join(active) or 'none'})")
-    tokens = TokensConfig(ttl_s=r.get("ttl_s", int, d.ttl_s, _positive), signing_key=signing, keys=tuple(keys))
-    r.done()
-    return tokens
-
-
-def _read_members(r: _Reader) -> dict[int, MemberConfig]:
-    members = {}
-    for name in list(r.raw):
-        mr = r.table(name)
-        if not name.isdigit():
-            r.fail(name, "expected a numeric member id")
-            continue
-        secret = mr.optional("secret", str)
-        secret_env = mr.optional("secret_env", str)
-        if secret_env is not None:
-            secret = os.environ.get(secret_env)
-            if secret is None:
-                mr.fail("secret_env", f"environment variable {secret_env} is not set")
-        members[int(name)] = MemberConfig(
-            member_id=int(name),
-            click_uri=mr.get("click_uri", str, "", _click_uri_check),
-            secret=Secret(secret.encode()) if secret else None,
-            timeout_s=mr.get("timeout_s", float, 2.0, _positive),
-            concurrency=mr.get("concurrency", int, 32, _positive),
-            enabled=mr.get("enabled", bool, True),
-            allow_private=mr.get("allow_private", bool, False),
-        )
-        if "click_uri" not in mr.raw:
-            mr.fail("click_uri", "required")
-        mr.done()
-    return members
-
-
-def _click_uri_check(text: str) -> str | None:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "expected an http(s) URL"
-    return None
-
-
-def _read_notifier(r: _Reader) -> NotifierConfig:
-    d = NotifierConfig()
-    notifier = NotifierConfig(
-        group=r.get("group", str, d.group, lambda s: None if s else "expected a group name"),
-        click_window_s=r.get("click_window_s", float, d.click_window_s, _positive),
-        impression_window_s=r.get("impression_window_s", float, d.impression_window_s, _positive),
-        dedup_impressions=r.get("dedup_impressions", bool, d.dedup_impressions),
-        max_in_flight=r.get("max_in_flight", int, d.max_in_flight, _positive),
-        queue_per_slot=r.get("queue_per_slot", int, d.queue_per_slot, _positive),
-        slot_wait_s=r.get("slot_wait_s", float, d.slot_wait_s, _positive),
-        retry_base_s=r.get("retry_base_s", float, d.retry_base_s, _positive),
-        retry_max_delay_s=r.get("retry_max_delay_s", float, d.retry_max_delay_s, _positive),
-        retry_horizon_s=r.get("retry_horizon_s", float, d.retry_horizon_s, _positive),
-        max_parked=r.get("max_parked", int, d.max_parked, _positive),
-        breaker_failures=r.get("breaker_failures", int, d.breaker_failures, _positive),
-        breaker_cooldown_s=r.get("breaker_cooldown_s", float, d.breaker_cooldown_s, _positive),
-        response_cap_bytes=r.get("response_cap_bytes", int, d.response_cap_bytes, _positive),
-        crawler_cache_size=r.get("crawler_cache_size", int, d.crawler_cache_size, _positive),
-        commit_interval_s=r.get("commit_interval_s", float, d.commit_interval_s, _positive),
-    )
-    r.done()
-    return notifier
-
-
-def _read_campaigns(r: _Reader, members: Mapping[int, MemberConfig]) -> dict[int, CampaignConfig]:
-    campaigns = {}
-    for name in list(r.raw):
-        cr = r.table(name)
-        if not name.isdigit():
-            r.fail(name, "expected a numeric campaign id")
-            continue
-        member_id = cr.get("member_id", int, 0, _positive)
-        placements = cr.get("placements", list, [])
-        if not placements or not all(isinstance(p, str) and p for p in placements):
-            cr.fail("placements", "expected a non-empty list of placement names")
-        campaigns[int(name)] = CampaignConfig(int(name), member_id, tuple(str(p) for p in placements))
-        cr.done()
-    return campaigns
-
-
-def _read_api_keys(r: _Reader) -> tuple[ApiKeyConfig, ...]:
-    keys = []
-    for name in list(r.raw):
-        kr = r.table(name)
-        digest = kr.get("sha256", str, "", _sha256_check)
-        rate = kr.get("rate_per_s", float, 50.0, _positive)
-        keys.append(ApiKeyConfig(name, bytes.fromhex(digest) if digest else b"", rate))
-        if "sha256" not in kr.raw:
-            kr.fail("sha256", "required")
-        kr.done()
-    return tuple(keys)
-
-
-def _sha256_check(text: str) -> str | None:
-    ok = len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
-    return None if ok else "expected 64 hex digits"
+@functools.cache
+def _validator() -> TypeAdapter[Config]:
+    return TypeAdapter(Config)  # built on first use: about 30 ms, paid only by processes that read configuration
 
 
 def from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Config:
     """Build a validated `Config` from parsed TOML plus environment overrides."""
     raw = _apply_env(raw, os.environ if env is None else env)
-    problems: list[str] = []
-    root = _Reader(raw, "", problems)
-    data_dir = Path(root.get("data_dir", str, "var"))
-    members = _read_members(root.table("members"))
-    config = Config(
-        data_dir=data_dir,
-        edge=_read_edge(root.table("edge")),
-        log=_read_log(root.table("log")),
-        tokens=_read_tokens(root.table("tokens")),
-        members=members,
-        campaigns=_read_campaigns(root.table("campaigns"), members),
-        api_keys=_read_api_keys(root.table("api_keys")),
-        notifier=_read_notifier(root.table("notifier")),
-    )
-    root.done()
-    if problems:
-        raise ConfigError(problems)
-    return config
+    try:
+        return _validator().validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(problems(exc)) from None
 
 
 def _apply_env(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -504,7 +389,7 @@ def _apply_env(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]
             for part in parents:
                 table = table.setdefault(part, {}) if isinstance(table.get(part, {}), dict) else {}
             table[leaf] = env[var]
-    if env.get(ENV_KAFKA_BOOTSTRAP):
+    if env.get(ENV_KAFKA_BOOTSTRAP):  # naming brokers in the environment is how a deployment picks Kafka
         merged.setdefault("log", {})["backend"] = "kafka"
     return merged
 

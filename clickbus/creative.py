@@ -3,21 +3,24 @@
 Macros use Xandr's names. `${CLICK_URL}` immediately followed by a landing URL
 signs that landing into its own token; every other click macro uses the
 creative's default landing. Unknown macros are left as they are. This runs on
-every impression, so it is one regex pass per job and one token per distinct
-landing.
+every impression, so it is one pass per job and one token per distinct landing.
+
+Every scan is linear in the markup, whatever the markup: `wrap_links` reads
+anchors the way an HTML tokenizer does (a tag ends at its `>` or at the end of
+the markup, a quoted value at its quote or at the end), each step resuming
+where the last stopped, so no byte is read more than a few times.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import random
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from clickbus.errors import InsertRequestError
-from clickbus.landing import landing_problems
+from clickbus.landing import browser_host, landing_problems
 from clickbus.tokens import AdContext, Keyring
 
 CLICK_PATH = "/ck/"
@@ -29,7 +32,11 @@ BEACON_IMPRESSION_PATH = "/v1/beacon/impression/"
 _MACROS = re.compile(
     r"\$\{(?:(CLICK_URL)\}([^\s\"'<>`]*)|(CLICK_URL_ENC_ENC|CLICK_URL_ENC|IMPRESSION_URL|CACHEBUSTER|AUCTION_ID)\})"
 )
-_ANCHOR_HREF = re.compile(r"(<a\b[^>]*?\bhref\s*=\s*)([\"'])(https?://[^\"']*)\2", re.IGNORECASE)
+_ANCHOR_START = re.compile(r"<a(?=[\s/>])", re.IGNORECASE)
+# One attribute of a start tag: a name, then optionally `=` and a value. An unclosed quote runs to
+# the end of the markup, as in a browser, so no match ever backtracks over what it read.
+_ATTRIBUTE = re.compile(r"""[\s/]*([^\s/>][^\s/>=]*)(?:\s*=\s*("[^"]*"?|'[^']*'?|[^\s>]*))?""")
+_HTTP = re.compile(r"https?://", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,7 @@ class Insertion:
     token: str
     beacon_click_url: str
     beacon_impression_url: str
+    longest_url: int  # characters (all ASCII) of the longest tracking URL minted, in the markup or not
 
 
 class Inserter:
@@ -65,18 +73,20 @@ class Inserter:
         """Insert tracking URLs into `markup`; raise `InsertRequestError` listing every refused landing."""
         job = _Job(self, ad)
         if wrap_links:
-            markup = _ANCHOR_HREF.sub(job.wrap, markup)
+            markup = _wrap_anchors(markup, job)
         markup = _MACROS.sub(job.expand, markup)
         if job.problems:
             raise InsertRequestError(job.problems)
         token = job.default_token()
+        beacon_impression_url = f"{self.public_url}{BEACON_IMPRESSION_PATH}{token}"
         return Insertion(
             markup=markup,
             click_url=self.click_prefix + token if ad.landing_url else None,
             impression_url=f"{self.public_url}{IMPRESSION_PATH}{token}",
             token=token,
             beacon_click_url=f"{self.public_url}{BEACON_CLICK_PATH}{token}",
-            beacon_impression_url=f"{self.public_url}{BEACON_IMPRESSION_PATH}{token}",
+            beacon_impression_url=beacon_impression_url,
+            longest_url=max(len(beacon_impression_url), len(self.click_prefix) + job.longest_token()),
         )
 
 
@@ -85,9 +95,8 @@ def redirect_hosts(ad: AdContext) -> tuple[str, ...]:
     return ad.redirect_hosts or _own_host(ad.landing_url)
 
 
-@functools.lru_cache(maxsize=4096)
 def _own_host(landing_url: str) -> tuple[str, ...]:
-    host = urlsplit(landing_url).hostname if landing_url else None
+    host = browser_host(landing_url) if landing_url else ""  # as appended destinations' hosts are matched
     return (host,) if host else ()
 
 
@@ -120,6 +129,9 @@ class _Job:
     def default_token(self) -> str:
         return self._token_for(self.ad.landing_url)
 
+    def longest_token(self) -> int:
+        return max(map(len, self._tokens.values()), default=0)
+
     def _click_url(self, landing: str, where: str) -> str:
         if not landing:
             if not self.ad.landing_url:
@@ -129,12 +141,12 @@ class _Job:
             return ""
         return self.inserter.click_prefix + self._token_for(landing)
 
-    def wrap(self, match: re.Match[str]) -> str:
-        prefix, quote_char, url = match.groups()
+    def wrap(self, url: str) -> str:
+        """The click URL that replaces an anchor's `href` value (as written in the markup)."""
         landing = html.unescape(url)
         if landing.startswith(self.inserter.click_prefix):
-            return match.group(0)
-        return f"{prefix}{quote_char}{self._click_url(landing, 'markup <a href>')}{quote_char}"
+            return url
+        return self._click_url(landing, "markup <a href>")
 
     def expand(self, match: re.Match[str]) -> str:
         click, landing, other = match.groups()
@@ -150,3 +162,44 @@ class _Job:
             return str(self.ad.auction_id_64)
         enc = quote(f"{self._click_url('', '${' + other + '}')}?{REDIRECT_PARAM}=", safe="")
         return quote(enc, safe="") if other == "CLICK_URL_ENC_ENC" else enc
+
+
+def anchor_hrefs(markup: str) -> list[tuple[int, int]]:
+    """Spans of the quoted absolute http(s) `href` values of `markup`'s `<a>` tags, in order.
+
+    The first `href` of a tag counts, as in a browser. Each search or match starts where the
+    previous one stopped, so the work is linear in `len(markup)`.
+    """
+    spans = []
+    pos = 0
+    while (start := _ANCHOR_START.search(markup, pos)) is not None:
+        pos, span = _tag_href(markup, start.end())
+        if span is not None:
+            spans.append(span)
+    return spans
+
+
+def _tag_href(markup: str, pos: int) -> tuple[int, tuple[int, int] | None]:
+    """Where the tag whose attributes start at `pos` ends, and its first `href`'s value span if it wraps."""
+    found: tuple[int, int] | None = None
+    seen_href = False
+    while (attribute := _ATTRIBUTE.match(markup, pos)) is not None and attribute.end() > pos:
+        pos = attribute.end()
+        if seen_href or attribute.group(1).lower() != "href":
+            continue
+        seen_href = True
+        value = attribute.group(2) or ""
+        quoted = len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]
+        if quoted and _HTTP.match(value, 1):
+            found = (attribute.start(2) + 1, attribute.end(2) - 1)
+    return pos, found
+
+
+def _wrap_anchors(markup: str, job: _Job) -> str:
+    parts = []
+    done = 0
+    for start, end in anchor_hrefs(markup):
+        parts += [markup[done:start], job.wrap(markup[start:end])]
+        done = end
+    parts.append(markup[done:])
+    return "".join(parts)

@@ -3,12 +3,18 @@
 Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
 through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
 `log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
-`breaker`. Counts and latencies of the hot paths are summed in the process and written at most
+`retention_lost`, `breaker`. Counts and latencies of the hot paths are summed in the process and written at most
 a second apart (and at every render and shutdown). The processes of one `clickbus run
 --workers N` (and the notifier beside them) share a directory of sample files
 (prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
 service. `use_multiprocess_dir` must run before the first metric exists; without it, samples
 stay in the process (tests, one-process tools).
+
+The sample files are sparse memory maps: a page first written on a full filesystem kills the
+process with SIGBUS. So they never live in `data_dir` (whose disk the log fills): `private_dir`
+is on memory-backed storage (`/dev/shm`, else `$XDG_RUNTIME_DIR`), named for the user and the
+`clickbus run` process that owns it, removed when that process exits (and, if it was killed,
+by the next start).
 """
 
 from __future__ import annotations
@@ -16,20 +22,25 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import tempfile
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from clickbus.compat.prometheus import add_observations, bucket_bounds, choose_value_class
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-METRICS_DIRNAME = "metrics"
+PRIVATE_PREFIX = "clickbus-metrics-"
 VALID = "valid"  # the `reason` label of valid clicks and impressions
+OTHER_MEMBER = "other"  # the `member` label of every member id that is not configured
 # Redirects answer after an fsync'd append: most in a few ms, the budget is tens of ms.
 REDIRECT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 APPEND_BUCKETS = REDIRECT_BUCKETS
@@ -71,7 +82,7 @@ class _Batch:
             self.flush()
 
     def observe(self, child: Histogram, value: float) -> None:
-        bounds = child._upper_bounds
+        bounds = bucket_bounds(child)
         with self.lock:
             entry = self.histograms.get(child)
             if entry is None:
@@ -89,10 +100,7 @@ class _Batch:
         for counter, n in counts.items():
             counter.inc(n)
         for histogram, entry in histograms.items():
-            histogram._sum.inc(entry[0])
-            for bucket, hits in zip(histogram._buckets, entry[1:], strict=True):
-                if hits:
-                    bucket.inc(hits)
+            add_observations(histogram, entry[0], entry[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +120,20 @@ class Metrics:
     dead_letters: Counter
     lag: Gauge
     breakers: Gauge
+    retention_lost_records: Counter
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
+    # Member ids that get a `member` label of their own; any other id a click carries (anyone can
+    # send one) counts under `member="other"`, so strangers cannot add series.
+    _members: set[int] = field(default_factory=set, repr=False)
+
+    def label_members(self, member_ids: Iterable[int]) -> None:
+        """Give these configured members a `member` label of their own (every other id is `other`)."""
+        self._members.update(member_ids)
+
+    def _member(self, member_id: int) -> str:
+        return str(member_id) if member_id in self._members else OTHER_MEMBER
 
     def flush(self) -> None:
         """Write the samples gathered since the last flush (done at most a second apart, and before rendering)."""
@@ -154,7 +173,7 @@ class Metrics:
 
     def delivery(self, member_id: int, status: str) -> None:
         """One delivery attempt: `delivered`, `retry`, `failed`, `rejected`, ... (a short word, not a URL)."""
-        self._child(self.deliveries, str(member_id), status).inc()
+        self._child(self.deliveries, self._member(member_id), status).inc()
 
     def retry_depth(self, records: int) -> None:
         """Clicks this process holds for a later delivery attempt."""
@@ -162,15 +181,19 @@ class Metrics:
 
     def dead_letter(self, member_id: int) -> None:
         """One click given up on and written to the dead-letter topic."""
-        self._child(self.dead_letters, str(member_id)).inc()
+        self._child(self.dead_letters, self._member(member_id)).inc()
 
     def consumer_lag(self, group: str, topic: str, partition: int, records: int) -> None:
         """Records of one partition the group has not yet committed."""
         self._child(self.lag, group, topic, str(partition)).set(records)
 
+    def retention_lost(self, group: str, topic: str, records: int) -> None:
+        """Records the embedded log's retention deleted before `group` had consumed them."""
+        self._child(self.retention_lost_records, group, topic).inc(records)
+
     def breaker(self, member_id: int, state: BreakerState) -> None:
         """The circuit breaker state of one bidder."""
-        self._child(self.breakers, str(member_id)).set(int(state))
+        self._child(self.breakers, self._member(member_id)).set(int(state))
 
 
 def _declare(r: CollectorRegistry) -> Metrics:
@@ -236,6 +259,12 @@ def _declare(r: CollectorRegistry) -> Metrics:
             multiprocess_mode="livemax",
             registry=r,
         ),
+        retention_lost_records=Counter(
+            "clickbus_log_retention_lost_records",
+            "Records the embedded log's retention deleted before a consumer group had consumed them",
+            ["group", "topic"],
+            registry=r,
+        ),
     )
 
 
@@ -268,8 +297,36 @@ def use_multiprocess_dir(path: Path, *, clean: bool) -> None:
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(path)
-    # prometheus-client picks its value class at import time; pick again now that the directory is known
-    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    choose_value_class()  # prometheus-client chose at import time; choose again now that the directory is known
+
+
+def private_dir(owner_pid: int | None = None) -> Path:
+    """The sample directory of the service whose `clickbus run` process is `owner_pid` (this one by default)."""
+    memory = (Path("/dev/shm"), Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"))
+    base = next((d for d in memory if d.is_dir() and os.access(d, os.W_OK)), Path(tempfile.gettempdir()))
+    return base / f"{PRIVATE_PREFIX}{os.getuid()}-{owner_pid or os.getpid()}"
+
+
+def use_private_dir() -> Path:
+    """Take this process's own `private_dir`, emptied, removed at exit; remove those of dead processes."""
+    path = private_dir()
+    for stale in path.parent.glob(f"{PRIVATE_PREFIX}{os.getuid()}-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    use_multiprocess_dir(path, clean=True)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def mark_process_dead(pid: int) -> None:

@@ -165,6 +165,10 @@ class Keyring:
     def __repr__(self) -> str:
         return f"Keyring(signing_key={self.signing_key!r}, keys={sorted(self._keys)!r})"
 
+    def derive(self, purpose: bytes) -> bytes:
+        """A secret for `purpose`, derived from the signing key (so every edge sharing the keys derives the same)."""
+        return hmac.digest(self._keys[self.signing_key], b"clickbus derive:" + purpose, "sha256")
+
     def sign(self, ad: AdContext, *, ttl_s: int, now: float | None = None) -> str:
         """Mint a token for `ad`, valid for `ttl_s` seconds from `now`."""
         return self.stamp(ad, ttl_s=ttl_s, now=now).sign(ad.landing_url)

@@ -1,24 +1,24 @@
-"""Shared fixtures: a configuration on a temporary data directory, a keyring, the edge app."""
+"""Shared fixtures: a configuration on a temporary data directory, a keyring, its log, the edge app on them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from clickbus.config import Config, from_mapping
+from clickbus.config import Config
 from clickbus.edge import create_app
+from clickbus.log import EmbeddedLog, open_log
 from clickbus.tokens import Keyring, new_key
-
-ClientFactory = Callable[..., Any]
+from tests.support.configs import build_config
+from tests.support.edgeapp import EdgeClient, admin_client
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return from_mapping({"data_dir": str(tmp_path), "edge": {"public_url": "http://edge.test"}}, env={})
+    return build_config(tmp_path, edge={"public_url": "http://edge.test"})
 
 
 @pytest.fixture
@@ -27,6 +27,21 @@ def keyring() -> Keyring:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, config: Config, keyring: Keyring) -> TestClient:
-    """The edge on the embedded log in a temporary directory, through real HTTP."""
-    return await aiohttp_client(create_app(config, keyring=keyring))
+def log(config: Config) -> EmbeddedLog:
+    """The embedded log `config` names (the edge starts it), for reading back what the edge wrote."""
+    opened = open_log(config)
+    assert isinstance(opened, EmbeddedLog)
+    return opened
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, config: Config, keyring: Keyring, log: EmbeddedLog) -> EdgeClient:
+    """The edge on `config`, `keyring` and `log`, through real HTTP."""
+    return await aiohttp_client(create_app(config, keyring=keyring, log=log))
+
+
+@pytest.fixture
+async def admin(client: EdgeClient) -> AsyncIterator[EdgeClient]:
+    """The internal listener (insertion, metrics, OpenAPI) of the same edge as `client`, through real HTTP."""
+    async with admin_client(client.app) as served:
+        yield served

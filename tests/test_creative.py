@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
 
-from clickbus.creative import Inserter
+from clickbus import creative, landing
+from clickbus.creative import Inserter, anchor_hrefs
 from clickbus.errors import InsertRequestError
 from clickbus.tokens import AdContext, Keyring, new_key
 
@@ -25,7 +29,9 @@ def landing_of(url: str) -> str:
 
 def test_click_macro_with_landing_signs_that_landing() -> None:
     done = INSERTER.insert('<a href="${CLICK_URL}https://other.example/p?a=1&amp;b=2">x</a>', AD)
-    url = re.search(r'href="([^"]+)"', done.markup).group(1)
+    found = re.search(r'href="([^"]+)"', done.markup)
+    assert found, done.markup
+    url = found.group(1)
     assert landing_of(url) == "https://other.example/p?a=1&b=2"
 
 
@@ -114,3 +120,81 @@ def test_no_default_landing_means_no_click_url() -> None:
 def test_default_landing_host_may_receive_appended_destinations() -> None:
     done = INSERTER.insert("", AD)
     assert KEYRING.verify(done.token).ad.redirect_hosts == ("shop.example",)
+
+
+# Markups that made the old anchor regex quadratic (each `<a` rescanned to the end), and the
+# other shapes a scanner can stumble on: unclosed quotes, bare names, many real links.
+ADVERSARIAL: dict[str, Callable[[int], str]] = {
+    "open anchors": lambda n: "<a " * n,
+    "unclosed quotes": lambda n: '<a href="' * n,
+    "bare attributes": lambda n: "<a x y=z " * n,
+    "spaces without =": lambda n: "<a href" + " " * n,
+    "many links": lambda n: "".join(f'<a href="https://x.example/{i}">' for i in range(n)),
+    "click macros": lambda n: "${CLICK_URL}" * n,
+}
+
+
+@pytest.mark.parametrize(
+    ("markup", "values"),
+    [
+        ('<A HREF="HTTPS://a.example/">', ["HTTPS://a.example/"]),
+        ('<a title="x>y" href="https://a.example/">', ["https://a.example/"]),
+        ("<a\thref = 'https://a.example/' href=\"https://b.example/\">", ["https://a.example/"]),
+        ('<a data-href="https://a.example/">', []),
+        ("<a href=https://a.example/>", []),
+        ('<a href="https://a.example/', []),
+        ('<abbr href="https://a.example/">', []),
+        ('<a/href="https://a.example/">', ["https://a.example/"]),
+    ],
+)
+def test_anchor_scan_reads_tags_as_a_browser_does(markup: str, values: list[str]) -> None:
+    assert [markup[start:end] for start, end in anchor_hrefs(markup)] == values
+
+
+class _Counting:
+    """A compiled pattern that adds up the characters its searches and matches read."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.read = 0
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        found = self.pattern.search(text, pos)
+        self.read += (found.end() if found else len(text)) - pos + 1
+        return found
+
+    def match(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        found = self.pattern.match(text, pos)
+        self.read += (found.end() - pos if found else 0) + 1
+        return found
+
+
+@pytest.mark.parametrize("shape", ADVERSARIAL)
+def test_anchor_scan_reads_each_character_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    markup = ADVERSARIAL[shape](8000)
+    counters = [_Counting(creative._ANCHOR_START), _Counting(creative._ATTRIBUTE)]
+    monkeypatch.setattr(creative, "_ANCHOR_START", counters[0])
+    monkeypatch.setattr(creative, "_ATTRIBUTE", counters[1])
+    anchor_hrefs(markup)
+    assert sum(c.read for c in counters) <= 3 * len(markup) + 10
+
+
+def _cpu_seconds(markup: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        landing._judge.cache_clear()  # each round signs its landings afresh, at any size
+        started = time.process_time()
+        with contextlib.suppress(InsertRequestError):
+            INSERTER.insert(markup, AD, wrap_links=True)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize("shape", ADVERSARIAL)
+def test_insertion_grows_linearly_on_adversarial_markup(shape: str) -> None:
+    # 8x the input: linear work takes about 8x as long, quadratic 64x. CPU time, best of three,
+    # and a bound three times the linear figure, so a busy machine does not fail it.
+    small, large = _cpu_seconds(ADVERSARIAL[shape](1000)), _cpu_seconds(ADVERSARIAL[shape](8000))
+    assert large <= 24 * max(small, 1e-4), (small, large)

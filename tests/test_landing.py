@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clickbus.errors import LandingURLError
-from clickbus.landing import MAX_LANDING_CHARS, check_landing, host_allowed, landing_problems
+from clickbus.landing import (
+    MAX_LANDING_CHARS,
+    browser_host,
+    check_landing,
+    host_allowed,
+    landing_problems,
+    location_header,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +37,21 @@ def test_accepted(url: str) -> None:
         ("https://a.example/ x", "whitespace"),
         ("https://a.example:99999/", "valid URL"),
         ("https://a.example/" + "x" * MAX_LANDING_CHARS, "longer"),
+        ("https://a.example/\u0085", "control"),  # NEL, a C1 control
+        ("https://a.example/\u2028x", "control"),  # line separator
+        ("https://a.example/\u202egnp.exe", "bidi"),  # right-to-left override
+        ("https://a.example/\u2066x", "bidi"),
+        ("https://a.example/\u00a0", "whitespace"),
+        ("https://evil.com%2f.shop.example/", "WHATWG"),
+        ("https://a<b.example/", "WHATWG"),
+        ("https://a|b.example/", "WHATWG"),
+        ("https://a%00b.example/", "WHATWG"),
+        ("https://a%20b.example/", "WHATWG"),
+        ("https://a^b.example/", "WHATWG"),
+        ("https://evil%2eshop.example/", "reads as 'evil.shop.example'"),
+        ("https://2130706433/", "reads as '127.0.0.1'"),
+        ("https://0x7f.1/", "reads as '127.0.0.1'"),
+        ("https://0177.0.0.1/", "reads as '127.0.0.1'"),
     ],
 )
 def test_refused(url: str, problem: str) -> None:
@@ -60,3 +82,41 @@ def test_host_allowed(url: str, allowed: bool) -> None:
 @given(st.text(max_size=300))
 def test_policy_never_raises(url: str) -> None:
     landing_problems(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "header"),
+    [
+        ("https://shop.example/p?q=1", "https://shop.example/p?q=1"),  # ASCII: exactly as signed
+        ("https://shop.example/caf\u00e9?q=\u00fc#\u00e9", "https://shop.example/caf%C3%A9?q=%C3%BC#%C3%A9"),
+        ("https://b\u00fccher.example/", "https://xn--bcher-kva.example/"),
+    ],
+)
+def test_location_header_is_ascii_and_percent_encoded(url: str, header: str) -> None:
+    assert location_header(url) == header
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://SHOP.example/", "shop.example"),
+        ("https://\u0455hop.example/", "xn--hop-ehd.example"),  # Cyrillic dze: a homograph, not shop.example
+        ("https://shop.example./", "shop.example."),
+    ],
+)
+def test_hosts_are_read_as_a_browser_reads_them(url: str, host: str) -> None:
+    assert browser_host(url) == host
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://\u0455hop.example/", False),
+        ("https://shop.example./", False),
+        ("https://shop%2eexample/", False),  # a browser goes to shop.example, but that is not what it says
+        ("https://evil.example%2f.shop.example/", False),
+        ("https://b\u00fccher.example/", True),
+    ],
+)
+def test_hosts_are_allowed_as_a_browser_would_go_there(url: str, allowed: bool) -> None:
+    assert host_allowed(url, ("shop.example", "xn--bcher-kva.example")) is allowed

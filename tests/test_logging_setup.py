@@ -9,11 +9,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
+from clickbus.config import HostPort
+from clickbus.edge.connections import bound, listen
 from clickbus.edge.serve import make_runner
 from clickbus.logging_setup import JsonFormatter, configure, scrub
-from tests.edgeapp import make_app, make_config
+from tests.support.configs import edge_config
+from tests.support.edgeapp import make_app
 
 
 @pytest.fixture
@@ -76,17 +79,16 @@ def test_worker_field_when_set() -> None:
 
 @pytest.mark.parametrize("access_log", [False, True])
 async def test_access_log_only_when_configured(tmp_path: Path, lines: io.StringIO, access_log: bool) -> None:
-    config = make_config(tmp_path, access_log=access_log)
+    config = edge_config(tmp_path, access_log=access_log)
     app, _ = make_app(config)
     runner = make_runner(app, config)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    server = await listen(runner, HostPort("127.0.0.1", 0), config.edge)
     try:
-        async with ClientSession() as session, session.get(f"http://{host}:{port}/healthz?x=1") as response:
+        async with ClientSession() as session, session.get(f"http://{bound(server)}/healthz?x=1") as response:
             assert response.status == 200
     finally:
+        server.close()
         await runner.cleanup()
     access = [r for r in records(lines) if r["logger"] == "clickbus.access"]
     if not access_log:

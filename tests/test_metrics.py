@@ -50,9 +50,30 @@ def test_each_method_moves_its_series(
     record: Callable[[Metrics], None], name: str, labels: dict[str, str], expected: float
 ) -> None:
     metrics = create_metrics()
+    metrics.label_members([7])
     assert sample(render(metrics)[0].decode(), name, **labels) in (None, 0.0)
     record(metrics)
     assert sample(render(metrics)[0].decode(), name, **labels) == expected
+
+
+def test_only_configured_members_get_a_series_of_their_own() -> None:
+    """Anyone can send a click for any member id: 300 strangers must not make 300 series."""
+    metrics = create_metrics()
+    metrics.label_members([13])
+    for member_id in range(1000, 1300):
+        metrics.delivery(member_id, "unknown_member")
+        metrics.dead_letter(member_id)
+    metrics.delivery(13, "delivered")
+    text = render(metrics)[0].decode()
+    members = {
+        s.labels["member"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if "member" in s.labels
+    }
+    assert members == {"13", "other"}
+    assert sample(text, "clickbus_deliveries_total", member="other", status="unknown_member") == 300
+    assert sample(text, "clickbus_dead_letters_total", member="other") == 300
 
 
 def test_bound_children_count_every_call() -> None:

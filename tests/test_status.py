@@ -12,12 +12,16 @@ from pytest_aiohttp import AiohttpServer
 from rich.console import Console
 
 from clickbus.cli import main
+from clickbus.edge import create_admin_app
 from clickbus.metrics import BreakerState
 from clickbus.status import parse, quantile
-from tests.bidder import BidderStub
-from tests.edgeapp import app_click_path, make_app, make_config
-from tests.notifier.factory import BROWSER_UA, eventually_async
-from tests.service import Service, free_port
+from tests.notifier.factory import BROWSER_UA
+from tests.support.bidder import BidderStub
+from tests.support.configs import edge_config
+from tests.support.edgeapp import app_click_path, make_app
+from tests.support.ports import free_port
+from tests.support.service import Service
+from tests.support.waiting import eventually_async
 
 EXPOSITION = """
 # TYPE clickbus_redirect_seconds histogram
@@ -40,9 +44,11 @@ def test_quantiles_come_from_histogram_buckets() -> None:
 async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
     from clickbus.status import watch
 
-    app, metrics = make_app(make_config(tmp_path))
+    app, metrics = make_app(edge_config(tmp_path))
     server = await aiohttp_server(app)
     client_url = f"http://127.0.0.1:{server.port}"
+    admin = await aiohttp_server(create_admin_app(app))
+    metrics.label_members([7, 9])  # configured members: the others count as "other"
     metrics.delivery(7, "delivered")
     metrics.delivery(7, "retry")
     metrics.dead_letter(9)
@@ -60,8 +66,8 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
 
     out = io.StringIO()
     console = Console(file=out, width=140, color_system=None)
-    watching = asyncio.create_task(asyncio.to_thread(watch, client_url + "/metrics", interval_s=0.5, once=True,
-                                                     console=console))
+    metrics_url = f"http://127.0.0.1:{admin.port}/metrics"
+    watching = asyncio.create_task(asyncio.to_thread(watch, metrics_url, interval_s=0.5, once=True, console=console))
     await asyncio.sleep(0.1)
     await clicks()  # between the two scrapes: a positive click rate
     assert await watching == 0
@@ -97,18 +103,18 @@ async def test_once_shows_bidder_health_of_a_running_service(
     try:
         body = {"markup": "<p>ad</p>", "auction": {"member_id": 7, "auction_id_64": 31, "creative_id": 2}}
         async with ClientSession(headers={"User-Agent": BROWSER_UA}) as session:
-            async with session.post(service.url + "/v1/insert", json=body) as response:
+            async with session.post(service.admin_url + "/v1/insert", json=body) as response:
                 beacon = (await response.json())["beacons"]["click"]
             async with session.post(beacon, json={"user_id": "u", "session_id": "s"}) as response:
                 assert response.status == 202
 
             async def delivered() -> bool:
-                async with session.get(service.url + "/metrics") as response:
+                async with session.get(service.admin_url + "/metrics") as response:
                     return 'clickbus_deliveries_total{member="7",status="delivered"} 1.0' in await response.text()
 
-            await eventually_async(delivered, timeout=20)
+            await eventually_async(delivered, timeout_s=20)
         capsys.readouterr()
-        argv = ["status", "--once", "--interval", "0.2", "--url", service.url + "/metrics"]
+        argv = ["status", "--once", "--interval", "0.2"]  # the URL comes from edge.admin_listen
         argv += ["--config", str(service.config_path)]
         assert await asyncio.to_thread(main, argv) == 0
         text = capsys.readouterr().out

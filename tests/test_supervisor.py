@@ -13,8 +13,9 @@ import pytest
 
 from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring
-from tests.edgeapp import click_path
-from tests.service import Service
+from clickbus.metrics import private_dir
+from tests.support.edgeapp import click_path
+from tests.support.service import Service
 from tests.test_metrics import sample
 
 
@@ -37,7 +38,7 @@ def worker_pids(service: Service) -> set[int]:
 
 
 def metrics_text(service: Service) -> str:
-    with urllib.request.urlopen(service.url + "/metrics", timeout=5) as response:
+    with urllib.request.urlopen(service.admin_url + "/metrics", timeout=5) as response:
         return str(response.read().decode())
 
 
@@ -61,7 +62,9 @@ def test_workers_share_the_port_the_metrics_and_are_restarted(tmp_path: Path) ->
         # A fresh connection each time: SO_REUSEPORT spreads them over both workers.
         assert all(get(service.url + click_path(inserter, auction_id=i)) == 302 for i in range(clicks))
         assert clicks_counted(service, clicks) == clicks
-        pids = {int(p) for p in re.findall(r"counter_(\d+)\.db", " ".join(os.listdir(tmp_path / "var" / "metrics")))}
+        assert service.process is not None
+        files = " ".join(os.listdir(private_dir(service.process.pid)))  # the supervisor's, in memory
+        pids = {int(p) for p in re.findall(r"counter_(\d+)\.db", files)}
         assert len(pids) == 2  # both workers answered some of them
 
         first = worker_pids(service)

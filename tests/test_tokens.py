@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -122,5 +124,6 @@ def test_token_for_100_char_landing_is_under_300_chars() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [("member_id", 2**32), ("auction_id_64", -1), ("pos", 70000)])
 def test_out_of_range_values_are_refused_when_signing(field: str, value: int) -> None:
+    fields: dict[str, Any] = {"member_id": 1, field: value}
     with pytest.raises(ValueError, match=field):
-        SIGNER.sign(AdContext(**{"member_id": 1, field: value}), ttl_s=60)
+        SIGNER.sign(AdContext(**fields), ttl_s=60)

@@ -1,4 +1,4 @@
-"""API keys for server-side clicks: stored only as SHA-256 hashes, checked in constant time.
+"""API keys (server-side clicks, public insertion): stored only as SHA-256 hashes, checked in constant time.
 
 `identify` always does the same work, whether the header is missing, malformed,
 unknown or valid: hash what was presented (the empty string when nothing was)
@@ -12,12 +12,14 @@ import hmac
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from clickbus.config import ApiKeyConfig
+from clickbus.edge.buckets import Buckets, MemoryBuckets
 
 BEARER = "bearer "
 KEY_PREFIX = "cbk_"
+INSERT_KEY_PREFIX = "cbi_"
 KEY_BYTES = 32
 
 
@@ -32,13 +34,29 @@ def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
-class ApiKeys:
-    """The configured keys, by hash."""
+class Hashed(Protocol):
+    """A configured key: its name and the SHA-256 of its secret."""
 
-    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sha256(self) -> bytes: ...
+
+
+K = TypeVar("K", bound=Hashed)
+
+
+class ApiKeys(Generic[K]):
+    """The configured keys of one kind (`ApiKeyConfig`, `InsertKeyConfig`), by hash."""
+
+    def __init__(self, keys: Sequence[K]) -> None:
         self._keys = tuple(keys)
 
-    def identify(self, authorization: str | None) -> ApiKeyConfig | None:
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def identify(self, authorization: str | None) -> K | None:
         """The key an `Authorization` header presents, or None; same work either way."""
         presented = bearer(authorization)
         digest = key_hash(presented)
@@ -49,38 +67,42 @@ class ApiKeys:
         return found
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-
-
 class RateLimiter:
-    """A token bucket per key: `rate_per_s` refill, bursts up to one second's worth (at least 1)."""
+    """A token bucket per key: `rate_per_s` refill, bursts up to one second's worth (at least 1).
+
+    The buckets live in this process until `share` puts them in a file all workers use.
+    """
 
     def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
-        self._rates = {key.name: key.rate_per_s for key in keys}
-        self._buckets = {name: _Bucket(max(1.0, rate), time.monotonic()) for name, rate in self._rates.items()}
+        self._slots = {key.name: (slot, key.rate_per_s) for slot, key in enumerate(keys)}
+        self._buckets: Buckets = MemoryBuckets(len(self._slots))
+        self._tokens = dict.fromkeys(self._slots, 0.0)
+
+    def __bool__(self) -> bool:
+        return bool(self._slots)
+
+    def share(self, buckets: Buckets) -> None:
+        """Keep the buckets in `buckets` from now on (e.g. `FileBuckets`, shared by every worker)."""
+        self._buckets.close()
+        self._buckets = buckets
+
+    def close(self) -> None:
+        self._buckets.close()
 
     def allow(self, name: str, now: float | None = None) -> bool:
         """Take one token from `name`'s bucket; False when it is empty."""
-        now = time.monotonic() if now is None else now
-        rate = self._rates[name]
-        bucket = self._buckets[name]
-        bucket.tokens = min(max(1.0, rate), bucket.tokens + max(0.0, now - bucket.at) * rate)
-        bucket.at = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+        slot, rate = self._slots[name]
+        taken = self._buckets.take(slot, time.monotonic() if now is None else now, rate, max(1.0, rate))
+        self._tokens[name] = taken.tokens
+        return taken.allowed
 
     def retry_after(self, name: str) -> int:
-        """Whole seconds until `name` has a token again (at least 1)."""
-        missing = 1.0 - self._buckets[name].tokens
-        return max(1, int(missing / self._rates[name] + 0.999))
+        """Whole seconds until `name` has a token again (at least 1), as of its last `allow`."""
+        missing = 1.0 - self._tokens[name]
+        return max(1, int(missing / self._slots[name][1] + 0.999))
 
 
-def new_api_key() -> tuple[str, str]:
+def new_api_key(prefix: str = KEY_PREFIX) -> tuple[str, str]:
     """A fresh random API key and the hex SHA-256 to put in configuration."""
-    key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+    key = prefix + secrets.token_urlsafe(KEY_BYTES)
     return key, key_hash(key).hex()

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from clickbus.config import Config
+from clickbus.config import ApiKeyConfig, Config, InsertKeyConfig
 from clickbus.creative import Inserter
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.log.port import Log
@@ -18,6 +18,8 @@ LOG = web.AppKey("log", Log)
 KEYRING = web.AppKey("keyring", Keyring)
 INSERTER = web.AppKey("inserter", Inserter)
 DRAINING = web.AppKey("draining", asyncio.Event)
-API_KEYS = web.AppKey("api_keys", ApiKeys)
+API_KEYS: web.AppKey[ApiKeys[ApiKeyConfig]] = web.AppKey("api_keys")
+INSERT_KEYS: web.AppKey[ApiKeys[InsertKeyConfig]] = web.AppKey("insert_keys")
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
+ADDRESS_SECRET = web.AppKey("address_secret", bytes)  # keys the hash of full client addresses (dedup)

@@ -12,11 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from clickbus.edge.appkeys import LOG, METRICS
-from clickbus.edge.client import Client
+from clickbus.edge.client import MAX_HEADER_CHARS, Client
 from clickbus.errors import LogUnavailable
 from clickbus.ids import uuid7
 from clickbus.log.port import Topic
-from clickbus.records import ClickRecord, ImpressionRecord, Reason, xandr_timestamp
+from clickbus.records import ClickRecord, ImpressionRecord, Reason, ad_key, clean_text, xandr_timestamp
 from clickbus.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,8 @@ def _common(token: Token, client: Client, now: float, user_id: str, session_id: 
         "auction_id_64": ad.auction_id_64,
         "member_id": ad.member_id,
         "user_id_64": ad.user_id_64,
-        "referer_url": client.referer,
-        "user_agent": client.user_agent,
+        "referer_url": clean_text(client.referer, MAX_HEADER_CHARS),
+        "user_agent": clean_text(client.user_agent, MAX_HEADER_CHARS),
         "test": ad.test,
         "creative_id": ad.creative_id,
         "client_ip": client.ip,
@@ -42,6 +42,8 @@ def _common(token: Token, client: Client, now: float, user_id: str, session_id: 
         "reason": Reason.EXPIRED if expired else None,
         "user_id": user_id,
         "session_id": session_id,
+        "ad_key": ad_key(token),
+        "client_key": client.key,
     }
 
 

@@ -1,25 +1,44 @@
-"""`POST /v1/insert`: serve-time insertion over HTTP."""
+"""`POST /v1/insert`: serve-time insertion over HTTP.
+
+`routes` serve it on the internal listener, to whoever can reach that address. `keyed_routes`
+serve it on the public listener, to ad servers holding an insert key (`Authorization: Bearer`):
+`401` with the same body whatever is wrong with the key, `403` when the key may not mint
+tokens for the requested member. Without insert keys the public listener has no such route.
+
+Insertion is linear in the markup, but a large creative with thousands of links still
+signs thousands of tokens: markups over `INLINE_MARKUP_CHARS` are inserted on one
+worker thread, so the event loop keeps answering clicks meanwhile (the interpreter
+switches threads every few milliseconds) and at most one large insertion runs at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from clickbus.edge.appkeys import INSERTER, METRICS
+from clickbus.creative import Inserter, Insertion
+from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
 from clickbus.landing import landing_problems
 from clickbus.tokens import AdContext
 
 routes = web.RouteTableDef()
+keyed_routes = web.RouteTableDef()
+
+PATH = "/v1/insert"
 
 _U64 = 2**64 - 1
 _U32 = 2**32 - 1
 _INT_FIELDS = {"auction_id_64": _U64, "member_id": _U32, "user_id_64": _U64, "creative_id": _U64, "pos": 0xFFFF}
 _STR_FIELDS = ("custom_notify_data", "userdata_json")
 MAX_HOSTS = 16
+INLINE_MARKUP_CHARS = 16 * 1024
 
 
 def _problem(field: str, message: str) -> dict[str, str]:
@@ -89,15 +108,34 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
     return str(markup), ad, bool(wrap)
 
 
-@routes.post("/v1/insert")
+@routes.post(PATH)
 async def insert(request: web.Request) -> web.Response:
     """Insert signed tracking URLs into a creative."""
+    return await _answer(request, members=())
+
+
+@keyed_routes.post(PATH)
+async def keyed_insert(request: web.Request) -> web.Response:
+    """Insertion for an ad server holding an insert key."""
+    key = request.app[INSERT_KEYS].identify(request.headers.get(hdrs.AUTHORIZATION))
+    if key is None:
+        request.app[METRICS].insertion("unauthorized")
+        return _refusal(401, "", "a valid insert key is required", {hdrs.WWW_AUTHENTICATE: "Bearer"})
+    return await _answer(request, members=key.members)
+
+
+async def _answer(request: web.Request, members: tuple[int, ...]) -> web.Response:
+    """Parse, check the member against `members` (empty: any), insert."""
     try:
         markup, ad, wrap = parse_insert(await read_json(request))
-        done = request.app[INSERTER].insert(markup, ad, wrap_links=wrap)
+        if members and ad.member_id not in members:
+            request.app[METRICS].insertion("forbidden")
+            return _refusal(403, "auction.member_id", f"this insert key may not insert for member {ad.member_id}")
+        done = await _insert(request.app[INSERTER], markup, ad, wrap)
+        check_url_length(done, ad, request.app[CONFIG].edge.max_url_bytes)
     except BodyError as exc:
         request.app[METRICS].insertion("bad_body")
-        return web.json_response({"errors": [_problem("", exc.message)]}, status=exc.status, dumps=_dumps)
+        return _refusal(exc.status, "", exc.message)
     except InsertRequestError as exc:
         request.app[METRICS].insertion("invalid")
         return web.json_response({"errors": exc.problems}, status=422, dumps=_dumps)
@@ -105,6 +143,38 @@ async def insert(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"markup": done.markup, "click_url": done.click_url, "impression_url": done.impression_url}
     body["beacons"] = {"click": done.beacon_click_url, "impression": done.beacon_impression_url}
     return web.json_response(body, dumps=_dumps)
+
+
+def _refusal(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"errors": [_problem(field, message)]}, status=status, headers=headers, dumps=_dumps)
+
+
+async def _insert(inserter: Inserter, markup: str, ad: AdContext, wrap: bool) -> Insertion:
+    if len(markup) <= INLINE_MARKUP_CHARS:
+        return inserter.insert(markup, ad, wrap_links=wrap)
+    call = functools.partial(inserter.insert, markup, ad, wrap_links=wrap)
+    return await asyncio.get_running_loop().run_in_executor(_large_markups(), call)
+
+
+@functools.cache
+def _large_markups() -> ThreadPoolExecutor:
+    """One thread for large insertions, made on first use; its queue is bounded by the open requests."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickbus-insert")
+
+
+def check_url_length(done: Insertion, ad: AdContext, limit: int) -> None:
+    """Raise `InsertRequestError` naming the longest context field when a minted URL is over `limit` bytes."""
+    if done.longest_url <= limit:
+        return
+    sizes = {  # the context fields that make a token long; on a tie, the first is named
+        "auction.userdata_json": len(ad.userdata_json.encode()),
+        "auction.custom_notify_data": len(ad.custom_notify_data.encode()),
+        "landing_url": len(ad.landing_url.encode()),
+        "auction.redirect_hosts": sum(len(h) for h in ad.redirect_hosts),
+    }
+    field = max(sizes, key=sizes.__getitem__)
+    message = f"makes a tracking URL of {done.longest_url} bytes, over the {limit} allowed (edge.max_url_bytes)"
+    raise InsertRequestError([_problem(field, message)])
 
 
 def _dumps(value: Any) -> str:

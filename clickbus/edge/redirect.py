@@ -11,7 +11,7 @@ from clickbus.edge.appkeys import CONFIG, KEYRING, METRICS
 from clickbus.edge.client import client_of
 from clickbus.edge.events import click_record, record_click
 from clickbus.errors import TokenError
-from clickbus.landing import host_allowed, landing_problems
+from clickbus.landing import host_allowed, landing_problems, location_header
 from clickbus.records import Source
 from clickbus.tokens import Token
 
@@ -53,4 +53,4 @@ async def _answer(request: web.Request) -> web.Response:
         record = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
         if not await record_click(request.app, record):
             return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
-    return web.Response(status=302, headers={"Location": location, "Cache-Control": _NO_STORE})
+    return web.Response(status=302, headers={"Location": location_header(location), "Cache-Control": _NO_STORE})

@@ -1,4 +1,4 @@
-"""Serving the edge in one process: bind with SO_REUSEPORT, run until a signal, drain within a limit.
+"""Serving the edge in one process: bind both listeners with SO_REUSEPORT, run until a signal, drain within a limit.
 
 The first SIGTERM or SIGINT turns `/readyz` to 503 at once and stops accepting connections;
 requests in flight finish, then the application's cleanup flushes and stops the log, all
@@ -12,12 +12,13 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Sequence
 
 from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.edge.appkeys import DRAINING
-from clickbus.logging_setup import JsonAccessLogger, access_logger
+from clickbus.edge.connections import bound, listen
 
 logger = logging.getLogger(__name__)
 
@@ -49,46 +50,45 @@ class Shutdown:
 
 
 def make_runner(app: web.Application, config: Config) -> web.AppRunner:
-    """A runner with the JSON access log (when `edge.access_log`) and the in-flight share of the shutdown limit."""
-    return web.AppRunner(
-        app,
-        access_log_class=JsonAccessLogger,
-        access_log=access_logger() if config.edge.access_log else None,
-        shutdown_timeout=config.edge.shutdown_timeout_s * IN_FLIGHT_SHARE,
-    )
+    """A runner for `app` with the in-flight share of the shutdown limit (connections come from `listen`)."""
+    return web.AppRunner(app, shutdown_timeout=config.edge.shutdown_timeout_s * IN_FLIGHT_SHARE)
 
 
-async def serve(app: web.Application, config: Config, *, announce: bool = False) -> None:
-    """Serve `app` on `edge.listen` (shared with sibling workers) until a stop signal, then drain.
+async def serve(public: web.Application, admin: web.Application, config: Config, *, announce: bool = False) -> None:
+    """Serve `public` on `edge.listen` and `admin` on `edge.admin_listen` until a stop signal, then drain.
 
-    `announce` also prints the listening line on stdout, as `clickbus run` always has.
+    Both addresses are shared with sibling workers (SO_REUSEPORT). `announce` also prints the
+    listening line on stdout, as `clickbus run` always has.
     """
-    shutdown = Shutdown(app[DRAINING])
+    shutdown = Shutdown(public[DRAINING])
     shutdown.install(asyncio.get_running_loop())
-    runner = make_runner(app, config)
-    await runner.setup()
+    runners: list[web.AppRunner] = []
+    servers: list[asyncio.Server] = []
     try:
-        site = web.TCPSite(runner, config.edge.listen.host, config.edge.listen.port, reuse_port=True)
-        await site.start()
-        logger.info("listening", extra={"address": _address(runner), "public_url": config.edge.public_url})
+        for app in (public, admin):  # the public app first: its cleanup context starts the log
+            runners.append(make_runner(app, config))
+            await runners[-1].setup()
+        servers.append(await listen(runners[0], config.edge.listen, config.edge))
+        servers.append(await listen(runners[1], config.edge.admin_listen, config.edge))
+        public_at, admin_at = bound(servers[0]), bound(servers[1])
+        public_url = config.edge.public_url
+        extra = {"address": public_at, "admin_address": admin_at, "public_url": public_url}
+        logger.info("listening", extra=extra)
         if announce:
-            print(f"clickbus listening on {_address(runner)}, public URL {config.edge.public_url}", flush=True)
+            print(f"clickbus listening on {public_at} (admin {admin_at}), public URL {public_url}", flush=True)
         await shutdown.requested.wait()
     finally:
-        await drain(runner, config.edge.shutdown_timeout_s)
+        for server in servers:
+            server.close()
+        await drain(runners, config.edge.shutdown_timeout_s)
 
 
-async def drain(runner: web.AppRunner, limit_s: float) -> None:
-    """Stop accepting, let requests in flight finish, run the app's cleanup: at most `limit_s` in all."""
+async def drain(runners: Sequence[web.AppRunner], limit_s: float) -> None:
+    """Stop accepting, let requests in flight finish, run the apps' cleanup: at most `limit_s` in all."""
     try:
         async with asyncio.timeout(limit_s):
-            await runner.cleanup()
+            await asyncio.gather(*(runner.cleanup() for runner in runners))
     except TimeoutError:
         logger.error("shutdown took longer than %.1fs; stopping anyway", limit_s)
     else:
         logger.info("stopped")
-
-
-def _address(runner: web.AppRunner) -> str:
-    host, port = runner.addresses[0][:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -3,7 +3,11 @@
 Every answer is `{"status": ..., "message": ...}`. The body parser collects every
 problem; when there are several, the answer's one `message` joins them with
 "; " in field order (campaignId, placement, location, device), so a single
-problem reads exactly like the reference ("campaignId is required").
+problem reads exactly like the reference ("campaignId is required"). A string
+field longer than `edge.max_text_chars` is refused first, with 422.
+
+The key's rate limit is taken only from a valid request about to be recorded: a
+request refused for its body does not spend it.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from aiohttp import hdrs, web
 from clickbus.config import CampaignConfig
 from clickbus.edge.appkeys import API_KEYS, CONFIG, RATE_LIMITER
 from clickbus.edge.body import read_json
-from clickbus.edge.client import Client, client_of
+from clickbus.edge.client import MAX_HEADER_CHARS, Client, client_of
 from clickbus.edge.events import record_click
 from clickbus.errors import BodyError
 from clickbus.ids import uuid7
 from clickbus.iso3166 import ALPHA_2
-from clickbus.records import ClickRecord, Source, xandr_timestamp
+from clickbus.records import ClickRecord, Source, clean_text, xandr_timestamp
 
 routes = web.RouteTableDef()
 
@@ -84,6 +88,15 @@ def _optional(body: dict[str, Any], name: str, allowed: Collection[str]) -> str 
     return value if isinstance(value, str) and value in allowed else None
 
 
+def too_long(body: Any, max_chars: int) -> list[str]:
+    """A problem for each string field longer than `max_chars` characters, in field order."""
+    if not isinstance(body, dict):
+        return []
+    names = (PLACEMENT, LOCATION, DEVICE)
+    long = [n for n in names if isinstance(body.get(n), str) and len(body[n]) > max_chars]
+    return [f"{name} must be at most {max_chars} characters" for name in long]
+
+
 def parse_click(body: Any, campaigns: Mapping[int, CampaignConfig]) -> tuple[ServerClick | None, list[str]]:
     """The click and no problems, or None and every problem (one message each, in field order)."""
     if not isinstance(body, dict):
@@ -111,7 +124,7 @@ def server_click_record(click: ServerClick, client: Client, *, now: float) -> Cl
         member_id=click.campaign.member_id,
         user_id_64=0,
         referer_url="",
-        user_agent=client.user_agent,
+        user_agent=clean_text(client.user_agent, MAX_HEADER_CHARS),
         userdata_json="",
         custom_notify_data="",
         test=False,
@@ -138,17 +151,20 @@ async def server_click(request: web.Request) -> web.Response:
     key = request.app[API_KEYS].identify(request.headers.get(hdrs.AUTHORIZATION))
     if key is None:
         return answer(401, "unauthorized")
-    limiter = request.app[RATE_LIMITER]
-    if not limiter.allow(key.name):
-        return answer(429, "rate limit exceeded", {"Retry-After": str(limiter.retry_after(key.name))})
     try:
         raw = await read_json(request)
     except BodyError as exc:
         return answer(exc.status, exc.message)
-    click, problems = parse_click(raw, request.app[CONFIG].campaigns)
+    config = request.app[CONFIG]
+    if long := too_long(raw, config.edge.max_text_chars):
+        return answer(422, SEPARATOR.join(long))
+    click, problems = parse_click(raw, config.campaigns)
     if click is None:
         return answer(400, SEPARATOR.join(problems))
-    client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
+    limiter = request.app[RATE_LIMITER]
+    if not limiter.allow(key.name):
+        return answer(429, "rate limit exceeded", {"Retry-After": str(limiter.retry_after(key.name))})
+    client = client_of(request, trust_forwarded=config.edge.trust_forwarded)
     if not await record_click(request.app, server_click_record(click, client, now=time.time())):
         return answer(503, "click not recorded, try again", {"Retry-After": "1"})
     return web.Response(body=_SUCCESS, content_type="application/json")

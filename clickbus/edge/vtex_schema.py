@@ -6,10 +6,14 @@ The reference's error example reveals the schema::
      "properties": {"user_id": {"type": "string"}, "session_id": {"type": "string"}},
      "anyOf": [{"required": ["user_id"]}, {"required": ["session_id"]}]}
 
+clickbus adds `"maxLength": edge.max_text_chars` to both properties, so no beacon
+records an unbounded string.
+
 Errors are ajv error objects with keys in ajv's order (`instancePath`,
 `keyword`, `message`, `params`, `schemaPath`). Like ajv with `allErrors`, every
 error is collected, in ajv's keyword order: the root `type`, then `anyOf` (each
-failed branch, then the `anyOf` entry itself), then each property's `type`.
+failed branch, then the `anyOf` entry itself), then each property's `type` (or,
+for a string, its `maxLength`).
 The optional `pos` query parameter is checked here too, with the same shape.
 """
 
@@ -64,20 +68,29 @@ def _required_error(name: str, schema_path: str) -> Error:
     return error("", "required", f"must have required property '{name}'", {"missingProperty": name}, schema_path)
 
 
-def body_errors(body: Any) -> list[Error]:
-    """Every schema error in a parsed JSON body; empty when it is valid."""
+def _property_errors(name: str, value: Any, max_chars: int) -> list[Error]:
+    if not isinstance(value, str):
+        return [_type_error(f"/{name}", "string", f"#/properties/{name}/type")]
+    if len(value) > max_chars:
+        message = f"must NOT have more than {max_chars} characters"
+        return [error(f"/{name}", "maxLength", message, {"limit": max_chars}, f"#/properties/{name}/maxLength")]
+    return []
+
+
+def body_errors(body: Any, max_chars: int) -> list[Error]:
+    """Every schema error in a parsed JSON body (ids up to `max_chars` characters); empty when it is valid."""
     if not isinstance(body, dict):
         return [_type_error("", "object", "#/type")]
     errors = _any_of_errors(body)
     for name in ANY_OF:
-        if name in body and not isinstance(body[name], str):
-            errors.append(_type_error(f"/{name}", "string", f"#/properties/{name}/type"))
+        if name in body:
+            errors += _property_errors(name, body[name], max_chars)
     return errors
 
 
-def parse_body(body: Any) -> tuple[BeaconBody | None, list[Error]]:
+def parse_body(body: Any, max_chars: int) -> tuple[BeaconBody | None, list[Error]]:
     """The beacon body and no errors, or None and every error."""
-    errors = body_errors(body)
+    errors = body_errors(body, max_chars)
     if errors:
         return None, errors
     return BeaconBody(user_id=body.get(USER_ID, ""), session_id=body.get(SESSION_ID, "")), []

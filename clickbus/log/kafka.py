@@ -30,11 +30,12 @@ from typing import Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import-untyped]
 
+from clickbus.compat.aiokafka import halt_sender, sender_died
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
 from clickbus.log.budget import Budget, BudgetExpired
 from clickbus.log.kafka_batch import Outgoing, Sent, send_batches, succeeded
-from clickbus.log.kafka_client import IdempotenceRefused, ensure_topics, halt_sends, start_producer, stop_producer
+from clickbus.log.kafka_client import IdempotenceRefused, ensure_topics, start_producer, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
 from clickbus.log.spool import Spool
@@ -269,7 +270,7 @@ class KafkaLog:
             self._direct = False
             self._abandon = True
             if self._producer is not None:
-                halt_sends(self._producer)  # its unacknowledged records are spooled: no retry may reach a new broker
+                halt_sender(self._producer)  # its unacknowledged records are spooled: no retry may reach a new broker
             self._reason = reason
         self._wake.set()
 
@@ -356,9 +357,8 @@ class KafkaLog:
         producer = self._producer
         if producer is None:
             return
-        sender = producer._sender.sender_task
         fatal = isinstance(exc, KafkaError) and not exc.retriable and not isinstance(exc, KafkaTimeoutError)
-        if (sender is not None and sender.done()) or fatal:
+        if sender_died(producer) or fatal:
             logger.warning("recreating the kafka producer after %r", exc)
             self._producer = None
             await stop_producer(producer, STOP_GRACE_S)

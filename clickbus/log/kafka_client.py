@@ -26,6 +26,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
+from clickbus.compat.aiokafka import abandon_pending
 from clickbus.config import KafkaConfig
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,7 @@ async def stop_producer(producer: Any, timeout: float) -> None:
         return
     logger.warning("kafka producer did not stop within %.1fs; closing it (pending sends fail)", timeout)
     # aiokafka#1101: stop() waits for batches that a dead broker never takes. Fail them and close.
-    producer._message_accumulator.fail_all(KafkaTimeoutError("producer closed with the broker unreachable"))
-    await _within(producer._sender.close(), 1.0)
+    await _within(abandon_pending(producer, KafkaTimeoutError("producer closed with the broker unreachable"), 1.0), 1.5)
     await _within(producer.client.close(), 1.0)
 
 
@@ -129,13 +129,6 @@ async def _within(step: Awaitable[Any], timeout: float) -> bool:
 def _observe(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-def halt_sends(producer: Any) -> None:
-    """Stop `producer` sending or retrying anything from now on (`stop_producer` closes it later)."""
-    sender = producer._sender.sender_task
-    if sender is not None:
-        sender.cancel()
 
 
 async def ensure_topics(config: KafkaConfig, names: Sequence[str], timeout: float) -> None:

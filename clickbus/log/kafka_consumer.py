@@ -173,6 +173,8 @@ async def read_topic(
     step = None if follow else config.request_timeout_ms / 1000
     try:
         partitions = await _bounded(_partitions(consumer, name, wait=follow), step, name)
+        if not partitions:  # the topic does not exist (yet): nothing to read, and aiokafka refuses to seek nothing
+            return
         consumer.assign(partitions)
         seek = consumer.seek_to_beginning if from_beginning else consumer.seek_to_end
         await _bounded(seek(*partitions), step, name)

@@ -3,12 +3,16 @@
 The check runs where the connection is made: a resolver that vets every
 address a name resolves to (so DNS rebinding cannot slip a private address in
 after a first public answer), plus a check of IP literals, which aiohttp never
-hands to a resolver.
+hands to a resolver. A host whose last label is a number is an IPv4 literal in
+whatever form browsers and `inet_aton` read (`2130706433`, `127.1`, `0177.0.0.1`,
+`0x7f.1`): it is judged as the address it stands for, here, not left to the
+resolver, and one that stands for no address is refused too.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -16,15 +20,58 @@ from aiohttp.resolver import DefaultResolver
 
 from clickbus.errors import AddressRefused
 
-# Ranges `is_global` misses on some Python versions, named here so the rule is explicit.
+# Ranges `is_global` misses on some Python versions, named here so the rule is explicit: shared and
+# link-local IPv4, cloud metadata over IPv6, NAT64 (which reaches any IPv4 address, internal ones
+# too), 6to4 and Teredo (which embed one), IPv4-compatible IPv6, benchmarking and reserved IPv4.
 _EXTRA_BLOCKED = tuple(
-    ipaddress.ip_network(n) for n in ("100.64.0.0/10", "169.254.0.0/16", "fd00:ec2::/32", "64:ff9b:1::/48")
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "192.0.0.0/24",
+        "198.18.0.0/15",
+        "240.0.0.0/4",
+        "fd00:ec2::/32",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "2002::/16",
+        "2001::/32",
+        "::/96",
+    )
 )
+# WHATWG's "ends in a number": the last non-empty label is decimal digits or 0x-hex.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+_IPV4_CHARS = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def ends_in_number(host: str) -> bool:
+    """True when `host` can only be an IPv4 address (valid or not), as a browser reads it."""
+    return bool(_NUMERIC_LABEL.fullmatch(host.removesuffix(".").split(".")[-1]))
+
+
+def numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address a host ending in a number stands for, read as `inet_aton` does; None when it stands for none."""
+    if not _IPV4_CHARS.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host.removesuffix(".")))
+    except OSError:
+        return None
 
 
 def refused(host: str) -> bool:
-    """True when the IP address `host` is not a public unicast address."""
-    address = ipaddress.ip_address(host.split("%", 1)[0])
+    """True when the IP literal `host` (IPv4 in any form) is not a public unicast address; ValueError for names."""
+    text = host.split("%", 1)[0]
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text)
+    except ValueError:
+        if not ends_in_number(text):
+            raise
+        numeric = numeric_ipv4(text)
+        if numeric is None:  # a browser refuses it; so do we, rather than ask a resolver
+            return True
+        address = numeric
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_multicast or not address.is_global:

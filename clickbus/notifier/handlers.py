@@ -54,15 +54,6 @@ def decode(entry: Entry) -> Record | None:
         return None
 
 
-def dedup_key(entry: Entry, record: Record) -> bytes:
-    """The entry's log key, which the edge sets to the record's dedup key (computed if missing)."""
-    return entry.key or record.dedup_key()
-
-
-def record_id(record: Record) -> str:
-    return record.click_id if isinstance(record, ClickRecord) else record.impression_id
-
-
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -120,7 +111,7 @@ class IntakeHandler:
                         return
                     continue
                 if entry.timestamp_ms >= since and (record := decode(entry)) is not None:
-                    key = dedup_key(entry, record)
+                    key = record.dedup_key()
                     verdict(record, key, entry.timestamp_ms, is_crawler=self.is_crawler, window=windows[p])
         finally:
             if (aclose := getattr(entries, "aclose", None)) is not None:  # release the reader now, not at GC
@@ -135,12 +126,16 @@ class IntakeHandler:
         if tp not in self.windows:  # not prepared: the rebuild failed, or no assignment was reported
             self.windows[tp] = self._window_for(tp)
         window = self.windows[tp]
+        # The key comes from the record, not the log key, so whatever wrote the record the rule is this one.
+        # On Kafka a key always lands on one partition; the embedded log has a partition per writing process,
+        # so a duplicate may sit in another partition's window: check them too (a no-op on Kafka).
+        also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1] and w is not None]
         reason = verdict(
-            record, dedup_key(entry, record), entry.timestamp_ms, is_crawler=self.is_crawler, window=window
+            record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window, also=also
         )
         if reason is not None:
             invalid = DeliveryOutcome(
-                record_id(record), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test
+                record.record_id(), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test
             )
             return self.recorder.outcome(invalid)
         if isinstance(record, ImpressionRecord):

@@ -5,17 +5,22 @@ A record is invalid when the edge already said so (expired token, HEAD request:
 (the `crawlerdetect` list), or when it duplicates a record seen within the
 dedup window. Only valid records enter the window, so a crawler's click does
 not hide a person's.
+
+Server-side clicks are exempt from the crawler check: the user agent they carry
+is the publisher's server's (curl, python-requests, Go-http-client, ...), which
+says nothing about the person who clicked. What does apply to them, the API
+key and its rate limit, the edge has already checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect  # type: ignore[import-untyped]
 
 from clickbus.notifier.dedup import DedupWindow
-from clickbus.records import ClickRecord, ImpressionRecord, Reason
+from clickbus.records import ClickRecord, ImpressionRecord, Reason, Source
 
 EDGE_INVALID = "invalid"
 
@@ -38,12 +43,13 @@ def verdict(
     *,
     is_crawler: Callable[[str], bool],
     window: DedupWindow | None,
+    also: Sequence[DedupWindow] = (),
 ) -> str | None:
-    """Why `record` is invalid, or None when it is valid (it then enters the window)."""
+    """Why `record` is invalid, or None when it is valid (it then enters the window; `also` are only checked)."""
     if not record.valid:
         return record.reason or EDGE_INVALID
-    if is_crawler(record.user_agent):
+    if record.source != Source.SERVER and is_crawler(record.user_agent):
         return Reason.BOT
-    if window is not None and window.check_and_add(key, ts_ms):
+    if window is not None and window.check_and_add(key, ts_ms, also):
         return Reason.DUPLICATE
     return None

@@ -28,6 +28,7 @@ class Notifier:
     def __init__(self, config: Config, log: Log, metrics: Metrics | None = None) -> None:
         settings = config.notifier
         self.metrics = metrics if metrics is not None else default_metrics()
+        self.metrics.label_members(config.members)
         self.bidders = bidders_of(config.members, settings)
         self.recorder = Recorder(log, self.metrics)
         schedule = Schedule(settings.retry_base_s, settings.retry_max_delay_s, settings.retry_horizon_s)

@@ -16,7 +16,7 @@ import aiohttp
 
 from clickbus.creative import Inserter
 from clickbus.tokens import AdContext, Keyring
-from tests.log.kafka_helpers import until
+from tests.support.waiting import eventually
 
 BROWSER_UA = "Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10.5; en-US; rv:1.9.0.4) Gecko/2008102920 Firefox/3.0.4"
 LANDING = "https://advertiser.example/landing"
@@ -63,7 +63,7 @@ class ClickLoad:
     async def pause(self) -> None:
         """Stop sending and wait for the requests in flight to be answered."""
         self.paused = True
-        await until(lambda: not self.busy)
+        await eventually(lambda: not self.busy, timeout_s=20.0)
 
     def resume(self) -> None:
         self.paused = False

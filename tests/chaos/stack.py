@@ -21,13 +21,13 @@ import orjson
 
 from clickbus.config import Config
 from clickbus.keystore import load_keyring
-from clickbus.log import open_log
 from clickbus.log.port import Topic
 from clickbus.notifier.retry import Parked
 from clickbus.tokens import Keyring
-from tests.bidder import BidderStub
-from tests.kafka_broker import TansuBroker
-from tests.service import Service
+from tests.support.bidder import BidderStub
+from tests.support.kafka_broker import TansuBroker
+from tests.support.records import recorded
+from tests.support.service import Service
 
 # Test-sized Kafka settings, as in tests/log/conftest.py (Tansu 0.6 refuses idempotent producers).
 KAFKA_SETTINGS = (
@@ -149,8 +149,7 @@ class Stack:
         return sum(text.count('"level":"error"') for text in texts)
 
     async def records(self, topic: Topic = Topic.CLICKS) -> list[dict[str, Any]]:
-        log = open_log(self.config)
-        return [orjson.loads(entry.value) async for entry in log.read(topic, from_beginning=True, follow=False)]
+        return await recorded(self.config, topic)
 
     async def dead_letters(self) -> list[str]:
         return [Parked.from_json(orjson.dumps(r)).click.click_id for r in await self.records(Topic.DLQ)]

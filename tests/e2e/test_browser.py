@@ -8,7 +8,6 @@ referer, and the notifier delivers the click to a bidder stub as a `click_reques
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,15 @@ import pytest
 from aiohttp import ClientSession, web
 from pytest_aiohttp import AiohttpServer
 
-from clickbus.config import Config, from_mapping
-from clickbus.edge import create_app
+from clickbus.config import Config
+from clickbus.edge import create_admin_app, create_app
+from clickbus.log.port import Topic
 from clickbus.metrics import create_metrics
-from tests.bidder import BidderStub
-from tests.notifier.factory import eventually
-from tests.service import free_port
+from tests.support.bidder import BidderStub
+from tests.support.configs import build_config
+from tests.support.ports import free_port
+from tests.support.records import recorded
+from tests.support.waiting import eventually
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -69,21 +71,13 @@ def publisher(markup: str, impression_beacon: str) -> web.Application:
     return app
 
 
-def records(path: Path, topic: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(path) as conn:
-        return [orjson.loads(value) for (value,) in conn.execute(f"SELECT value FROM topic_{topic}")]
-
-
 def edge_config(tmp_path: Path, port: int, bidder_url: str) -> Config:
     """The edge on `port`, member 7's bidder at `bidder_url` (on loopback, so allowed explicitly)."""
-    return from_mapping(
-        {
-            "data_dir": str(tmp_path / "var"),
-            "edge": {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"},
-            "members": {"7": {"click_uri": bidder_url, "allow_private": True}},
-            "notifier": {"commit_interval_s": 0.05},
-        },
-        env={},
+    return build_config(
+        tmp_path / "var",
+        edge={"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"},
+        members={"7": {"click_uri": bidder_url, "allow_private": True}},
+        notifier={"commit_interval_s": 0.05},
     )
 
 
@@ -114,7 +108,8 @@ async def _click_flow(tmp_path: Path, aiohttp_server: AiohttpServer, async_playw
         "markup": f'<a id="ad" href="${{CLICK_URL}}{landing}">Buy now</a>',
         "auction": {"member_id": 7, "auction_id_64": 4242, "creative_id": 9},
     }
-    async with ClientSession() as session, session.post(f"{edge.make_url('/v1/insert')}", json=body) as response:
+    admin = await aiohttp_server(create_admin_app(edge.app), host="127.0.0.1")
+    async with ClientSession() as session, session.post(f"{admin.make_url('/v1/insert')}", json=body) as response:
         assert response.status == 200
         inserted = await response.json()
     site = publisher(inserted["markup"], inserted["beacons"]["impression"])
@@ -140,10 +135,10 @@ async def _click_flow(tmp_path: Path, aiohttp_server: AiohttpServer, async_playw
         finally:
             await browser.close()
 
-    (shown,) = records(config.log_path, "impressions")
+    (shown,) = await recorded(config, Topic.IMPRESSIONS)
     assert (shown["source"], shown["user_id"], shown["session_id"]) == ("beacon", USER["user_id"], USER["session_id"])
     assert shown["user_agent"] == user_agent and shown["auction_id_64"] == 4242 and shown["valid"] is True
-    (click,) = records(config.log_path, "clicks")
+    (click,) = await recorded(config, Topic.CLICKS)
     assert click["auction_id_64"] == 4242 and click["member_id"] == 7 and click["creative_id"] == 9
     assert click["landing_url"] == landing
     assert click["user_agent"] == user_agent and "Chrome" in user_agent

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import KEYRING
@@ -21,14 +21,19 @@ from clickbus.tokens import AdContext
 from tests.edge.publisher_support import (
     LANDING,
     MAX_BODY,
+    MAX_TEXT,
     MEMBER,
     REFERENCE,
     insertion,
     js_literal_to_json,
     make_config,
     path_of,
-    records,
+    publisher_config,
 )
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 ERROR_KEYS = ["instancePath", "keyword", "message", "params", "schemaPath"]
 
@@ -69,17 +74,6 @@ EXAMPLES = {"click": load_example("vtex-clicks.md"), "impression": load_example(
 TOPICS = {"click": Topic.CLICKS, "impression": Topic.IMPRESSIONS}
 
 
-@pytest.fixture
-async def log(tmp_path: Path) -> AsyncIterator[EmbeddedLog]:
-    yield EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
-
-
 def beacon_path(example: Example, token: str) -> str:
     """The reference's path with its ad id (a UUID, which clickbus does not issue) replaced by a real token."""
     prefix, _, ad_id = example.path.rpartition("/")
@@ -93,7 +87,7 @@ async def test_reference_documents_agree_with_each_other() -> None:
     assert [list(e) for e in EXAMPLES["click"].failure] == [ERROR_KEYS] * 3
 
 
-async def test_insert_answers_beacon_urls_built_from_its_token(client: TestClient) -> None:
+async def test_insert_answers_beacon_urls_built_from_its_token(client: EdgeClient) -> None:
     done = await insertion(client)
     token = done["impression_url"].rsplit("/", 1)[1]
     assert done["beacons"] == {
@@ -104,7 +98,7 @@ async def test_insert_answers_beacon_urls_built_from_its_token(client: TestClien
 
 @pytest.mark.parametrize("kind", ["click", "impression"])
 async def test_reference_request_example_gets_the_reference_success(
-    client: TestClient, log: EmbeddedLog, kind: str
+    client: EdgeClient, log: EmbeddedLog, kind: str
 ) -> None:
     example = EXAMPLES[kind]
     url = (await insertion(client))["beacons"][kind]
@@ -125,7 +119,7 @@ async def test_reference_request_example_gets_the_reference_success(
 
 
 @pytest.mark.parametrize("kind", ["click", "impression"])
-async def test_reference_failure_example_is_answered_exactly(client: TestClient, log: EmbeddedLog, kind: str) -> None:
+async def test_reference_failure_example_is_answered_exactly(client: EdgeClient, log: EmbeddedLog, kind: str) -> None:
     example = EXAMPLES[kind]
     url = (await insertion(client))["beacons"][kind]
     response = await client.post(path_of(url), data=b"{}", headers=example.headers)
@@ -136,7 +130,7 @@ async def test_reference_failure_example_is_answered_exactly(client: TestClient,
     assert await records(log, TOPICS[kind]) == []
 
 
-async def test_beacon_click_record_has_every_field(client: TestClient, log: EmbeddedLog) -> None:
+async def test_beacon_click_record_has_every_field(client: EdgeClient, log: EmbeddedLog) -> None:
     url = (await insertion(client, test=True))["beacons"]["click"]
     headers = {"User-Agent": "Mozilla/5.0 test", "Referer": "https://publisher.example/page"}
     response = await client.post(path_of(url), json={"session_id": "s-1"}, headers=headers)
@@ -151,7 +145,7 @@ async def test_beacon_click_record_has_every_field(client: TestClient, log: Embe
 
 @pytest.mark.parametrize("kind", ["click", "impression"])
 async def test_repeated_beacons_share_a_dedup_key_per_user_device_and_ad(
-    client: TestClient, log: EmbeddedLog, kind: str
+    client: EdgeClient, log: EmbeddedLog, kind: str
 ) -> None:
     first = (await insertion(client))["beacons"][kind]
     other_ad = (await insertion(client, creative_id=78))["beacons"][kind]
@@ -194,9 +188,39 @@ BAD_BODIES = [
 ]
 
 
+def _max_length_error(name: str) -> dict[str, Any]:
+    return {
+        "instancePath": f"/{name}",
+        "keyword": "maxLength",
+        "message": f"must NOT have more than {MAX_TEXT} characters",
+        "params": {"limit": MAX_TEXT},
+        "schemaPath": f"#/properties/{name}/maxLength",
+    }
+
+
+BAD_BODIES += [
+    ({"user_id": "u" * (MAX_TEXT + 1)}, [_max_length_error("user_id")]),
+    (
+        {"user_id": "é" * (MAX_TEXT + 1), "session_id": "s" * 100},
+        [_max_length_error(n) for n in ("user_id", "session_id")],
+    ),
+    ({"user_id": 1, "session_id": "s" * (MAX_TEXT + 1)}, [_type_error("user_id"), _max_length_error("session_id")]),
+]
+
+
+@pytest.mark.parametrize("kind", ["click", "impression"])
+async def test_ids_of_the_longest_allowed_length_are_recorded(client: EdgeClient, log: EmbeddedLog, kind: str) -> None:
+    url = (await insertion(client))["beacons"][kind]
+    body = {"user_id": "u" * MAX_TEXT, "session_id": "é" * MAX_TEXT}
+    response = await client.post(path_of(url), json=body)
+    assert response.status == 202
+    (record,) = await records(log, Topic.CLICKS if kind == "click" else Topic.IMPRESSIONS)
+    assert (record["user_id"], record["session_id"]) == (body["user_id"], body["session_id"])
+
+
 @pytest.mark.parametrize(("body", "errors"), BAD_BODIES)
 async def test_invalid_bodies_get_422_with_ajv_errors(
-    client: TestClient, log: EmbeddedLog, body: Any, errors: list[dict[str, Any]]
+    client: EdgeClient, log: EmbeddedLog, body: Any, errors: list[dict[str, Any]]
 ) -> None:
     url = (await insertion(client))["beacons"]["click"]
     response = await client.post(path_of(url), json=body)
@@ -209,7 +233,7 @@ async def test_invalid_bodies_get_422_with_ajv_errors(
     ("pos", "keyword"),
     [("x", "type"), ("1.5", "type"), ("-1", "minimum"), ("65536", "maximum"), ("9" * 5000, "maximum")],
 )
-async def test_invalid_pos_gets_422(client: TestClient, log: EmbeddedLog, pos: str, keyword: str) -> None:
+async def test_invalid_pos_gets_422(client: EdgeClient, log: EmbeddedLog, pos: str, keyword: str) -> None:
     url = (await insertion(client))["beacons"]["impression"]
     response = await client.post(path_of(url), params={"pos": pos}, json={"user_id": "u"})
     assert response.status == 422
@@ -225,7 +249,7 @@ def _tampered(token: str) -> str:
 @pytest.mark.parametrize("kind", ["click", "impression"])
 @pytest.mark.parametrize("mangle", [_tampered, lambda t: "4a94bc6e-7db1-425f-8430-cb4d17488b3b", lambda t: t + "="])
 async def test_tokens_that_fail_verification_get_400_and_nothing_is_recorded(
-    client: TestClient, log: EmbeddedLog, kind: str, mangle: Any
+    client: EdgeClient, log: EmbeddedLog, kind: str, mangle: Any
 ) -> None:
     token = (await insertion(client))["beacons"][kind].rsplit("/", 1)[1]
     response = await client.post(f"/v1/beacon/{kind}/{mangle(token)}", json={"user_id": "u"})
@@ -252,7 +276,7 @@ BODY_ERRORS = [
 
 @pytest.mark.parametrize(("request_kwargs", "status"), BODY_ERRORS)
 async def test_unreadable_bodies_get_their_status_in_the_error_array_shape(
-    client: TestClient, log: EmbeddedLog, request_kwargs: dict[str, Any], status: int
+    client: EdgeClient, log: EmbeddedLog, request_kwargs: dict[str, Any], status: int
 ) -> None:
     url = (await insertion(client))["beacons"]["click"]
     response = await client.post(path_of(url), **request_kwargs)
@@ -262,7 +286,7 @@ async def test_unreadable_bodies_get_their_status_in_the_error_array_shape(
     assert await records(log, Topic.CLICKS) == []
 
 
-async def test_chunked_body_over_the_cap_gets_413(client: TestClient) -> None:
+async def test_chunked_body_over_the_cap_gets_413(client: EdgeClient) -> None:
     url = (await insertion(client))["beacons"]["click"]
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -273,10 +297,10 @@ async def test_chunked_body_over_the_cap_gets_413(client: TestClient) -> None:
     assert response.status == 413
 
 
-async def test_expired_token_is_accepted_and_recorded_invalid(tmp_path: Path, aiohttp_client: Any) -> None:
-    log = EmbeddedLog(tmp_path / "log.sqlite3")
+async def test_expired_token_is_accepted_and_recorded_invalid(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
+    log = EmbeddedLog(tmp_path / "log")
     app = create_app(make_config(tmp_path), log=log)
-    client: TestClient = await aiohttp_client(app)
+    client: EdgeClient = await aiohttp_client(app)
     token = app[KEYRING].sign(AdContext(member_id=MEMBER, creative_id=5), ttl_s=1, now=1_000_000)
     response = await client.post(f"/v1/beacon/click/{token}", json={"user_id": "u"})
     assert response.status == 202
@@ -284,7 +308,7 @@ async def test_expired_token_is_accepted_and_recorded_invalid(tmp_path: Path, ai
     assert (record["valid"], record["reason"]) == (False, "expired")
 
 
-async def test_beacons_answer_cors_preflight_and_allow_any_origin(client: TestClient) -> None:
+async def test_beacons_answer_cors_preflight_and_allow_any_origin(client: EdgeClient) -> None:
     url = (await insertion(client))["beacons"]["click"]
     preflight = await client.options(path_of(url), headers={"Origin": "https://publisher.example"})
     assert preflight.status == 204

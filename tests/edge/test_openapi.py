@@ -8,7 +8,9 @@ from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
 
-from tests.edgeapp import make_app, make_config
+from clickbus.edge import create_admin_app
+from tests.support.configs import edge_config
+from tests.support.edgeapp import make_app
 
 
 def spec() -> dict[str, object]:
@@ -16,10 +18,11 @@ def spec() -> dict[str, object]:
 
 
 def test_spec_names_exactly_the_routes_of_the_edge(tmp_path: Path) -> None:
-    app, _ = make_app(make_config(tmp_path))
-    routes = {
+    app, _ = make_app(edge_config(tmp_path))
+    routes = {  # both listeners': the spec describes the edge, whichever address serves a path
         (route.resource.canonical, route.method.lower())
-        for route in app.router.routes()
+        for served in (app, create_admin_app(app))
+        for route in served.router.routes()
         if route.resource is not None and route.method != "HEAD"
     }
     paths = spec()["paths"]
@@ -34,8 +37,8 @@ def test_spec_names_exactly_the_routes_of_the_edge(tmp_path: Path) -> None:
 
 
 async def test_spec_is_served(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
-    app, _ = make_app(make_config(tmp_path))
-    client = await aiohttp_client(app)
+    app, _ = make_app(edge_config(tmp_path))
+    client = await aiohttp_client(create_admin_app(app))
     response = await client.get("/openapi.json")
     assert response.status == 200
     assert response.content_type == "application/json"

@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from clickbus.edge import create_app
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ImpressionRecord
-from tests.edge.publisher_support import MEMBER, insertion, make_config, path_of, records
+from tests.edge.publisher_support import MEMBER, insertion, path_of, publisher_config
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import records
 
-
-@pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
+__all__ = ["publisher_config"]  # the `config` fixture
 
 
 async def test_pixel_answers_an_uncached_1x1_gif_and_records_an_impression(
-    client: TestClient, log: EmbeddedLog
+    client: EdgeClient, log: EmbeddedLog
 ) -> None:
     url = (await insertion(client))["impression_url"]
     response = await client.get(path_of(url), headers={"User-Agent": "UA", "Referer": "https://pub.example/"})
@@ -43,7 +32,7 @@ async def test_pixel_answers_an_uncached_1x1_gif_and_records_an_impression(
     assert await records(log, Topic.CLICKS) == []
 
 
-async def test_head_answers_the_gif_without_recording(client: TestClient, log: EmbeddedLog) -> None:
+async def test_head_answers_the_gif_without_recording(client: EdgeClient, log: EmbeddedLog) -> None:
     url = (await insertion(client))["impression_url"]
     response = await client.head(path_of(url))
     assert response.status == 200
@@ -52,14 +41,14 @@ async def test_head_answers_the_gif_without_recording(client: TestClient, log: E
 
 
 @pytest.mark.parametrize("token", ["not-a-token", "AAAA", "4a94bc6e-7db1-425f-8430-cb4d17488b3b", "x" * 5000])
-async def test_invalid_token_gets_400_without_recording(client: TestClient, log: EmbeddedLog, token: str) -> None:
+async def test_invalid_token_gets_400_without_recording(client: EdgeClient, log: EmbeddedLog, token: str) -> None:
     response = await client.get(f"/i/{token}")
     assert response.status == 400
     assert response.headers["Cache-Control"] == "no-store"
     assert await records(log, Topic.IMPRESSIONS) == []
 
 
-async def test_pixel_answers_503_when_the_log_cannot_record(client: TestClient, log: EmbeddedLog) -> None:
+async def test_pixel_answers_503_when_the_log_cannot_record(client: EdgeClient, log: EmbeddedLog) -> None:
     url = (await insertion(client))["impression_url"]
     await log.stop(1.0)
     response = await client.get(path_of(url))
@@ -68,7 +57,7 @@ async def test_pixel_answers_503_when_the_log_cannot_record(client: TestClient, 
 
 
 async def test_beacon_answers_503_in_the_error_array_shape_when_the_log_cannot_record(
-    client: TestClient, log: EmbeddedLog
+    client: EdgeClient, log: EmbeddedLog
 ) -> None:
     url = (await insertion(client))["beacons"]["click"]
     await log.stop(1.0)

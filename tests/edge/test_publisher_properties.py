@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import re
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clickbus.config import CampaignConfig
-from clickbus.edge import create_app
-from clickbus.edge.server_clicks import DEVICES, parse_click
+from clickbus.edge.server_clicks import DEVICES, parse_click, too_long
 from clickbus.edge.vtex_schema import MAX_POS, body_errors, parse_body, parse_pos
 from clickbus.iso3166 import ALPHA_2
 from clickbus.log import EmbeddedLog, Topic
@@ -23,12 +20,16 @@ from tests.edge.publisher_support import (
     API_KEY,
     CAMPAIGN,
     MAX_BODY,
+    MAX_TEXT,
     PLACEMENTS,
     insertion,
-    make_config,
     path_of,
-    records,
+    publisher_config,
 )
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 KEYS = st.sampled_from(["user_id", "session_id", "campaignId", "placement", "location", "device"]) | st.text(max_size=8)
 SCALARS = (
@@ -37,6 +38,7 @@ SCALARS = (
     | st.integers(min_value=-(2**63), max_value=2**64)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
+    | st.text(min_size=60, max_size=70)  # around edge.max_text_chars of the app tests (MAX_TEXT)
     | st.sampled_from([CAMPAIGN, *PLACEMENTS, "US", "mobile", "tv", "us"])
 )
 JSON = st.recursive(
@@ -44,16 +46,18 @@ JSON = st.recursive(
 )
 OBJECTS = st.dictionaries(KEYS, JSON, max_size=6)
 ERROR_KEYS = ["instancePath", "keyword", "message", "params", "schemaPath"]
+SHORT_TEXT = 8  # a small edge.max_text_chars, so that generated ids cross it
 APP_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @given(JSON | OBJECTS)
 def test_beacon_body_is_valid_exactly_when_the_schema_says_so(body: Any) -> None:
-    errors = body_errors(body)
+    errors = body_errors(body, SHORT_TEXT)
     present = [body[k] for k in ("user_id", "session_id") if isinstance(body, dict) and k in body]
-    assert (errors == []) == (bool(present) and all(isinstance(v, str) for v in present))
+    fits = all(isinstance(v, str) and len(v) <= SHORT_TEXT for v in present)
+    assert (errors == []) == (bool(present) and fits)
     assert all(list(error) == ERROR_KEYS for error in errors)
-    parsed, again = parse_body(body)
+    parsed, again = parse_body(body, SHORT_TEXT)
     assert again == errors and (parsed is None) == bool(errors)
 
 
@@ -80,18 +84,7 @@ def test_server_click_parser_accepts_only_configured_campaigns_and_known_values(
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
-
-
-@pytest.fixture
-async def beacons(client: TestClient) -> dict[str, str]:
+async def beacons(client: EdgeClient) -> dict[str, str]:
     """Beacon paths from one real insertion (made once per test, not per example)."""
     urls: dict[str, str] = (await insertion(client))["beacons"]
     return {kind: path_of(url) for kind, url in urls.items()}
@@ -100,22 +93,23 @@ async def beacons(client: TestClient) -> dict[str, str]:
 @APP_SETTINGS
 @given(body=JSON | OBJECTS, kind=st.sampled_from(["click", "impression"]))
 async def test_random_beacon_bodies_get_202_or_422(
-    client: TestClient, beacons: dict[str, str], body: Any, kind: str
+    client: EdgeClient, beacons: dict[str, str], body: Any, kind: str
 ) -> None:
     data = json.dumps(body)
     response = await client.post(beacons[kind], data=data, headers={"Content-Type": "application/json"})
-    expected = 413 if len(data.encode()) > MAX_BODY else 422 if body_errors(body) else 202
+    expected = 413 if len(data.encode()) > MAX_BODY else 422 if body_errors(body, MAX_TEXT) else 202
     assert response.status == expected
     await response.read()
 
 
 @APP_SETTINGS
 @given(body=JSON | OBJECTS)
-async def test_random_server_click_bodies_get_200_or_400(client: TestClient, body: Any) -> None:
+async def test_random_server_click_bodies_get_200_or_400(client: EdgeClient, body: Any) -> None:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
     data = json.dumps(body)
     response = await client.post("/api/v1/campaigns/click", data=data, headers=headers)
-    assert response.status in ((413,) if len(data.encode()) > MAX_BODY else (200, 400))
+    expected = (413,) if len(data.encode()) > MAX_BODY else (422,) if too_long(body, MAX_TEXT) else (200, 400)
+    assert response.status in expected
     answer = await response.json()
     assert list(answer) == ["status", "message"]
 
@@ -128,7 +122,7 @@ TOKENS = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_si
 @APP_SETTINGS
 @given(token=TOKENS)
 async def test_random_tokens_are_refused_and_nothing_is_recorded(
-    client: TestClient, log: EmbeddedLog, token: str
+    client: EdgeClient, log: EmbeddedLog, token: str
 ) -> None:
     for method, path in (("POST", "/v1/beacon/click/"), ("POST", "/v1/beacon/impression/"), ("GET", "/i/")):
         response = await client.request(method, path + token, json={"user_id": "u"})
@@ -145,7 +139,7 @@ async def test_random_tokens_are_refused_and_nothing_is_recorded(
     target=st.sampled_from(["click", "impression", "server"]),
 )
 async def test_random_bytes_never_get_a_5xx(
-    client: TestClient, beacons: dict[str, str], data: bytes, content_type: str, target: str
+    client: EdgeClient, beacons: dict[str, str], data: bytes, content_type: str, target: str
 ) -> None:
     if target == "server":
         path, headers = "/api/v1/campaigns/click", {"Authorization": f"Bearer {API_KEY}"}
@@ -158,7 +152,7 @@ async def test_random_bytes_never_get_a_5xx(
 
 @APP_SETTINGS
 @given(authorization=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80))
-async def test_random_authorization_headers_get_the_same_401(client: TestClient, authorization: str) -> None:
+async def test_random_authorization_headers_get_the_same_401(client: EdgeClient, authorization: str) -> None:
     headers = {"Authorization": authorization, "Content-Type": "application/json"}
     response = await client.post("/api/v1/campaigns/click", data=b"{}", headers=headers)
     assert response.status == 401

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.log.port import Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.records import CLICK_REQUEST_FIELDS
 from clickbus.tokens import AdContext, Keyring, new_key
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import recorded
 
 AD = AdContext(
     member_id=13,
@@ -29,22 +27,17 @@ AD = AdContext(
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
 
 
-async def records(config: Config) -> list[dict[str, Any]]:
-    log = EmbeddedLog(config.log_path)
-    return [orjson.loads(e.value) async for e in log.read(Topic.CLICKS, from_beginning=True, follow=False)]
-
-
 def click_path(keyring: Keyring, ad: AdContext = AD, ttl_s: int = 3600, now: float | None = None) -> str:
     return "/ck/" + keyring.sign(ad, ttl_s=ttl_s, now=now)
 
 
-async def test_click_is_recorded_then_redirected(client: TestClient, keyring: Keyring, config: Config) -> None:
+async def test_click_is_recorded_then_redirected(client: EdgeClient, keyring: Keyring, config: Config) -> None:
     headers = {"User-Agent": UA, "Referer": "https://news.example/article"}
     response = await client.get(click_path(keyring), headers=headers, allow_redirects=False)
     assert response.status == 302
     assert response.headers["Location"] == AD.landing_url
     assert response.headers["Cache-Control"] == "no-store"
-    [record] = await records(config)
+    [record] = await recorded(config)
     assert {k: record[k] for k in CLICK_REQUEST_FIELDS} == {
         "timestamp": record["timestamp"],
         "auction_id_64": 677373076784237441,
@@ -63,25 +56,25 @@ async def test_click_is_recorded_then_redirected(client: TestClient, keyring: Ke
     assert (record["valid"], record["reason"]) == (True, None)
 
 
-async def test_click_ids_are_unique_and_time_ordered(client: TestClient, keyring: Keyring, config: Config) -> None:
+async def test_click_ids_are_unique_and_time_ordered(client: EdgeClient, keyring: Keyring, config: Config) -> None:
     for _ in range(20):
         assert (await client.get(click_path(keyring), allow_redirects=False)).status == 302
-    ids = [r["click_id"] for r in await records(config)]
+    ids = [r["click_id"] for r in await recorded(config)]
     assert len(set(ids)) == 20 and ids == sorted(ids)
 
 
-async def test_head_redirects_without_recording(client: TestClient, keyring: Keyring, config: Config) -> None:
+async def test_head_redirects_without_recording(client: EdgeClient, keyring: Keyring, config: Config) -> None:
     response = await client.head(click_path(keyring), allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == AD.landing_url
-    assert await records(config) == []
+    assert await recorded(config) == []
 
 
 async def test_expired_token_redirects_and_records_invalid(
-    client: TestClient, keyring: Keyring, config: Config
+    client: EdgeClient, keyring: Keyring, config: Config
 ) -> None:
     response = await client.get(click_path(keyring, ttl_s=60, now=1_000_000), allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == AD.landing_url
-    [record] = await records(config)
+    [record] = await recorded(config)
     assert (record["valid"], record["reason"]) == (False, "expired")
 
 
@@ -105,15 +98,15 @@ def _tampered(keyring: Keyring) -> str:
     ids=["tampered", "truncated", "extended", "short", "oversized", "forged", "crlf", "nul"],
 )
 async def test_bad_tokens_get_400_and_no_location(
-    client: TestClient, keyring: Keyring, config: Config, make_path: Any
+    client: EdgeClient, keyring: Keyring, config: Config, make_path: Any
 ) -> None:
     response = await client.get(make_path(keyring), allow_redirects=False)
     assert response.status in (400, 404, 414, 431)
     assert "Location" not in response.headers
-    assert await records(config) == []
+    assert await recorded(config) == []
 
 
-async def test_empty_token_is_not_found(client: TestClient) -> None:
+async def test_empty_token_is_not_found(client: EdgeClient) -> None:
     response = await client.get("/ck/", allow_redirects=False)
     assert response.status == 404 and "Location" not in response.headers
 
@@ -133,7 +126,7 @@ async def test_empty_token_is_not_found(client: TestClient) -> None:
     ],
 )
 async def test_appended_destination_only_to_allowed_hosts(
-    client: TestClient, keyring: Keyring, appended: str, expected: str
+    client: EdgeClient, keyring: Keyring, appended: str, expected: str
 ) -> None:
     response = await client.get(f"{click_path(keyring)}?r={quote(appended, safe='')}", allow_redirects=False)
     assert response.status == 302
@@ -141,15 +134,38 @@ async def test_appended_destination_only_to_allowed_hosts(
 
 
 async def test_landing_signed_under_looser_policy_is_not_followed(
-    client: TestClient, keyring: Keyring, config: Config
+    client: EdgeClient, keyring: Keyring, config: Config
 ) -> None:
     path = click_path(keyring, AdContext(member_id=1, landing_url="javascript:alert(1)"))
     response = await client.get(path, allow_redirects=False)
     assert response.status == 400 and "Location" not in response.headers
-    assert await records(config) == []
+    assert await recorded(config) == []
 
 
-async def test_inserted_click_url_round_trips(client: TestClient, keyring: Keyring) -> None:
+async def test_inserted_click_url_round_trips(client: EdgeClient, keyring: Keyring) -> None:
     done = Inserter(keyring, str(client.make_url("")), ttl_s=60).insert("", AD)
+    assert done.click_url is not None
     response = await client.get(done.click_url.removeprefix(str(client.make_url(""))), allow_redirects=False)
     assert response.headers["Location"] == AD.landing_url
+
+
+@pytest.mark.parametrize(
+    ("landing", "appended", "location"),
+    [
+        ("https://shop.example/caf\u00e9?q=\u00fc", None, "https://shop.example/caf%C3%A9?q=%C3%BC"),
+        (AD.landing_url, "https://shop.example/\u00e9t\u00e9", "https://shop.example/%C3%A9t%C3%A9"),
+        (AD.landing_url, "https://shop.example/\u2028x", AD.landing_url),  # refused: the signed landing
+        (AD.landing_url, "https://shop.example/\u202ex", AD.landing_url),
+        (AD.landing_url, "https://shop.example/\u0085", AD.landing_url),
+        (AD.landing_url, "https://evil.com%2f.shop.example/", AD.landing_url),
+        ("https://shop.example/\u202ex", None, None),  # signed under an older policy: 400
+    ],
+)
+async def test_location_is_ascii_and_never_carries_controls(
+    client: EdgeClient, keyring: Keyring, landing: str, appended: str | None, location: str | None
+) -> None:
+    path = click_path(keyring, AdContext(member_id=13, landing_url=landing, redirect_hosts=("shop.example",)))
+    query = f"?r={quote(appended, safe='')}" if appended else ""
+    response = await client.get(path + query, allow_redirects=False)
+    assert response.status == (400 if location is None else 302)
+    assert response.headers.get("Location") == location

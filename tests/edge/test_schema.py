@@ -6,21 +6,24 @@ import json
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.service import Service
+from tests.support.service import Service
 
 MAX_EXAMPLES = 40
 # A token's signature and a landing page's policy cannot be written as a schema: schema-valid
 # requests are refused (400, 422) by design. Every other check runs, 5xx and conformance included.
-EXCLUDED = [positive_data_acceptance]
+EXCLUDED: list[CheckFunction] = [positive_data_acceptance]
 SPEC = json.loads(resources.files("clickbus").joinpath("openapi.json").read_bytes())
 OPERATIONS = [(path, method) for path, item in SPEC["paths"].items() for method in item if method != "parameters"]
+ADMIN_PATHS = {"/v1/insert", "/metrics", "/openapi.json"}  # served on the internal listener
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +36,21 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
 def test_edge_conforms_to_its_openapi_description(service: Service, path: str, method: str) -> None:
-    operation = schemathesis.openapi.from_url(service.url + "/openapi.json")[path][method.upper()]
+    operation = schemathesis.openapi.from_url(service.admin_url + "/openapi.json")[path][method.upper()]
+    base_url = service.admin_url if path in ADMIN_PATHS else service.url
 
     @given(case=operation.as_strategy())
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    def conforms(case: schemathesis.Case) -> None:
-        case.call_and_validate(base_url=service.url, excluded_checks=EXCLUDED)
+    def conforms(case: schemathesis.Case[Any]) -> None:  # Any: the operation type schemathesis generates
+        case.call_and_validate(base_url=base_url, excluded_checks=EXCLUDED)
 
     conforms()
 
 
-def _answers(url: str) -> list[tuple[str, str, int, requests.Response]]:
+def _answers(url: str, admin_url: str) -> list[tuple[str, str, int, requests.Response]]:
     """Publisher-API answers schemathesis cannot reach (it has no valid token): (path, method, status, response)."""
-    insert = {"markup": "<p>ad</p>", "auction": {"member_id": 7, "auction_id_64": 1}}
-    inserted = requests.post(url + "/v1/insert", json=insert, timeout=5)
+    insert: dict[str, str | dict[str, int]] = {"markup": "<p>ad</p>", "auction": {"member_id": 7, "auction_id_64": 1}}
+    inserted = requests.post(admin_url + "/v1/insert", json=insert, timeout=5)
     beacons = inserted.json()["beacons"]
     token = beacons["click"].rsplit("/", 1)[1]
     body = {"user_id": "u", "session_id": "s"}
@@ -70,7 +74,7 @@ def _answers(url: str) -> list[tuple[str, str, int, requests.Response]]:
 
 @pytest.mark.slow
 def test_publisher_answers_with_valid_tokens_conform(service: Service) -> None:
-    schema = schemathesis.openapi.from_url(service.url + "/openapi.json")
-    for path, method, status, response in _answers(service.url):
+    schema = schemathesis.openapi.from_url(service.admin_url + "/openapi.json")
+    for path, method, status, response in _answers(service.url, service.admin_url):
         assert response.status_code == status, (path, method, response.text)
         schema[path][method.upper()].validate_response(response)

@@ -6,15 +6,14 @@ import asyncio
 import itertools
 import signal
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from pytest_aiohttp import AiohttpClient
 
+from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import DRAINING, INSERTER
@@ -23,8 +22,10 @@ from clickbus.keystore import load_keyring
 from clickbus.log import EmbeddedLog
 from clickbus.log.port import Headers
 from clickbus.metrics import create_metrics
-from tests.edgeapp import click_path, make_config
-from tests.service import Service
+from tests.support.configs import edge_config
+from tests.support.edgeapp import click_path
+from tests.support.records import recorded
+from tests.support.service import Service
 
 
 class GatedLog(EmbeddedLog):
@@ -40,13 +41,11 @@ class GatedLog(EmbeddedLog):
         await self.gate.wait()
         await super().append(topic, key, value, headers)
 
-def logged_auction_ids(path: Path) -> list[int]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT value FROM topic_clicks").fetchall()
-    return [orjson.loads(value)["auction_id_64"] for (value,) in rows]
+async def logged_auction_ids(config: Config) -> list[int]:
+    return [record["auction_id_64"] for record in await recorded(config)]
 
 async def test_readyz_turns_503_while_draining(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
-    app = create_app(make_config(tmp_path), metrics=create_metrics())
+    app = create_app(edge_config(tmp_path), metrics=create_metrics())
     client = await aiohttp_client(app)
     assert (await client.get("/readyz")).status == 200
     Shutdown(app[DRAINING]).signal(signal.SIGTERM)
@@ -55,7 +54,7 @@ async def test_readyz_turns_503_while_draining(tmp_path: Path, aiohttp_client: A
     assert await response.json() == {"status": "unavailable", "reason": "shutting down"}
 
 async def test_requests_in_flight_finish_and_the_log_flushes(tmp_path: Path) -> None:
-    config = make_config(tmp_path, shutdown_timeout_s=5.0)
+    config = edge_config(tmp_path, shutdown_timeout_s=5.0)
     log = GatedLog(config.log_path)
     app = create_app(config, log=log, metrics=create_metrics())
     runner = make_runner(app, config)
@@ -69,14 +68,14 @@ async def test_requests_in_flight_finish_and_the_log_flushes(tmp_path: Path) -> 
         await asyncio.wait_for(log.waiting.wait(), 5)
         shutdown.signal(signal.SIGTERM)
         assert app[DRAINING].is_set() and shutdown.requested.is_set()
-        stopping = asyncio.create_task(drain(runner, config.edge.shutdown_timeout_s))
+        stopping = asyncio.create_task(drain([runner], config.edge.shutdown_timeout_s))
         await asyncio.sleep(0.1)
         assert not stopping.done()  # waits for the click in flight
         log.gate.set()
         response = await in_flight
         assert response.status == 302
         await stopping
-    assert logged_auction_ids(config.log_path) == [99]
+    assert await logged_auction_ids(config) == [99]
 
 async def _load(url_for: itertools.count[int], inserter: Inserter, base: str, until: float) -> tuple[set[int], int]:
     acked: set[int] = set()
@@ -115,13 +114,13 @@ async def test_restart_under_load_loses_no_acknowledged_click(tmp_path: Path) ->
     await asyncio.to_thread(service.start)  # the load goes on against the new processes
     acked, failures = await load
     assert await asyncio.to_thread(service.stop) == 0, service.logs()
-    logged = logged_auction_ids(config.log_path)
+    logged = await logged_auction_ids(config)
     assert len(acked) > 100 and failures > 0  # real load, and it did meet the restart
     assert acked <= set(logged), f"{len(acked - set(logged))} acknowledged clicks missing"
     assert len(logged) == len(set(logged))
 
 def _hold_a_request(port: int) -> socket.socket:
-    """A request in flight: its handler waits for a body that is still coming."""
+    """A request in flight on the internal listener at `port`: its handler waits for a body that is still coming."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(
         b"POST /v1/insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
@@ -140,7 +139,7 @@ def _wait_for_log(service: Service, text: str) -> None:
 @pytest.mark.parametrize(("signals", "status"), [(1, 0), (2, 1)])
 def test_drain_is_bounded_and_a_second_signal_exits_at_once(tmp_path: Path, signals: int, status: int) -> None:
     service = Service(tmp_path, shutdown_timeout_s=1.0).start()
-    with _hold_a_request(service.port):
+    with _hold_a_request(service.admin_port):
         time.sleep(0.2)
         service.signal(signal.SIGTERM)
         _wait_for_log(service, "draining")

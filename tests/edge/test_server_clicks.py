@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import shlex
 import tomllib
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 
 from clickbus import cli
 from clickbus.config import ApiKeyConfig, from_mapping
-from clickbus.edge import apikeys, create_app
 from clickbus.edge.apikeys import ApiKeys, RateLimiter, bearer
 from clickbus.log import EmbeddedLog, Topic
 from clickbus.records import ClickRecord
-from tests.edge.publisher_support import API_KEY, CAMPAIGN, MAX_BODY, MEMBER, REFERENCE, SLOW_KEY, make_config, records
+from tests.edge.publisher_support import (
+    API_KEY,
+    CAMPAIGN,
+    MAX_BODY,
+    MAX_TEXT,
+    MEMBER,
+    REFERENCE,
+    SLOW_KEY,
+    publisher_config,
+)
+from tests.support.edgeapp import EdgeClient
+from tests.support.records import records
+
+__all__ = ["publisher_config"]  # the `config` fixture
 
 ENS = (REFERENCE / "ens-click-api.txt").read_text(encoding="utf-8")
 
@@ -42,28 +53,17 @@ def documented_request() -> tuple[str, dict[str, str], bytes]:
     return urlsplit(url).path, headers, words[words.index("-d") + 1].encode()
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
-    return EmbeddedLog(tmp_path / "log.sqlite3")
-
-
-@pytest.fixture
-async def client(tmp_path: Path, log: EmbeddedLog, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(make_config(tmp_path), log=log))
-    return client
-
-
 def auth(key: str = API_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+async def post(client: EdgeClient, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     response = await client.post("/api/v1/campaigns/click", json=body, headers=auth() if headers is None else headers)
     assert response.content_type == "application/json"
     return response.status, orjson.loads(await response.read())
 
 
-async def test_reference_request_example_gets_the_reference_success(client: TestClient, log: EmbeddedLog) -> None:
+async def test_reference_request_example_gets_the_reference_success(client: EdgeClient, log: EmbeddedLog) -> None:
     path, headers, body = documented_request()
     headers["Authorization"] = headers["Authorization"].replace("YOUR_API_KEY", API_KEY)
     response = await client.post(path, data=body, headers=headers)
@@ -76,7 +76,7 @@ async def test_reference_request_example_gets_the_reference_success(client: Test
     assert record.valid and record.client_ip == "127.0.0.0"
 
 
-async def test_reference_bad_request_example_is_answered_exactly(client: TestClient, log: EmbeddedLog) -> None:
+async def test_reference_bad_request_example_is_answered_exactly(client: EdgeClient, log: EmbeddedLog) -> None:
     assert await post(client, {"placement": "header_banner"}) == (400, documented_answer("400 — Bad Request"))
     assert await records(log, Topic.CLICKS) == []
 
@@ -93,14 +93,14 @@ async def test_reference_bad_request_example_is_answered_exactly(client: TestCli
     ],
 )
 async def test_missing_or_unknown_keys_get_the_reference_401(
-    client: TestClient, log: EmbeddedLog, headers: dict[str, str]
+    client: EdgeClient, log: EmbeddedLog, headers: dict[str, str]
 ) -> None:
     body = {"campaignId": CAMPAIGN, "placement": "header_banner"}
     assert await post(client, body, headers) == (401, documented_answer("401 — Unauthorized"))
     assert await records(log, Topic.CLICKS) == []
 
 
-async def test_401_answers_are_byte_identical_for_missing_and_unknown_keys(client: TestClient) -> None:
+async def test_401_answers_are_byte_identical_for_missing_and_unknown_keys(client: EdgeClient) -> None:
     answers = []
     for headers in ({}, auth("cbk_wrong")):
         response = await client.post("/api/v1/campaigns/click", json={}, headers=headers)
@@ -108,7 +108,7 @@ async def test_401_answers_are_byte_identical_for_missing_and_unknown_keys(clien
     assert answers[0] == answers[1]
 
 
-async def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
+async def test_bearer_scheme_is_case_insensitive(client: EdgeClient) -> None:
     status, _ = await post(
         client, {"campaignId": CAMPAIGN, "placement": "article_inline"}, {"Authorization": f"bearer {API_KEY}"}
     )
@@ -118,8 +118,13 @@ async def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
 def test_identify_does_the_same_work_for_every_header(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [ApiKeyConfig(f"k{i}", hashlib.sha256(f"key{i}".encode()).digest()) for i in range(3)]
     calls: list[int] = []
-    compare = apikeys.hmac.compare_digest
-    monkeypatch.setattr(apikeys.hmac, "compare_digest", lambda a, b: calls.append(1) or compare(a, b))
+    compare = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append(1)
+        return compare(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)  # the module clickbus.edge.apikeys compares with
     api_keys = ApiKeys(keys)
     for header in (None, "", "Bearer ", "Bearer key1", "Bearer nope", "Token key1"):
         calls.clear()
@@ -177,7 +182,7 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "message"), BAD_BODIES)
-async def test_every_problem_gets_a_400_message(client: TestClient, log: EmbeddedLog, body: Any, message: str) -> None:
+async def test_every_problem_gets_a_400_message(client: EdgeClient, log: EmbeddedLog, body: Any, message: str) -> None:
     assert await post(client, body) == _problem(message)
     assert await records(log, Topic.CLICKS) == []
 
@@ -191,7 +196,7 @@ async def test_every_problem_gets_a_400_message(client: TestClient, log: Embedde
     ],
 )
 async def test_optional_fields_are_recorded_when_given(
-    client: TestClient, log: EmbeddedLog, extra: dict[str, Any], location: str, device: str
+    client: EdgeClient, log: EmbeddedLog, extra: dict[str, Any], location: str, device: str
 ) -> None:
     assert await post(client, {"campaignId": 1, "placement": "article_inline", **extra}) == (
         200,
@@ -201,7 +206,7 @@ async def test_optional_fields_are_recorded_when_given(
     assert (record["location"], record["device"], record["placement"]) == (location, device, "article_inline")
 
 
-async def test_server_clicks_are_never_deduplicated_with_one_another(client: TestClient, log: EmbeddedLog) -> None:
+async def test_server_clicks_are_never_deduplicated_with_one_another(client: EdgeClient, log: EmbeddedLog) -> None:
     for _ in range(2):
         assert (await post(client, {"campaignId": 1, "placement": "header_banner", "device": "mobile"}))[0] == 200
     keys = [ClickRecord(**r).dedup_key() for r in await records(log, Topic.CLICKS)]
@@ -217,7 +222,7 @@ BODY_ERRORS = [
 
 @pytest.mark.parametrize(("request_kwargs", "status"), BODY_ERRORS)
 async def test_unreadable_bodies_get_their_status_in_the_ens_shape(
-    client: TestClient, request_kwargs: dict[str, Any], status: int
+    client: EdgeClient, request_kwargs: dict[str, Any], status: int
 ) -> None:
     headers = {**request_kwargs.pop("headers"), **auth()}
     response = await client.post("/api/v1/campaigns/click", headers=headers, **request_kwargs)
@@ -226,7 +231,7 @@ async def test_unreadable_bodies_get_their_status_in_the_ens_shape(
     assert list(answer) == ["status", "message"] and answer["status"] == "error" and answer["message"]
 
 
-async def test_rate_limit_answers_429_per_key(client: TestClient, log: EmbeddedLog) -> None:
+async def test_rate_limit_answers_429_per_key(client: EdgeClient, log: EmbeddedLog) -> None:
     body = {"campaignId": 1, "placement": "header_banner"}
     assert (await post(client, body, auth(SLOW_KEY)))[0] == 200
     response = await client.post("/api/v1/campaigns/click", json=body, headers=auth(SLOW_KEY))
@@ -246,7 +251,7 @@ def test_token_bucket_refills_at_the_configured_rate() -> None:
     assert not limiter.allow("k", now=1000.0)  # the burst is capped at one second's worth
 
 
-async def test_server_click_answers_503_when_the_log_cannot_record(client: TestClient, log: EmbeddedLog) -> None:
+async def test_server_click_answers_503_when_the_log_cannot_record(client: EdgeClient, log: EmbeddedLog) -> None:
     await log.stop(1.0)
     status, answer = await post(client, {"campaignId": 1, "placement": "header_banner"})
     assert (status, answer) == (503, {"status": "error", "message": "click not recorded, try again"})
@@ -265,3 +270,35 @@ def test_apikey_new_prints_a_key_its_hash_and_a_config_snippet(capsys: pytest.Ca
     assert ApiKeys(config.api_keys).identify(f"Bearer {key.group(1)}") == configured
     assert cli.main(["apikey", "new"]) == 0
     assert key.group(1) not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"placement": "p" * (MAX_TEXT + 1)}, f"placement must be at most {MAX_TEXT} characters"),
+        ({"location": "U" * (MAX_TEXT + 1)}, f"location must be at most {MAX_TEXT} characters"),
+        (
+            {"placement": "p" * (MAX_TEXT + 1), "device": "d" * (MAX_TEXT + 5)},
+            f"placement must be at most {MAX_TEXT} characters; device must be at most {MAX_TEXT} characters",
+        ),
+    ],
+)
+async def test_text_fields_over_the_cap_get_422(
+    client: EdgeClient, log: EmbeddedLog, fields: dict[str, str], message: str
+) -> None:
+    body = {"campaignId": CAMPAIGN, "placement": "header_banner", **fields}
+    assert await post(client, body) == (422, {"status": "error", "message": message})
+    assert await records(log, Topic.CLICKS) == []
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [{"placement": "p" * (MAX_TEXT + 1)}, {"campaignId": "1"}, {"campaignId": CAMPAIGN, "placement": "nowhere"}],
+)
+async def test_refused_requests_do_not_spend_the_rate_limit(
+    client: EdgeClient, log: EmbeddedLog, refused: dict[str, Any]
+) -> None:
+    """The slow key allows one click a second: a refused body before it must not have used it up."""
+    assert (await post(client, refused, auth(SLOW_KEY)))[0] in (400, 422)
+    assert (await post(client, {"campaignId": CAMPAIGN, "placement": "header_banner"}, auth(SLOW_KEY)))[0] == 200
+    assert len(await records(log, Topic.CLICKS)) == 1

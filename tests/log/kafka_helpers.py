@@ -1,10 +1,8 @@
-"""Helpers for the Kafka tests: reading a topic with a plain aiokafka consumer, waiting for a condition."""
+"""Helpers for the Kafka tests: reading a topic with a plain aiokafka consumer."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
@@ -31,15 +29,3 @@ async def consume_all(config: Config, topic: str, timeout_s: float = 10.0) -> li
     finally:
         await consumer.stop()
     return found
-
-
-async def until(check: Callable[[], object], timeout_s: float = 20.0) -> None:
-    """Wait for `check()` (or the awaitable it returns) to be true."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.02)

@@ -21,11 +21,11 @@ new broker first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from pytest_aiohttp import AiohttpClient
 
 from clickbus.creative import Inserter
 from clickbus.edge import create_app
@@ -33,12 +33,11 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.kafka_client import ensure_topics
 from clickbus.log.port import Topic
 from clickbus.tokens import Keyring, new_key
-from tests.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_follower import Follower
 from tests.log.test_kafka_outage import AD, Load, finish, referer_number, run_load, wait_ready
+from tests.support.kafka_broker import TansuBroker
 
-ClientFactory = Callable[..., Any]
 KILLS = 12
 DIRECT_S = 0.4  # appends go straight to Kafka this long before each kill
 OUTAGE_S = 0.3
@@ -59,7 +58,7 @@ def spy_on_spool(log: KafkaLog) -> set[int]:
 
 
 async def test_a_broker_killed_again_and_again_under_load_loses_no_answered_click(
-    aiohttp_client: ClientFactory, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(own_broker, append_budget_ms=BUDGET_MS)
     log = KafkaLog(config.log.kafka, spool_dir=config.data_dir / "spool", prefix=config.log.topic_prefix)

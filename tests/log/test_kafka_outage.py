@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
@@ -36,11 +35,13 @@ from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Topic
 from clickbus.log.spool import Spool
 from clickbus.tokens import AdContext, Keyring, new_key
-from tests.kafka_broker import TansuBroker, free_port
 from tests.log.conftest import KafkaConfigFactory
-from tests.log.kafka_helpers import consume_all, until
+from tests.log.kafka_helpers import consume_all
+from tests.support.edgeapp import EdgeClient
+from tests.support.kafka_broker import TansuBroker
+from tests.support.ports import free_port
+from tests.support.waiting import eventually, eventually_async
 
-ClientFactory = Callable[..., Any]
 AD = AdContext(member_id=7, user_id_64=99, creative_id=5, landing_url="https://shop.example/")
 WORKERS = 8
 
@@ -49,7 +50,7 @@ WORKERS = 8
 class Load:
     """Steady click traffic through the edge; each request is told apart by its Referer."""
 
-    client: TestClient  # type: ignore[type-arg]
+    client: EdgeClient
     path: str
     statuses: dict[int, int] = field(default_factory=dict)
     paused: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,7 +75,7 @@ class Load:
 
     async def quiesce(self) -> None:
         self.paused.set()
-        await until(lambda: not self.busy)
+        await eventually(lambda: not self.busy, timeout_s=20.0)
 
     def redirected(self) -> set[int]:
         return {n for n, status in self.statuses.items() if status == 302}
@@ -101,14 +102,14 @@ def account(load: Load, messages: list[Any]) -> dict[str, int]:
     return {"sent": len(sent), "records": len(messages), "duplicates": len(messages) - len(by_request)}
 
 
-async def wait_ready(client: TestClient) -> None:  # type: ignore[type-arg]
+async def wait_ready(client: EdgeClient) -> None:
     async def ready() -> bool:
         return (await client.get("/readyz")).status == 200
 
-    await until(ready)
+    await eventually_async(ready, timeout_s=20.0)
 
 
-async def edge(aiohttp_client: ClientFactory, config: Config) -> tuple[TestClient, str]:  # type: ignore[type-arg]
+async def edge(aiohttp_client: AiohttpClient, config: Config) -> tuple[EdgeClient, str]:
     keyring = Keyring({"k1": new_key()}, "k1")
     path = urlsplit(Inserter(keyring, config.edge.public_url, ttl_s=3600).click_url(AD)).path
     return await aiohttp_client(create_app(config, keyring=keyring)), path
@@ -124,7 +125,7 @@ async def finish(load: Load, workers: list[asyncio.Task[None]]) -> None:
 
 
 async def test_a_frozen_broker_under_load_loses_no_click(
-    aiohttp_client: ClientFactory, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(own_broker)
     client, path = await edge(aiohttp_client, config)
@@ -148,7 +149,7 @@ async def test_a_frozen_broker_under_load_loses_no_click(
 
 
 async def test_a_broker_replaced_under_load_loses_no_click(
-    aiohttp_client: ClientFactory, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
+    aiohttp_client: AiohttpClient, own_broker: TansuBroker, kafka_config: KafkaConfigFactory
 ) -> None:
     config = kafka_config(own_broker)
     client, path = await edge(aiohttp_client, config)
@@ -193,7 +194,7 @@ async def test_stopping_with_the_broker_down_is_bounded_and_the_spool_ships_at_n
     own_broker.start()
     again = open_log(config)
     await again.start()
-    await until(lambda: again.health.ready)
+    await eventually(lambda: again.health.ready, timeout_s=20.0)
     await again.stop(5)
     messages = await consume_all(config, Topic.CLICKS)
     assert at_least_once(messages) == list(range(20))
@@ -213,7 +214,7 @@ async def test_a_send_that_was_only_late_is_shipped_from_the_spool_all_the_same(
         assert log.spool.pending == 10 and not log.health.ready
         await asyncio.sleep(0.3)
         own_broker.thaw()
-        await until(lambda: log.health.ready)
+        await eventually(lambda: log.health.ready, timeout_s=20.0)
     finally:
         await log.stop(5)
     messages = await consume_all(config, Topic.CLICKS)
@@ -233,6 +234,7 @@ def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subpr
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
+        "CLICKBUS_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "CLICKBUS_DATA_DIR": str(data_dir),
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_KAFKA_BOOTSTRAP": bootstrap,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,12 +90,12 @@ async def test_concurrent_puts_share_fsyncs_and_keep_call_order(tmp_path: Path) 
         pytest.param(lambda raw: raw[:-1] + bytes([raw[-1] ^ 0xFF]), id="bad-checksum"),
     ],
 )
-async def test_a_torn_tail_is_cut_off_at_open(tmp_path: Path, damage: object) -> None:
+async def test_a_torn_tail_is_cut_off_at_open(tmp_path: Path, damage: Callable[[bytes], bytes]) -> None:
     spool = await opened(tmp_path)
     await put(spool, 3)
     (segment,) = segments(tmp_path)
     whole = segment.read_bytes()
-    segment.write_bytes(damage(whole))  # type: ignore[operator]
+    segment.write_bytes(damage(whole))
 
     again = await opened(tmp_path)
     values = await pending_values(again)

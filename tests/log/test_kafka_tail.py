@@ -15,8 +15,8 @@ import pytest
 from clickbus.config import Config
 from clickbus.log import open_log
 from clickbus.log.port import Topic
-from tests.kafka_broker import TansuBroker
 from tests.log.conftest import KafkaConfigFactory
+from tests.support.kafka_broker import TansuBroker
 
 BOUND_S = 15.0  # connect (2 s) and request (2 s) timeouts, a process start, and a slow shared machine
 

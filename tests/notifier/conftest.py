@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
-from clickbus.config import Config, from_mapping
+from clickbus.config import Config
 from clickbus.log import open_log
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
-from tests.bidder import BidderStub
-from tests.kafka_broker import TansuBroker, kafka_broker
-from tests.log.conftest import kafka_mapping
+from tests.support.bidder import BidderStub
+from tests.support.configs import kafka_config
+from tests.support.kafka_broker import TansuBroker, kafka_broker
 
 __all__ = ["kafka_broker"]
 
@@ -23,7 +24,7 @@ LogFactory = Callable[[Path], Awaitable[Log]]
 
 
 async def _embedded(path: Path) -> Log:
-    log = EmbeddedLog(path / "log.sqlite3")
+    log = EmbeddedLog(path / "log")
     await log.start()
     return log
 
@@ -31,7 +32,7 @@ async def _embedded(path: Path) -> Log:
 def _kafka(broker: TansuBroker) -> LogFactory:
     async def open_kafka(path: Path) -> Log:
         # a topic prefix per log: every test reads its topics from the beginning
-        log = open_log(from_mapping(kafka_mapping(path, broker.bootstrap), env={}))
+        log = open_log(kafka_config(path, broker.bootstrap))
         await log.start()
         return log
 
@@ -56,13 +57,27 @@ async def log(log_factory: LogFactory, tmp_path: Path) -> AsyncIterator[Log]:
     await opened.stop(5.0)
 
 
+class StartStub(Protocol):
+    """The `stubs` fixture: starts a bidder stub with these `BidderStub` settings."""
+
+    async def __call__(
+        self,
+        *,
+        default: str = ...,
+        script: list[str] = ...,
+        retry_after: str = ...,
+        click_response: bytes = ...,
+        delay_s: float = ...,
+    ) -> BidderStub: ...
+
+
 @pytest.fixture
-async def stubs() -> AsyncIterator[Callable[..., Awaitable[BidderStub]]]:
+async def stubs() -> AsyncIterator[StartStub]:
     """Start bidder stubs on demand: `await stubs(default="500", script=[...])`."""
     started: list[BidderStub] = []
 
-    async def start(**kwargs: object) -> BidderStub:
-        stub = BidderStub(**kwargs)  # type: ignore[arg-type]
+    async def start(**settings: Any) -> BidderStub:
+        stub = BidderStub(**settings)
         await stub.start()
         started.append(stub)
         return stub

@@ -1,18 +1,11 @@
-"""Builders shared by the notifier tests: clicks, configurations, log reads, waiting."""
+"""Builders shared by the notifier tests: clicks, and appending them to a log."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from clickbus import config as configuration
-from clickbus.config import Config
 from clickbus.ids import uuid7
 from clickbus.log.port import Log, Topic
 from clickbus.records import ClickRecord, device_key, xandr_timestamp
@@ -51,38 +44,3 @@ def click(member_id: int = 13, *, user: int | None = None, **changes: Any) -> Cl
 async def append(log: Log, *records: ClickRecord) -> None:
     for record in records:
         await log.append(Topic.CLICKS, record.dedup_key(), record.to_json(), record.headers())
-
-
-def config(tmp_path: Path, members: Mapping[int, Mapping[str, Any]], **notifier: Any) -> Config:
-    """A test configuration: members from `members`, fast notifier settings overridable by keyword."""
-    settings = {"retry_base_s": 0.05, "retry_max_delay_s": 0.2, "commit_interval_s": 0.05, **notifier}
-    raw = {
-        "data_dir": str(tmp_path),
-        "members": {str(k): {"allow_private": True, **v} for k, v in members.items()},
-        "notifier": settings,
-    }
-    return configuration.from_mapping(raw, env={})
-
-
-async def records(log: Log, topic: Topic) -> list[dict[str, Any]]:
-    return [orjson.loads(e.value) async for e in log.read(topic, from_beginning=True, follow=False)]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Wait until `check()` is truthy (returning it); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
-    return result
-
-
-async def eventually_async(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Like `eventually` for an async `check`."""
-    deadline = time.monotonic() + timeout
-    while not (result := await check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-    return result

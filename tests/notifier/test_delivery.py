@@ -13,6 +13,10 @@ from standardwebhooks import Webhook
 from clickbus.log.port import Log, Topic
 from clickbus.records import CLICK_REQUEST_FIELDS
 from tests.notifier import factory as f
+from tests.notifier.conftest import RunNotifier, StartStub
+from tests.support.configs import notifier_config
+from tests.support.records import at_least, records
+from tests.support.waiting import eventually, eventually_async
 
 XANDR_TYPES = {
     "timestamp": str,
@@ -27,13 +31,15 @@ XANDR_TYPES = {
 }
 
 
-async def test_bidder_receives_exact_click_request_signed(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_bidder_receives_exact_click_request_signed(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     stub = await stubs()
-    config = f.config(tmp_path, {13: {"click_uri": stub.url, "secret": f.SECRET}})
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "secret": f.SECRET}})
     clicked = f.click(13, test=True)
     async with running(config):
         await f.append(log, clicked)
-        await f.eventually(lambda: stub.received)
+        await eventually(lambda: stub.received)
     got = stub.received[0]
     assert got.body == orjson.dumps(clicked.click_request())
     request = orjson.loads(got.body)["click_request"]
@@ -45,20 +51,20 @@ async def test_bidder_receives_exact_click_request_signed(log: Log, stubs, runni
     assert Webhook(f.SECRET).verify(got.body, got.headers) == orjson.loads(got.body)
 
 
-async def test_unsigned_without_secret(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_unsigned_without_secret(log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path) -> None:
     stub = await stubs()
-    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}})):
         await f.append(log, f.click(13))
-        await f.eventually(lambda: stub.received)
+        await eventually(lambda: stub.received)
     assert "webhook-signature" not in stub.received[0].headers
 
 
-async def test_outcome_records_click_response(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_outcome_records_click_response(log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path) -> None:
     stub = await stubs(click_response=b'{"click_response": {"credited": 3}}')
     clicked = f.click(13)
-    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}})):
         await f.append(log, clicked)
-        outcomes = await f.eventually_async(lambda: f.records(log, Topic.DELIVERIES))
+        outcomes = await eventually_async(lambda: records(log, Topic.DELIVERIES))
     (outcome,) = outcomes
     assert outcome["click_id"] == clicked.click_id
     assert outcome["outcome"] == "delivered"
@@ -72,101 +78,115 @@ async def test_outcome_records_click_response(log: Log, stubs, running, tmp_path
     "script",
     [["500", "200"], ["429", "200"], ["close", "200"], ["503", "close", "429", "200"], ["hang", "200"]],
 )
-async def test_retries_until_delivered(log: Log, stubs, running, tmp_path: Path, script: list[str]) -> None:
+async def test_retries_until_delivered(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, script: list[str]
+) -> None:
     stub = await stubs(script=list(script))
     clicked = f.click(13)
-    config = f.config(tmp_path, {13: {"click_uri": stub.url, "timeout_s": 0.3}})
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "timeout_s": 0.3}})
     async with running(config):
         await f.append(log, clicked)
-        await f.eventually(lambda: [r for r in stub.received if r.answered == "200"])
+        await eventually(lambda: [r for r in stub.received if r.answered == "200"])
 
         async def delivered() -> list[dict[str, object]]:
-            return [o for o in await f.records(log, Topic.DELIVERIES) if o["outcome"] == "delivered"]
+            return [o for o in await records(log, Topic.DELIVERIES) if o["outcome"] == "delivered"]
 
-        await f.eventually_async(delivered)
-    outcomes = await f.records(log, Topic.DELIVERIES)
+        await eventually_async(delivered)
+    outcomes = await records(log, Topic.DELIVERIES)
     assert [o["outcome"] for o in outcomes] == ["retry"] * (len(script) - 1) + ["delivered"]
     assert [o["attempt"] for o in outcomes] == list(range(1, len(script) + 1))
     assert {r.webhook_id for r in stub.received} == {clicked.click_id}
     assert len({r.body for r in stub.received}) == 1
 
 
-async def test_retry_after_is_honoured(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_retry_after_is_honoured(log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path) -> None:
     stub = await stubs(script=["429"], retry_after="1")
-    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}}, retry_base_s=0.01)):
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}}, retry_base_s=0.01)):
         await f.append(log, f.click(13))
-        await f.eventually(lambda: len(stub.received) == 2)
+        await eventually(lambda: len(stub.received) == 2)
     first, second = stub.received
     assert second.at - first.at >= 1.0
 
 
-async def test_rate_limiting_does_not_open_the_breaker(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_rate_limiting_does_not_open_the_breaker(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     stub = await stubs(script=["429", "429", "429"], retry_after="0")
-    config = f.config(tmp_path, {13: {"click_uri": stub.url}}, breaker_failures=2, breaker_cooldown_s=60.0)
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}}, breaker_failures=2, breaker_cooldown_s=60.0)
     async with running(config) as notifier:
         await f.append(log, f.click(13))
-        await f.eventually(lambda: len(stub.received) == 4)
+        await eventually(lambda: len(stub.received) == 4)
         assert not notifier.bidders[13].breaker.is_open
 
 
-async def test_hanging_bidder_does_not_delay_another(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_hanging_bidder_does_not_delay_another(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     hung = await stubs(default="hang")
     fine = await stubs()
-    members = {1: {"click_uri": hung.url, "timeout_s": 1.0, "concurrency": 2}, 2: {"click_uri": fine.url}}
-    async with running(f.config(tmp_path, members, queue_per_slot=4)):
+    members: dict[int, dict[str, object]] = {
+        1: {"click_uri": hung.url, "timeout_s": 1.0, "concurrency": 2},
+        2: {"click_uri": fine.url},
+    }
+    async with running(notifier_config(tmp_path, members, queue_per_slot=4)):
         await f.append(log, *[f.click(1) for _ in range(20)])
         await f.append(log, *[f.click(2) for _ in range(20)])
-        await f.eventually(lambda: len(fine.received) == 20)
+        await eventually(lambda: len(fine.received) == 20)
         assert hung.hanging == 2  # its two slots are still stuck, and it held nothing else up
 
         async def hung_clicks_parked() -> list[dict[str, object]]:
-            outcomes = await f.records(log, Topic.DELIVERIES)
+            outcomes = await records(log, Topic.DELIVERIES)
             return [o for o in outcomes if o["member_id"] == 1 and o["outcome"] == "parked"]
 
-        parked = await f.eventually_async(hung_clicks_parked)
-        outcomes = await f.records(log, Topic.DELIVERIES)
+        async def fine_clicks_delivered() -> list[dict[str, object]]:
+            # received by the stub is not yet answered: its outcome is appended after the answer
+            outcomes = await records(log, Topic.DELIVERIES)
+            done = [o for o in outcomes if o["member_id"] == 2 and o["outcome"] == "delivered"]
+            return done if len(done) >= 20 else []
+
+        parked = await eventually_async(hung_clicks_parked)
+        delivered = await eventually_async(fine_clicks_delivered)
     assert {o["error"] for o in parked} == {"bidder saturated"}
-    assert sum(o["outcome"] == "delivered" and o["member_id"] == 2 for o in outcomes) == 20
+    assert len(delivered) == 20
 
 
 async def test_burst_to_a_slow_but_answering_bidder_waits_instead_of_parking(
-    log: Log, stubs, running, tmp_path: Path
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
 ) -> None:
     stub = await stubs(delay_s=0.05)
-    async with running(f.config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=0.25)):
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=0.25)):
         await f.append(log, *[f.click(13) for _ in range(30)])  # 0.75 s of work for its two slots
-        outcomes = await f.eventually_async(lambda: _at_least(log, Topic.DELIVERIES, 30))
+        outcomes = await eventually_async(lambda: at_least(log, Topic.DELIVERIES, 30))
     assert [o["outcome"] for o in outcomes] == ["delivered"] * 30
 
 
-async def test_breaker_stops_attempts_to_failing_bidder(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_breaker_stops_attempts_to_failing_bidder(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     stub = await stubs(default="500")
-    config = f.config(
+    config = notifier_config(
         tmp_path, {13: {"click_uri": stub.url, "concurrency": 1}}, breaker_failures=3, breaker_cooldown_s=30.0
     )
     async with running(config):
         await f.append(log, *[f.click(13) for _ in range(10)])
 
         async def all_parked() -> bool:
-            return sum(o["outcome"] in ("retry", "parked") for o in await f.records(log, Topic.DELIVERIES)) >= 10
+            return sum(o["outcome"] in ("retry", "parked") for o in await records(log, Topic.DELIVERIES)) >= 10
 
-        await f.eventually_async(all_parked)
+        await eventually_async(all_parked)
         await asyncio.sleep(0.3)  # parked retries come due; the open breaker must hold them back too
     assert len(stub.received) == 3
 
 
-async def test_bidder_answering_410_is_disabled(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_bidder_answering_410_is_disabled(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     stub = await stubs(default="410")
-    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})) as notifier:
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}})) as notifier:
         await f.append(log, f.click(13))
-        await f.eventually(lambda: notifier.bidders[13].disabled)
+        await eventually(lambda: notifier.bidders[13].disabled)
         await f.append(log, f.click(13))
-        dead = await f.eventually_async(lambda: _at_least(log, Topic.DLQ, 2))
+        dead = await eventually_async(lambda: at_least(log, Topic.DLQ, 2))
     assert len(stub.received) == 1
     assert sorted(d["reason"] for d in dead) == ["disabled", "gone"]  # Kafka: no order across partitions
     assert (notifier.counts["dead"], notifier.counts["bidder_disabled"]) == (2, 1)
-
-
-async def _at_least(log: Log, topic: Topic, n: int) -> list[dict[str, object]] | None:
-    got = await f.records(log, topic)
-    return got if len(got) >= n else None

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from clickbus.config import Config, HostPort, KafkaConfig, from_mapping
+from clickbus.config import Config, HostPort, KafkaConfig
 from clickbus.creative import Insertion
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import INSERTER
@@ -24,6 +23,11 @@ from clickbus.log.metered import MeteredLog
 from clickbus.metrics import BreakerState, create_metrics, render
 from clickbus.tokens import AdContext
 from tests.notifier import factory as f
+from tests.notifier.conftest import StartStub
+from tests.support.configs import build_config
+from tests.support.edgeapp import EdgeClient, admin_client
+from tests.support.ports import free_port
+from tests.support.waiting import eventually, eventually_async
 from tests.test_metrics import sample
 
 MEMBER = 13
@@ -33,42 +37,48 @@ BEARER = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def _config(tmp_path: Path, click_uri: str, **notifier: Any) -> Config:
-    raw = {
-        "data_dir": str(tmp_path / "var"),
-        "members": {str(MEMBER): {"click_uri": click_uri, "allow_private": True}},
-        "notifier": {"retry_base_s": 0.05, "retry_max_delay_s": 0.1, "commit_interval_s": 0.05, **notifier},
-        "campaigns": {"1": {"member_id": MEMBER, "placements": ["header_banner"]}},
-        "api_keys": {"pub": {"sha256": hashlib.sha256(API_KEY.encode()).hexdigest(), "rate_per_s": 100}},
-    }
-    return from_mapping(raw, env={})
+    return build_config(
+        tmp_path / "var",
+        members={str(MEMBER): {"click_uri": click_uri, "allow_private": True}},
+        notifier={"retry_base_s": 0.05, "retry_max_delay_s": 0.1, "commit_interval_s": 0.05, **notifier},
+        campaigns={"1": {"member_id": MEMBER, "placements": ["header_banner"]}},
+        api_keys={"pub": {"sha256": hashlib.sha256(API_KEY.encode()).hexdigest(), "rate_per_s": 100}},
+    )
 
 
-async def _edge(aiohttp_client: Any, config: Config) -> TestClient:
+async def _edge(aiohttp_client: AiohttpClient, config: Config) -> EdgeClient:
     app = create_app(config, metrics=create_metrics(), notifier=True)
     # a browser's user agent: the notifier drops crawlers' clicks (aiohttp's own agent is one)
-    return await aiohttp_client(app, headers={"User-Agent": f.BROWSER_UA})  # type: ignore[no-any-return]
+    return await aiohttp_client(app, headers={"User-Agent": f.BROWSER_UA})
 
 
-def _insertion(client: TestClient) -> Insertion:
+def _insertion(client: EdgeClient) -> Insertion:
     ad = AdContext(member_id=MEMBER, auction_id_64=int(time.time_ns() % 10**12), landing_url="https://adv.example/")
     return client.app[INSERTER].insert("<a href='${CLICK_URL}'>ad</a>", ad)
 
 
-async def _metric(client: TestClient, name: str, **labels: str) -> float:
-    response = await client.get("/metrics")
-    assert response.status == 200
-    return sample(await response.text(), name, **labels) or 0.0
+async def _scrape(client: EdgeClient) -> str:
+    async with admin_client(client.app) as admin:  # /metrics is on the internal listener
+        response = await admin.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+
+async def _metric(client: EdgeClient, name: str, **labels: str) -> float:
+    return sample(await _scrape(client), name, **labels) or 0.0
 
 
 def _path(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-async def test_publisher_apis_count_clicks_and_impressions_by_source(aiohttp_client, stubs, tmp_path: Path) -> None:
+async def test_publisher_apis_count_clicks_and_impressions_by_source(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
     stub = await stubs()
     client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
     insertion = _insertion(client)
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], int, str, str]] = [
         ("post", _path(insertion.beacon_click_url), {"json": BODY}, 202, "clickbus_clicks_total", "beacon"),
         ("post", _path(insertion.beacon_impression_url), {"json": BODY}, 202, "clickbus_impressions_total", "beacon"),
         ("get", _path(insertion.impression_url), {}, 200, "clickbus_impressions_total", "pixel"),
@@ -88,7 +98,7 @@ async def test_publisher_apis_count_clicks_and_impressions_by_source(aiohttp_cli
         assert await _metric(client, name, source=source, reason="valid") == before + 1, (path, name)
 
 
-async def test_refused_beacon_counts_nothing(aiohttp_client, stubs, tmp_path: Path) -> None:
+async def test_refused_beacon_counts_nothing(aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path) -> None:
     stub = await stubs()
     client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
     response = await client.post("/v1/beacon/click/not-a-token", json=BODY)
@@ -96,64 +106,62 @@ async def test_refused_beacon_counts_nothing(aiohttp_client, stubs, tmp_path: Pa
     assert await _metric(client, "clickbus_clicks_total", source="beacon", reason="valid") == 0
 
 
-async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(aiohttp_client, stubs, tmp_path) -> None:
+async def test_beacon_click_delivered_to_the_bidder_moves_delivery_metrics(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
     stub = await stubs()
     client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
     response = await client.post(_path(_insertion(client).beacon_click_url), json=BODY)
     assert response.status == 202
-    await f.eventually(lambda: stub.received)
+    await eventually(lambda: stub.received)
     member = str(MEMBER)
-    await f.eventually_async(
-        lambda: _metric(client, "clickbus_deliveries_total", member=member, status="delivered")
-    )
+    await eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="delivered"))
     assert await _metric(client, "clickbus_clicks_total", source="beacon", reason="valid") == 1
     assert await _metric(client, "clickbus_breaker_state", member=member) == BreakerState.CLOSED
     assert await _metric(client, "clickbus_dead_letters_total", member=member) == 0
     # the group committed past the click: nothing left behind on the clicks topic
-    await f.eventually_async(
+    await eventually_async(
         lambda: _lag_is(client, {"group": "clickbus-notifier", "topic": "clicks", "partition": "0"}, 0.0)
     )
 
 
-async def _lag_is(client: TestClient, labels: dict[str, str], value: float) -> bool:
-    text = await (await client.get("/metrics")).text()
-    return sample(text, "clickbus_consumer_lag_records", **labels) == value
+async def _lag_is(client: EdgeClient, labels: dict[str, str], value: float) -> bool:
+    return sample(await _scrape(client), "clickbus_consumer_lag_records", **labels) == value
 
 
-async def test_rejected_click_is_dead_lettered_and_counted(aiohttp_client, stubs, tmp_path: Path) -> None:
+async def test_rejected_click_is_dead_lettered_and_counted(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
     stub = await stubs(default="400")
     client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
     response = await client.post(_path(_insertion(client).beacon_click_url), json=BODY)
     assert response.status == 202
     member = str(MEMBER)
-    await f.eventually_async(lambda: _metric(client, "clickbus_dead_letters_total", member=member))
+    await eventually_async(lambda: _metric(client, "clickbus_dead_letters_total", member=member))
     assert await _metric(client, "clickbus_dead_letters_total", member=member) == 1
     assert await _metric(client, "clickbus_deliveries_total", member=member, status="dead") == 1
     assert await _metric(client, "clickbus_deliveries_total", member=member, status="delivered") == 0
 
 
-async def test_failing_bidder_opens_its_breaker_and_parks_retries(aiohttp_client, stubs, tmp_path: Path) -> None:
+async def test_failing_bidder_opens_its_breaker_and_parks_retries(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
     stub = await stubs(default="500")
     config = _config(tmp_path, stub.url, breaker_failures=1, breaker_cooldown_s=30, retry_horizon_s=60)
     client = await _edge(aiohttp_client, config)
     response = await client.post(_path(_insertion(client).beacon_click_url), json=BODY)
     assert response.status == 202
     member = str(MEMBER)
-    await f.eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="retry"))
+    await eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="retry"))
     assert await _metric(client, "clickbus_breaker_state", member=member) == BreakerState.OPEN
     # the parked click is read back and waits for its breaker: one record in the retry queue
-    await f.eventually_async(lambda: _metric(client, "clickbus_retry_queue_records"))
+    await eventually_async(lambda: _metric(client, "clickbus_retry_queue_records"))
     assert await _metric(client, "clickbus_retry_queue_records") == 1
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_kafka_spool_depth_and_age_are_reported(tmp_path: Path) -> None:
-    kafka = KafkaConfig(bootstrap_servers=(HostPort("127.0.0.1", _closed_port()),), connect_timeout_ms=200)
+    closed = HostPort("127.0.0.1", free_port())  # nothing listens there
+    kafka = KafkaConfig(bootstrap_servers=(closed,), connect_timeout_ms=200)
     metrics = create_metrics()
     log = MeteredLog(KafkaLog(kafka, spool_dir=tmp_path / "spool"), metrics)
     await log.start()
@@ -168,3 +176,24 @@ async def test_kafka_spool_depth_and_age_are_reported(tmp_path: Path) -> None:
         assert age is not None and 0.04 <= age < 30
     finally:
         await log.stop(2.0)
+
+
+async def test_clicks_for_unknown_members_count_under_one_label(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
+    """Anyone holding a token may click for any member id: only configured members get their own series."""
+    stub = await stubs()
+    client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
+    strangers = range(9000, 9030)
+    for member_id in strangers:
+        ad = AdContext(member_id=member_id, landing_url="https://adv.example/")
+        response = await client.get(_path(client.app[INSERTER].click_url(ad)), allow_redirects=False)
+        assert response.status == 302
+
+    async def all_counted() -> bool:
+        counted = await _metric(client, "clickbus_deliveries_total", member="other", status="no_bidder")
+        return counted == len(strangers)
+
+    await eventually_async(all_counted)
+    text = await (await client.get("/metrics")).text()
+    assert not any(f'member="{m}"' in text for m in strangers)

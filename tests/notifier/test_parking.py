@@ -10,39 +10,45 @@ import pytest
 
 from clickbus import cli
 from clickbus.config import Config
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log, Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import dlq
 from tests.notifier import factory as f
+from tests.notifier.conftest import RunNotifier, StartStub
+from tests.support.configs import notifier_config
+from tests.support.records import at_least, records
+from tests.support.waiting import eventually, eventually_async
 
 
-async def test_parked_retry_survives_restart(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_parked_retry_survives_restart(log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path) -> None:
     stub = await stubs(script=["500"])
     clicked = f.click(13)
-    config = f.config(tmp_path, {13: {"click_uri": stub.url}}, retry_base_s=1.0, retry_max_delay_s=1.0)
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}}, retry_base_s=1.0, retry_max_delay_s=1.0)
     async with running(config):
         await f.append(log, clicked)
-        await f.eventually_async(lambda: f.records(log, Topic.RETRY))
+        await eventually_async(lambda: records(log, Topic.RETRY))
     assert len(stub.received) == 1  # stopped before the retry came due
     async with running(config):
-        await f.eventually(lambda: len(stub.received) == 2, timeout=5)
-        outcomes = await f.eventually_async(lambda: _delivered(log))
+        await eventually(lambda: len(stub.received) == 2, timeout_s=5)
+        outcomes = await eventually_async(lambda: _delivered(log))
     assert outcomes[-1]["attempt"] == 2
     assert [r.webhook_id for r in stub.received] == [clicked.click_id] * 2
 
 
 async def _delivered(log: Log) -> list[dict[str, object]] | None:
-    outcomes = await f.records(log, Topic.DELIVERIES)
+    outcomes = await records(log, Topic.DELIVERIES)
     return outcomes if outcomes and outcomes[-1]["outcome"] == "delivered" else None
 
 
-async def test_exhausted_retries_are_dead_lettered(log: Log, stubs, running, tmp_path: Path) -> None:
+async def test_exhausted_retries_are_dead_lettered(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
     stub = await stubs(default="500")
-    config = f.config(tmp_path, {13: {"click_uri": stub.url}}, retry_horizon_s=0.3, breaker_failures=100)
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}}, retry_horizon_s=0.3, breaker_failures=100)
     clicked = f.click(13)
     async with running(config):
         await f.append(log, clicked)
-        (dead,) = await f.eventually_async(lambda: f.records(log, Topic.DLQ))
+        (dead,) = await eventually_async(lambda: records(log, Topic.DLQ))
     assert dead["reason"] == "exhausted"
     assert dead["click"]["click_id"] == clicked.click_id
     assert dead["last_status"] == 500
@@ -51,12 +57,12 @@ async def test_exhausted_retries_are_dead_lettered(log: Log, stubs, running, tmp
 
 @pytest.mark.parametrize(("status", "reason"), [("400", "rejected"), ("302", "rejected"), ("404", "rejected")])
 async def test_refused_answers_are_dead_lettered(
-    log: Log, stubs, running, tmp_path: Path, status: str, reason: str
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, status: str, reason: str
 ) -> None:
     stub = await stubs(default=status)
-    async with running(f.config(tmp_path, {13: {"click_uri": stub.url}})):
+    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url}})):
         await f.append(log, f.click(13))
-        (dead,) = await f.eventually_async(lambda: f.records(log, Topic.DLQ))
+        (dead,) = await eventually_async(lambda: records(log, Topic.DLQ))
     assert (dead["reason"], dead["last_status"], dead["attempt"]) == (reason, int(status), 1)
     assert len(stub.received) == 1
 
@@ -68,30 +74,25 @@ def _config_file(tmp_path: Path, config: Config) -> Path:
 
 
 async def test_dead_letters_listed_and_replayed(
-    log: Log, stubs, running, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if not isinstance(log, EmbeddedLog):
         pytest.skip("the CLI opens the configured log; this test drives it on the embedded one")
     stub = await stubs(script=["400", "400"])
-    config = f.config(tmp_path, {13: {"click_uri": stub.url}})
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}})
     clicks = [f.click(13), f.click(13)]
     path = _config_file(tmp_path, config)
     async with running(config):
         await f.append(log, *clicks)
-        await f.eventually_async(lambda: _at_least(log, Topic.DLQ, 2))
+        await eventually_async(lambda: at_least(log, Topic.DLQ, 2))
         assert await asyncio.to_thread(cli.main, ["dlq", "list", "--config", str(path)]) == 0
         listed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert sorted(d["click_id"] for d in listed) == sorted(c.click_id for c in clicks)
         assert {d["reason"] for d in listed} == {"rejected"}
 
         assert await asyncio.to_thread(cli.main, ["dlq", "replay", "--config", str(path)]) == 0
-        await f.eventually(lambda: len(stub.bodies("200")) == 2)
+        await eventually(lambda: len(stub.bodies("200")) == 2)
         assert await asyncio.to_thread(cli.main, ["dlq", "list", "--config", str(path)]) == 0
         assert capsys.readouterr().out == ""
     assert sorted(r.webhook_id for r in stub.received if r.answered == "200") == sorted(c.click_id for c in clicks)
     assert await dlq.pending(log, config.notifier.group) == []
-
-
-async def _at_least(log: Log, topic: Topic, n: int) -> list[dict[str, object]] | None:
-    got = await f.records(log, topic)
-    return got if len(got) >= n else None

@@ -11,20 +11,26 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pytest_aiohttp import AiohttpClient
 from standardwebhooks import Webhook
 
 from clickbus.creative import Inserter
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import KEYRING
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.tokens import AdContext
 from tests.notifier import factory as f
+from tests.notifier.conftest import StartStub
+from tests.support.configs import notifier_config
+from tests.support.waiting import eventually
 
 
-async def test_click_through_the_edge_reaches_the_bidder(aiohttp_client, stubs, tmp_path: Path) -> None:
+async def test_click_through_the_edge_reaches_the_bidder(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
     stub = await stubs()
-    config = f.config(tmp_path, {13: {"click_uri": stub.url}})
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}})
     app = create_app(config, notifier=True)
     client = await aiohttp_client(app)
     ad = AdContext(member_id=13, auction_id_64=5, user_id_64=9, landing_url="https://advertiser.example/x")
@@ -33,7 +39,7 @@ async def test_click_through_the_edge_reaches_the_bidder(aiohttp_client, stubs, 
         url.removeprefix(config.edge.public_url), allow_redirects=False, headers={"User-Agent": f.BROWSER_UA}
     )
     assert response.status == 302
-    await f.eventually(lambda: stub.received)
+    await eventually(lambda: stub.received)
     request = orjson.loads(stub.received[0].body)["click_request"]
     assert (request["member_id"], request["auction_id_64"], request["user_id_64"]) == (13, 5, 9)
     assert request["user_agent"] == f.BROWSER_UA
@@ -59,7 +65,7 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs, tmp_path: Path) -> None:
+async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs: StartStub, tmp_path: Path) -> None:
     if not isinstance(log, EmbeddedLog):
         pytest.skip("the subprocess is configured for the embedded log at the test's path")
     stub = await stubs(delay_s=0.01)
@@ -68,14 +74,14 @@ async def test_sigkill_mid_stream_loses_nothing(log: Log, stubs, tmp_path: Path)
     process = _start(config)
     try:
         await f.append(log, *clicks[:300])
-        await f.eventually(lambda: len(stub.received) >= 100, timeout=20)
+        await eventually(lambda: len(stub.received) >= 100, timeout_s=20)
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait)
         killed_at = len(stub.received)
         await f.append(log, *clicks[300:])
         process = _start(config)
         wanted = {c.click_id for c in clicks}
-        await f.eventually(lambda: wanted <= {r.webhook_id for r in stub.received}, timeout=30)
+        await eventually(lambda: wanted <= {r.webhook_id for r in stub.received}, timeout_s=30)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 10)

@@ -11,11 +11,11 @@ import asyncio
 import random
 from pathlib import Path
 
-from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Blackhole, Stack, deliveries, drain
+from tests.support.bidder import BidderStub
 
 FLAKY, BLACKHOLED, THROTTLING, HEALTHY = 21, 22, 23, 24
 TIMEOUT_S = 0.5

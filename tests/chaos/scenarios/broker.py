@@ -31,9 +31,9 @@ from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack
-from tests.kafka_broker import TansuBroker
 from tests.log.kafka_follower import Follower
-from tests.log.kafka_helpers import until
+from tests.support.kafka_broker import TansuBroker
+from tests.support.waiting import eventually_async
 
 WARM_S = 2.0
 AFTER_S = 3.0
@@ -60,7 +60,7 @@ async def wait_ready(url: str, timeout_s: float) -> float:
     """Seconds until /readyz answers 200 (the spool has shipped), or `timeout_s`."""
     started = time.monotonic()
     with contextlib.suppress(TimeoutError):
-        await until(lambda: _is_ready(url), timeout_s)
+        await eventually_async(lambda: _is_ready(url), timeout_s)
     return round(time.monotonic() - started, 1)
 
 

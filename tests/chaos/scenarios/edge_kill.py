@@ -6,11 +6,11 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack, deliveries, drain
+from tests.support.bidder import BidderStub
 
 
 async def run(directory: Path, params: Params) -> Figures:

@@ -6,12 +6,12 @@ import asyncio
 import functools
 from pathlib import Path
 
-from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack, deliveries, drain
-from tests.log.kafka_helpers import until
+from tests.support.bidder import BidderStub
+from tests.support.waiting import eventually
 
 DOWN_S = 1.0
 MID_STREAM = 50  # deliveries since the last start before each kill
@@ -31,7 +31,7 @@ async def run(directory: Path, params: Params) -> Figures:
         stack.notifier.start()
         load = await ClickLoad(stack.edge.url, stack.keyring, (13,), rate_per_s=params.rate_per_s).start()
         for _ in range(params.notifier_kills):
-            await until(functools.partial(_received, stub, len(stub.received) + MID_STREAM))
+            await eventually(functools.partial(_received, stub, len(stub.received) + MID_STREAM), timeout_s=20.0)
             received_at_kills.append(len(stub.received))
             stack.notifier.kill()
             await asyncio.sleep(DOWN_S)

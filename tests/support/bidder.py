@@ -6,7 +6,7 @@ then `default` for every later one. Behaviours: "200", "500", "400", "410",
 "429" (with `Retry-After: <retry_after>`), "hang" (never answers), "close"
 (drops the connection without answering).
 
-`python -m tests.bidder` serves one for a benchmark and prints its URL;
+`python -m tests.support.bidder` serves one for a benchmark and prints its URL;
 `GET /received` returns `[[webhook-id, arrival time], ...]`.
 """
 

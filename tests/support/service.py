@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,25 +12,27 @@ from pathlib import Path
 
 from clickbus import config as configuration
 from clickbus.config import Config
+from tests.support.ports import free_port
 
 START_TIMEOUT_S = 20.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_config(
-    directory: Path, port: int, *, shutdown_timeout_s: float = 5.0, access_log: bool = False, extra: str = ""
+    directory: Path,
+    port: int,
+    *,
+    admin_port: int,
+    shutdown_timeout_s: float = 5.0,
+    access_log: bool = False,
+    extra: str = "",
 ) -> Path:
-    """The service's configuration; `extra` is TOML appended after the `[edge]` table (members, ...)."""
+    """The service's configuration; `extra` is TOML appended inside the `[edge]` table (more edge keys, then tables)."""
     path = directory / "clickbus.toml"
     path.write_text(
         f'data_dir = "{directory / "var"}"\n'
         "[edge]\n"
         f'listen = "127.0.0.1:{port}"\n'
+        f'admin_listen = "127.0.0.1:{admin_port}"\n'
         f'public_url = "http://127.0.0.1:{port}"\n'
         f"shutdown_timeout_s = {shutdown_timeout_s}\n"
         f"access_log = {'true' if access_log else 'false'}\n" + extra
@@ -43,13 +44,23 @@ class Service:
     """`clickbus run` with its stderr (JSON logs) in a file."""
 
     def __init__(
-        self, directory: Path, *, workers: int = 1, port: int | None = None, notifier: bool = False, **config: object
+        self,
+        directory: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        notifier: bool = False,
+        shutdown_timeout_s: float = 5.0,
+        extra: str = "",
     ) -> None:
         """`notifier=False` serves the edge alone (`--no-notifier`): these tests are about the edge's processes."""
         self.directory = directory
         self.notifier = notifier
         self.port = port or free_port()
-        self.config_path = write_config(directory, self.port, **config)  # type: ignore[arg-type]
+        self.admin_port = free_port()  # every service its own: SO_REUSEPORT would share a fixed one between services
+        self.config_path = write_config(
+            directory, self.port, admin_port=self.admin_port, shutdown_timeout_s=shutdown_timeout_s, extra=extra
+        )
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = directory / "stderr.log"
@@ -61,7 +72,13 @@ class Service:
 
     @property
     def url(self) -> str:
+        """The public listener."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The internal listener: insertion, metrics, OpenAPI."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> Service:
         self.listening_before = self.listening()

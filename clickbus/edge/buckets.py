@@ -1,0 +1,103 @@
+"""Token buckets for the server-click API keys, kept in memory or in a file every worker of the host shares.
+
+`clickbus run --workers N` runs N processes; buckets kept in each would let a key through N
+times its `rate_per_s`. Dividing the rate by N would not hold either: the kernel spreads
+connections over workers by hash, so one publisher's few connections may all land on one
+worker and get a fraction of its rate. So the workers share one file (`data_dir/rate-buckets`),
+one 16-byte slot per key, each take a read-modify-write under a POSIX lock on that slot: a
+few microseconds, and only on the server-click path. The slot holds the tokens and the
+CLOCK_MONOTONIC time they were counted at, which every process of the host reads alike.
+The file is written with real zeros when opened, so later writes never need a new block and
+a full disk cannot fail them; whatever it holds (stale, from before a reboot) is clamped to
+at most one burst.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+SLOT = struct.Struct("<dd")  # tokens, monotonic time of the count
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """What one take found: whether a token was taken, and the tokens left."""
+
+    allowed: bool
+    tokens: float
+
+
+def take(tokens: float, at: float, now: float, rate: float, burst: float) -> tuple[Take, float]:
+    """Refill a bucket counted `tokens` at `at` (0: never) up to `now`, take a token: the outcome, the new count."""
+    if at == 0.0:
+        tokens, at = burst, now
+    elif not (math.isfinite(tokens) and math.isfinite(at)) or at > now:  # damaged, or counted before a reboot
+        tokens, at = 0.0, now
+    tokens = min(burst, max(0.0, tokens) + (now - at) * rate)
+    if tokens < 1.0:
+        return Take(False, tokens), tokens
+    return Take(True, tokens - 1.0), tokens - 1.0
+
+
+class Buckets(Protocol):
+    """Numbered token buckets."""
+
+    def take(self, slot: int, now: float, rate: float, burst: float) -> Take: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryBuckets:
+    """Buckets in this process only (a single worker, or tests)."""
+
+    def __init__(self, slots: int) -> None:
+        self._counts = [(0.0, 0.0)] * slots
+
+    def take(self, slot: int, now: float, rate: float, burst: float) -> Take:
+        outcome, tokens = take(*self._counts[slot], now, rate, burst)
+        self._counts[slot] = (tokens, now)
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+
+class FileBuckets:
+    """Buckets in a file shared by every process that opens it (see the module)."""
+
+    def __init__(self, path: Path, slots: int) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._allocate(slots * SLOT.size)
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def _allocate(self, size: int) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            have = os.fstat(self._fd).st_size
+            if have < size:
+                os.pwrite(self._fd, bytes(size - have), have)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def take(self, slot: int, now: float, rate: float, burst: float) -> Take:
+        offset = slot * SLOT.size
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT.size, offset)
+        try:
+            counted, at = SLOT.unpack(os.pread(self._fd, SLOT.size, offset))
+            outcome, tokens = take(counted, at, now, rate, burst)
+            os.pwrite(self._fd, SLOT.pack(tokens, now), offset)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
+        return outcome
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -1,0 +1,25 @@
+"""One `clickbus run` for the whole hostile suite (each test module that needs another starts its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.hostile.harness import SUMMARY, start_service
+from tests.support.service import Service
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    running = start_service(tmp_path_factory.mktemp("hostile"))
+    yield running
+    running.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The hostile suite's counts, one line per category, whether or not output was captured."""
+    if SUMMARY:
+        terminalreporter.section("hostile suite")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)

@@ -1,0 +1,83 @@
+"""A full data disk: the edge answers `503` with `Retry-After`, keeps serving `/healthz`, and recovers.
+
+For real: `data_dir` on a 2 MiB tmpfs filled to the last byte under a running `clickbus run`. Before
+the metrics' sample files (sparse memory maps) moved out of `data_dir`, the first new series on the
+full disk killed the edge with SIGBUS. Needs root (to mount); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.hostile.harness import AD, Tally, click_path, fetch, insert_url, session, start_service
+from tests.support.service import Service
+from tests.support.waiting import eventually_async
+
+SIZE = "2m"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """`tmp_path/var` (the service's data_dir) on a tmpfs of `SIZE`."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    var = tmp_path / "var"
+    var.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(var)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield var
+    finally:
+        subprocess.run(["umount", "-l", str(var)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem has not one byte left; the file."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for chunk in (64 * 1024, 4096, 1):
+            try:
+                while True:
+                    out.write(b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+async def test_full_data_disk_answers_503_keeps_health_and_recovers(small_disk: Path, tmp_path: Path) -> None:
+    service: Service = await asyncio.to_thread(start_service, tmp_path)
+    tally = Tally("disk full", documented_5xx=frozenset({503}))
+    try:
+        async with session() as client:
+            assert (await fetch(client, "GET", service.url + click_path(service))).status == 302
+            filler = fill(small_disk)
+            refused = 0
+            for i in range(60):  # new records, and new metric series (503s, append errors)
+                path = click_path(service, replace(AD, auction_id_64=1000 + i))
+                answer = tally.count(await fetch(client, "GET", service.url + path), f"click {i}", (302, 503))
+                refused += answer.status == 503
+                assert answer.status != 503 or answer.retry_after == "1"
+                tally.count(await fetch(client, "GET", service.url + "/healthz"), "/healthz", expected=(200,))
+            body = {"markup": "<a href='${CLICK_URL}'>x</a>", "landing_url": "https://shop.example/"}
+            body["auction"] = {"member_id": 13, "auction_id_64": 7}  # type: ignore[assignment]
+            tally.count(await fetch(client, "POST", insert_url(service), json=body), "insert", expected=(200,))
+            assert service.process is not None and service.process.poll() is None, service.logs()[-2000:]
+            assert refused > 0  # the disk really was full for the log
+            filler.unlink()
+
+            async def recovered() -> bool:
+                return (await fetch(client, "GET", service.url + click_path(service))).status == 302
+
+            await eventually_async(recovered, timeout_s=15)
+        tally.report()
+    finally:
+        assert service.stop() == 0, service.logs()[-2000:]

@@ -1,0 +1,1 @@
+"""What the tests share: free ports, waiting, reading records back, configurations, and the real parts they run."""

@@ -1,0 +1,86 @@
+"""The private attributes clickbus uses in prometheus-client, aiokafka and aiohttp still exist and behave.
+
+When one of these fails after an upgrade, read the module it names (clickbus/compat/...): its docstring
+says what each internal is used for and which version it was checked against.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaTimeoutError  # type: ignore[import-untyped]
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pytest_aiohttp import AiohttpClient
+
+from clickbus.compat import aiohttp as aiohttp_compat
+from clickbus.compat import aiokafka as kafka_compat
+from clickbus.compat import prometheus as prometheus_compat
+from clickbus.metrics import MULTIPROC_ENV
+
+PROMETHEUS = f"prometheus-client internals moved (checked against {prometheus_compat.CHECKED_VERSION})"
+AIOKAFKA = f"aiokafka internals moved (checked against {kafka_compat.CHECKED_VERSION})"
+AIOHTTP = f"aiohttp internals moved (checked against {aiohttp_compat.CHECKED_VERSION})"
+
+
+def test_histogram_bounds_and_batched_observations() -> None:
+    registry = CollectorRegistry()
+    family = Histogram("t_seconds", "test", ["l"], buckets=(0.1, 1.0), registry=registry)
+    child = family.labels("a")
+    assert list(prometheus_compat.bucket_bounds(child)) == [0.1, 1.0, math.inf], PROMETHEUS
+    prometheus_compat.add_observations(child, 2.65, [1, 1, 1])  # 0.05, 0.6 and 2.0, one per bucket
+    sample = registry.get_sample_value
+    assert sample("t_seconds_bucket", {"l": "a", "le": "0.1"}) == 1, PROMETHEUS
+    assert sample("t_seconds_bucket", {"l": "a", "le": "1.0"}) == 2, PROMETHEUS
+    assert sample("t_seconds_count", {"l": "a"}) == 3, PROMETHEUS
+    assert sample("t_seconds_sum", {"l": "a"}) == pytest.approx(2.65), PROMETHEUS
+
+
+def test_value_class_is_chosen_again_for_a_multiprocess_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    try:
+        prometheus_compat.choose_value_class()
+        Counter("t_events", "test", registry=CollectorRegistry()).inc()
+        assert list(tmp_path.glob("counter_*.db")), PROMETHEUS
+    finally:
+        monkeypatch.delenv(MULTIPROC_ENV)
+        prometheus_compat.choose_value_class()  # back to in-process samples for the other tests
+
+
+async def test_producer_sender_and_accumulator() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # never started: no broker needed
+    assert inspect.iscoroutinefunction(producer._sender.close), AIOKAFKA
+    assert not kafka_compat.sender_died(producer), AIOKAFKA
+    await kafka_compat.abandon_pending(producer, KafkaTimeoutError("test"), 1.0)
+    await producer.stop()
+
+
+async def _heads(request: web.Request) -> web.Response:
+    return web.Response(text=str(aiohttp_compat.heads_parsed(request.protocol)))
+
+
+async def _bare(request: web.Request) -> web.Response:
+    return aiohttp_compat.BareResponse(text="bare")
+
+
+async def test_heads_parsed_counts_the_request_heads_of_a_connection(aiohttp_client: AiohttpClient) -> None:
+    app = web.Application()
+    app.router.add_get("/heads", _heads)
+    client = await aiohttp_client(app)
+    answers = [await (await client.get("/heads")).text() for _ in range(3)]  # one kept-alive connection
+    assert answers == ["1", "2", "3"], AIOHTTP
+
+
+async def test_bare_response_has_no_server_header(aiohttp_client: AiohttpClient) -> None:
+    app = web.Application()
+    app.router.add_get("/bare", _bare)
+    client = await aiohttp_client(app)
+    response = await client.get("/bare")
+    assert (response.status, await response.text()) == (200, "bare"), AIOHTTP
+    assert "Server" not in response.headers, AIOHTTP
