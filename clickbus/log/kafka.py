@@ -1,7 +1,8 @@
 """The Kafka adapter of the log port: an aiokafka producer with a disk spool behind it.
 
-Appends made in one loop tick are gathered and sent as one batch per
-partition (`kafka_batch`); each is answered when its batch is acknowledged
+Appends join the open batch of their partition (`kafka_batch`), which is
+queued in the producer with its first record and takes more until the
+producer sends it; each append is answered when its batch is acknowledged
 (acks from all in-sync replicas). If that takes longer than
 `append_budget_ms`, or the send fails, the adapter falls back: the records
 not yet acknowledged are fsync'd to the local spool and answered from there.
@@ -24,7 +25,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from clickbus.compat.aiokafka import halt_sender, sender_died
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
 from clickbus.log.budget import Budget, BudgetExpired
-from clickbus.log.kafka_batch import Outgoing, Sent, send_batches, succeeded
+from clickbus.log.kafka_batch import OpenBatch, OpenBatches, Outgoing, Sent, send_batches, succeeded
 from clickbus.log.kafka_client import IdempotenceRefused, ensure_topics, start_producer, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
@@ -64,9 +64,8 @@ class KafkaLog:
         self._connect_s = config.connect_timeout_ms / 1000
         self._producer: Any = None
         self._direct = False  # appends go to Kafka (True) or to the spool (False)
-        self._gathering: list[_Append] = []  # this tick's appends, sent together at its end
-        self._groups: set[asyncio.Task[None]] = set()  # groups of appends waiting on Kafka right now
-        self._pump: asyncio.Task[None] | None = None  # forms the groups, one at a time
+        self._open: OpenBatches | None = None  # the batches direct appends join, of the current producer
+        self._batches_out: set[asyncio.Task[None]] = set()  # batches of appends waiting on Kafka right now
         self._wake = asyncio.Event()
         self._direct_idle = asyncio.Event()
         self._direct_idle.set()
@@ -113,8 +112,8 @@ class KafkaLog:
         """Stop within `timeout` seconds; what Kafka has not acknowledged stays in the spool."""
         deadline = time.monotonic() + timeout
         self._stopping = True
-        if self._groups:  # each is settled within the budget: acknowledged, or spooled
-            await asyncio.wait(self._groups, timeout=max(0.1, deadline - time.monotonic()))
+        if self._batches_out:  # each is settled within the budget: acknowledged, or spooled
+            await asyncio.wait(self._batches_out, timeout=max(0.1, deadline - time.monotonic()))
         if self._shipper is not None:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,106 +150,103 @@ class KafkaLog:
         """Answer once Kafka acknowledged the record, or once it is fsync'd to the spool."""
         if self._stopping:
             raise LogUnavailable("kafka log is stopping")
-        ts = time.time_ns() // 1_000_000
-        while not self._direct:
-            if not self._groups:
-                self._note_spooled(ts)
-                await self.spool.put(topic, key, value, tuple(headers), ts)
-                return
-            await self._direct_idle.wait()  # sends begun before the fall-back go first: nothing overtakes them
-        waiter: asyncio.Future[asyncio.Future[None] | None] = asyncio.get_running_loop().create_future()
-        record = Outgoing(self._name(topic), key, value, tuple(headers), ts)
-        self._gathering.append(_Append(topic, record, waiter))
-        if self._pump is None:
-            self._pump = self._track(self._pump_groups(), "clickbus-kafka-gather")
-        spooled = await waiter
-        if spooled is not None:
+        record = Outgoing(self._name(topic), key, value, tuple(headers), time.time_ns() // 1_000_000)
+        joined = None
+        while joined is None:
+            while not self._direct:
+                if not self._batches_out:
+                    self._note_spooled(record.timestamp_ms)
+                    await self.spool.put(topic, key, value, record.headers, record.timestamp_ms)
+                    return
+                await self._direct_idle.wait()  # sends begun before the fall-back go first: nothing overtakes them
+            joined = self._join(topic, record) or await self._join_unknown(topic, record)
+        batch, index = joined
+        settlement = await batch.settled
+        if settlement is not None:
+            spooled = settlement[index]
+            if isinstance(spooled, BaseException):
+                raise spooled
             await spooled
 
-    async def _pump_groups(self) -> None:
-        """Send what gathered as one group; gather the next while that one waits for its turn in the producer.
+    def _join(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int] | None:
+        """Add the record to its partition's open batch (queueing a new one); None while its partitions are unknown."""
+        batches = self._open
+        if batches is None or batches.producer is not self._producer:
+            if self._producer is None:
+                return None
+            batches = self._open = OpenBatches(self._producer)
+        joined = batches.join(topic, record)
+        if joined is None:
+            return None
+        batch, index, new = joined
+        if new:
+            self._track(self._deliver(batches.producer, batch), "clickbus-kafka-append")
+        return batch, index
 
-        aiokafka queues one batch per partition at a time (`send_batch` waits
-        until the previous one is sent): appends that arrive meanwhile join the
-        next group instead of waiting in batches of their own.
-        """
+    async def _join_unknown(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int] | None:
+        """Learn the partitions of a topic not seen yet, within the budget; None if that failed (now spooling)."""
+        batches = self._open
+        if batches is None or batches.producer is not self._producer:  # it was dropped since (a stop)
+            self._fall_back("kafka producer being replaced")
+            return None
         try:
-            while self._gathering:
-                group, self._gathering = self._gathering, []
-                queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._track(self._send_group(group, queued), "clickbus-kafka-append")
-                await queued
-        finally:
-            self._pump = None
+            async with asyncio.timeout(self._budget.seconds):
+                await batches.learn(record.name)
+        except (KafkaError, TimeoutError) as exc:
+            self._fall_back(f"kafka did not give the partitions of {record.name} within the budget: {exc!r}")
+            return None
+        return self._join(topic, record) if self._direct else None
 
     def _track(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         self._direct_idle.clear()
         task = asyncio.create_task(work, name=name)
-        self._groups.add(task)
-        task.add_done_callback(self._group_done)
+        self._batches_out.add(task)
+        task.add_done_callback(self._batch_done)
         return task
 
-    def _group_done(self, task: asyncio.Task[None]) -> None:
-        self._groups.discard(task)
-        if not self._groups:
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches_out.discard(task)
+        if not self._batches_out:
             self._direct_idle.set()
 
-    async def _send_group(self, group: list[_Append], queued: asyncio.Future[None]) -> None:
-        try:
-            reason, done = await self._deliver(group, queued)
-            if reason:
-                self._fall_back(reason)
-            for append in group:
-                self._settle(append, acknowledged=id(append.record) in done)
-        except BaseException as exc:
-            for append in group:
-                if not append.waiter.done():
-                    append.waiter.set_exception(LogUnavailable(f"kafka append failed: {exc!r}"))
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            if not queued.done():
-                queued.set_result(None)
-
-    async def _deliver(self, group: list[_Append], queued: asyncio.Future[None]) -> tuple[str, set[int]]:
-        """Send the group within the budget: why not all was acknowledged ('' if it was), and what was."""
-        sent: list[Sent] = []
-        producer = self._producer
-        if producer is None:  # the group formed after a fall-back dropped the producer: to the spool
-            queued.set_result(None)
-            return self._reason or "kafka producer being replaced", set()
+    async def _deliver(self, producer: Any, batch: OpenBatch) -> None:
+        """Queue `batch` in the producer and settle it within the budget: acknowledged, or spooled."""
         wait = self._budget.start()
         reason = ""
         try:
-            try:
-                await wait.sent(send_batches(producer, [a.record for a in group], sent))
-            finally:
-                queued.set_result(None)  # the next group may go
-            if not await wait.acknowledged(_all_of(sent)):
+            delivery = await wait.sent(producer.send_batch(batch.builder, batch.name, partition=batch.partition))
+            if not await wait.acknowledged(delivery):
                 reason = f"kafka did not acknowledge within {self.config.append_budget_ms} ms"
         except BudgetExpired:
             reason = f"kafka did not take the records within {self.config.append_budget_ms} ms"
         except KafkaError as exc:
             reason = f"kafka send failed: {exc!r}"
-        if not reason:
-            return "", {id(a.record) for a in group}
-        return reason, {id(r) for s in sent if succeeded(s.delivery) for r in s.records}
+        except Exception as exc:  # a bug must not lose the batch: spool it, and say so
+            logger.exception("kafka append failed unexpectedly; spooling")
+            reason = f"kafka append failed: {exc!r}"
+        except BaseException as exc:
+            batch.close()
+            if not batch.settled.done():
+                batch.settled.set_result((LogUnavailable(f"kafka append failed: {exc!r}"),) * len(batch.records))
+            raise
+        self._settle(batch, reason)
 
-    def _settle(self, append: _Append, *, acknowledged: bool) -> None:
-        """Answer an append: done if Kafka acknowledged it, else once its spooled copy is fsync'd."""
-        if append.waiter.done():
+    def _settle(self, batch: OpenBatch, reason: str) -> None:
+        """Answer a batch: acknowledged, or (`reason` given) each record once its spooled copy is fsync'd."""
+        batch.close()
+        if not reason:
+            batch.settled.set_result(None)
             return
-        if acknowledged:
-            append.waiter.set_result(None)
-            return
-        record = append.record
+        self._fall_back(reason)
+        batch.settled.set_result(tuple(self._spool(t, r) for t, r in zip(batch.topics, batch.records, strict=True)))
+
+    def _spool(self, topic: str, record: Outgoing) -> asyncio.Future[None] | BaseException:
         try:
-            _, written = self.spool.enqueue(append.topic, record.key, record.value, record.headers, record.timestamp_ms)
+            _, written = self.spool.enqueue(topic, record.key, record.value, record.headers, record.timestamp_ms)
         except LogUnavailable as exc:
-            append.waiter.set_exception(exc)
-            return
+            return exc
         self._note_spooled(record.timestamp_ms)
-        append.waiter.set_result(written)
+        return written
 
     def _note_spooled(self, ts: int) -> None:
         if self._oldest_ms is None or not self.spool.pending:
@@ -269,6 +265,8 @@ class KafkaLog:
             logger.warning("%s: spooling appends to %s", reason, self.spool.directory)
             self._direct = False
             self._abandon = True
+            if self._open is not None:
+                self._open.close()  # what joins now would wait on a producer that is being dropped
             if self._producer is not None:
                 halt_sender(self._producer)  # its unacknowledged records are spooled: no retry may reach a new broker
             self._reason = reason
@@ -373,27 +371,6 @@ class KafkaLog:
         self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None
     ) -> KafkaGroupConsumer:
         return KafkaGroupConsumer(self.config, self.names, topics, group, on_assign)
-
-
-@dataclass(frozen=True, slots=True)
-class _Append:
-    """An append waiting on its group: answered with None (acknowledged) or its spooled copy's fsync."""
-
-    topic: str
-    record: Outgoing
-    waiter: asyncio.Future[asyncio.Future[None] | None] = field(repr=False)
-
-
-def _all_of(sent: list[Sent]) -> asyncio.Future[Any]:
-    """Done when every delivery is; failed as soon as one fails."""
-    every = asyncio.gather(*(s.delivery for s in sent if s.delivery is not None))
-    every.add_done_callback(_observe)  # a failure after the budget ran out is seen per batch, not here
-    return every
-
-
-def _observe(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _failure(future: asyncio.Future[Any] | None) -> KafkaError:

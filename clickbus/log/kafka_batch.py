@@ -1,25 +1,35 @@
 """Sending records to Kafka in per-partition batches, with aiokafka's batch API.
 
-`producer.send()` per record costs a coroutine, a metadata check, a
-partitioner call and an accumulator lookup each. The Kafka adapter instead
-gathers the appends of one loop tick and hands them here: records are grouped
-by the partition aiokafka's default partitioner would choose (murmur2 of the
-key, as the Java client), appended to `create_batch()` builders, and each
-builder is queued with one `send_batch()`. Every record's outcome is its
-batch's delivery future.
+Direct appends join an `OpenBatch`: one per partition, queued in the
+producer with `send_batch()` as soon as it holds its first record, and taking
+more records until the producer's sender takes it for a request (aiokafka
+builds the batch then, and closes it). This is what `producer.send()` does
+inside aiokafka's accumulator, without its per-record costs (a coroutine, a
+metadata check, a size estimate, a partitioner call and a future per record):
+while a request is in flight, everything that arrives joins the batch that
+goes next, so batches grow with the load and no record waits for a batch
+formed before it arrived.
+
+The spool shipper sends its windows with `send_batches`. Records go to the
+partition aiokafka's default partitioner would choose (murmur2 of the key, as
+the Java client), so a record and its spooled copy land on the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
-
 HeaderTuple = tuple[tuple[str, bytes], ...]
-_partitioner = DefaultPartitioner()
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+# per record of a batch that Kafka did not acknowledge: its spooled copy's fsync, or why the spool refused it
+Settlement = tuple["asyncio.Future[None] | BaseException", ...]
 
 
 @dataclass(slots=True)
@@ -41,9 +51,102 @@ class Sent:
     delivery: asyncio.Future[Any] | None = None
 
 
+@lru_cache(maxsize=512)
+def _words(count: int) -> Callable[[bytes], tuple[int, ...]]:
+    return struct.Struct(f"<{count}I").unpack_from
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of `data` (as `aiokafka.partitioner.murmur2`, about twice as fast)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    for k in _words(length >> 2)(data):
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
+    tail = length & 3
+    if tail:
+        end = length - tail
+        if tail == 3:
+            h ^= data[end + 2] << 16
+        if tail >= 2:
+            h ^= data[end + 1] << 8
+        h = ((h ^ data[end]) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
+    return h ^ (h >> 15)
+
+
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     """The partition aiokafka's default partitioner picks for `key` among `partitions` (sorted)."""
-    return int(_partitioner(key, partitions, partitions))
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
+class OpenBatch:
+    """One partition's batch while it still takes records, and the outcome its records wait for.
+
+    `settled` is answered once for the whole batch: None when Kafka
+    acknowledged it, else one entry per record (its spooled copy's fsync, or
+    why the spool refused it), in the order `add` numbered them.
+    """
+
+    __slots__ = ("builder", "name", "partition", "records", "settled", "topics")
+
+    def __init__(self, builder: Any, name: str, partition: int) -> None:
+        self.builder = builder
+        self.name = name
+        self.partition = partition
+        self.records: list[Outgoing] = []
+        self.topics: list[str] = []  # each record's log topic, for its spooled copy
+        self.settled: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
+
+    def add(self, topic: str, record: Outgoing) -> int | None:
+        """The record's number in the batch; None once the batch is full or taken (an empty one takes any)."""
+        if _append(self.builder, record) is None:
+            return None
+        self.records.append(record)
+        self.topics.append(topic)
+        return len(self.records) - 1
+
+    def close(self) -> None:
+        """Take no more records (the producer's sender closes a batch when it takes it)."""
+        self.builder.close()
+
+
+class OpenBatches:
+    """The open batch of each partition of one producer, and the partitions of each topic it knows."""
+
+    __slots__ = ("open", "partitions", "producer")
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.open: dict[tuple[str, int], OpenBatch] = {}
+        self.partitions: dict[str, Sequence[int]] = {}
+
+    async def learn(self, name: str) -> None:
+        """Fetch the partitions of topic `name` (aiokafka waits for its metadata)."""
+        self.partitions[name] = sorted(await self.producer.partitions_for(name))
+
+    def join(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int, bool] | None:
+        """Add `record` to its partition's open batch: the batch, the record's number, and whether the
+        batch is new (the caller then queues it). None while the topic's partitions are unknown."""
+        partitions = self.partitions.get(record.name)
+        if partitions is None:
+            return None
+        partition = partition_for(record.key, partitions)
+        batch = self.open.get((record.name, partition))
+        if batch is not None:
+            index = batch.add(topic, record)
+            if index is not None:
+                return batch, index, False
+        batch = self.open[record.name, partition] = OpenBatch(self.producer.create_batch(), record.name, partition)
+        index = batch.add(topic, record)
+        assert index is not None, "an empty batch takes any one record"
+        return batch, index, True
+
+    def close(self) -> None:
+        """Let no open batch take another record."""
+        for batch in self.open.values():
+            batch.close()
+        self.open.clear()
 
 
 async def send_batches(producer: Any, records: Sequence[Outgoing], into: list[Sent]) -> None:
@@ -66,22 +169,22 @@ async def send_batches(producer: Any, records: Sequence[Outgoing], into: list[Se
 async def _send_partition(producer: Any, name: str, partition: int, records: list[Outgoing], into: list[Sent]) -> None:
     sent, builder = Sent(), producer.create_batch()
     for record in records:
-        if not _add(builder, record):  # full; an empty builder takes any one record
+        if _append(builder, record) is None:  # full; an empty builder takes any one record
             await _queue(producer, builder, name, partition, sent, into)
             sent, builder = Sent(), producer.create_batch()
-            _add(builder, record)
+            _append(builder, record)
         sent.records.append(record)
     await _queue(producer, builder, name, partition, sent, into)
 
 
-def _add(builder: Any, record: Outgoing) -> bool:
-    added = builder.append(
-        timestamp=record.timestamp_ms, key=record.key, value=record.value, headers=list(record.headers)
-    )
-    return added is not None
+def _append(builder: Any, record: Outgoing) -> Any:
+    """aiokafka's metadata of the record added to `builder`; None if the builder is full or closed."""
+    headers = list(record.headers)
+    return builder.append(timestamp=record.timestamp_ms, key=record.key, value=record.value, headers=headers)
 
 
 async def _queue(producer: Any, builder: Any, name: str, partition: int, sent: Sent, into: list[Sent]) -> None:
+    builder.close()  # the shipper's batch is complete: no linger in the producer
     sent.delivery = await producer.send_batch(builder, name, partition=partition)
     into.append(sent)
 
