@@ -9,15 +9,15 @@ A wait has two phases. While the producer's `send()` is still queueing the
 record (it suspends only to fetch metadata or for room in a full batch), an
 expired deadline cancels the task, and `Wait.sent` turns that cancellation
 into `BudgetExpired`, as `asyncio.timeout` would. Once the record is queued, an
-expired deadline simply answers `Wait.acknowledged` with False; the delivery
-itself goes on.
+expired deadline simply answers `Wait.acknowledged` with False (or calls
+`Wait.watch`'s callback with False); the delivery itself goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ class BudgetExpired(Exception):
 class Wait:
     """One append's wait against the shared budget."""
 
-    __slots__ = ("_cancelling", "_task", "deadline", "expired", "state", "waiter")
+    __slots__ = ("_cancelling", "_task", "deadline", "expired", "on_done", "state", "waiter")
 
     def __init__(self, deadline: float, task: asyncio.Task[Any]) -> None:
         self.deadline = deadline
@@ -41,6 +41,7 @@ class Wait:
         self.state = _SENDING
         self.expired = False
         self.waiter: asyncio.Future[bool] | None = None
+        self.on_done: Callable[[bool], None] | None = None
 
     async def sent(self, sending: Awaitable[T]) -> T:
         """Await the send; raise `BudgetExpired` if the budget ran out meanwhile."""
@@ -72,14 +73,36 @@ class Wait:
         finally:
             self.state = _DONE
 
+    def watch(self, delivery: asyncio.Future[Any], on_done: Callable[[bool], None]) -> None:
+        """Call `on_done(True)` once `delivery` is done, or `on_done(False)` if the budget runs out first.
+
+        Without a task waking up in between: the callback runs as the delivery completes.
+        """
+        if delivery.done() or self.expired:
+            self.state = _DONE
+            on_done(delivery.done())
+            return
+        self.on_done = on_done
+        delivery.add_done_callback(self._delivered)
+
     def _delivered(self, _: asyncio.Future[Any]) -> None:
-        if self.waiter is not None and not self.waiter.done():
+        if self.on_done is not None:
+            self._finish(True)
+        elif self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(True)
+
+    def _finish(self, in_time: bool) -> None:
+        on_done, self.on_done = self.on_done, None
+        if on_done is not None and self.state != _DONE:
+            self.state = _DONE
+            on_done(in_time)
 
     def expire(self) -> None:
         self.expired = True
         if self.state == _SENDING:
             self._task.cancel()
+        elif self.state == _WAITING and self.on_done is not None:
+            self._finish(False)
         elif self.state == _WAITING and self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(False)
 

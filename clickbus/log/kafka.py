@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,11 @@ class KafkaLog:
         self._budget = Budget(config.append_budget_ms / 1000)
         self._full = {topic: self.names.full(topic) for topic in self.topics}
         self._connect_s = config.connect_timeout_ms / 1000
+        self._linger_s = config.linger_ms / 1000
         self._producer: Any = None
         self._direct = False  # appends go to Kafka (True) or to the spool (False)
         self._open: OpenBatches | None = None  # the batches direct appends join, of the current producer
-        self._batches_out: set[asyncio.Task[None]] = set()  # batches of appends waiting on Kafka right now
+        self._batches_out: set[OpenBatch] = set()  # batches of appends not yet settled
         self._wake = asyncio.Event()
         self._direct_idle = asyncio.Event()
         self._direct_idle.set()
@@ -113,7 +115,7 @@ class KafkaLog:
         deadline = time.monotonic() + timeout
         self._stopping = True
         if self._batches_out:  # each is settled within the budget: acknowledged, or spooled
-            await asyncio.wait(self._batches_out, timeout=max(0.1, deadline - time.monotonic()))
+            await asyncio.wait([b.settled for b in self._batches_out], timeout=max(0.1, deadline - time.monotonic()))
         if self._shipper is not None:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,7 +162,7 @@ class KafkaLog:
                     return
                 await self._direct_idle.wait()  # sends begun before the fall-back go first: nothing overtakes them
             joined = self._join(topic, record) or await self._join_unknown(topic, record)
-        batch, index = joined
+        batch, index, _ = joined
         settlement = await batch.settled
         if settlement is not None:
             spooled = settlement[index]
@@ -168,22 +170,23 @@ class KafkaLog:
                 raise spooled
             await spooled
 
-    def _join(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int] | None:
-        """Add the record to its partition's open batch (queueing a new one); None while its partitions are unknown."""
+    def _join(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int, bool] | None:
+        """Add the record to its partition's open batch (opening one if need be); None while the partitions of
+        its topic are unknown."""
         batches = self._open
         if batches is None or batches.producer is not self._producer:
             if self._producer is None:
                 return None
             batches = self._open = OpenBatches(self._producer)
         joined = batches.join(topic, record)
-        if joined is None:
-            return None
-        batch, index, new = joined
-        if new:
-            self._track(self._deliver(batches.producer, batch), "clickbus-kafka-append")
-        return batch, index
+        if joined is not None and joined[2]:
+            batch = joined[0]
+            self._direct_idle.clear()
+            self._batches_out.add(batch)
+            batch.sending = asyncio.create_task(self._send(batch), name="clickbus-kafka-batch")
+        return joined
 
-    async def _join_unknown(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int] | None:
+    async def _join_unknown(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int, bool] | None:
         """Learn the partitions of a topic not seen yet, within the budget; None if that failed (now spooling)."""
         batches = self._open
         if batches is None or batches.producer is not self._producer:  # it was dropped since (a stop)
@@ -197,43 +200,45 @@ class KafkaLog:
             return None
         return self._join(topic, record) if self._direct else None
 
-    def _track(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        self._direct_idle.clear()
-        task = asyncio.create_task(work, name=name)
-        self._batches_out.add(task)
-        task.add_done_callback(self._batch_done)
-        return task
-
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._batches_out.discard(task)
-        if not self._batches_out:
-            self._direct_idle.set()
-
-    async def _deliver(self, producer: Any, batch: OpenBatch) -> None:
-        """Queue `batch` in the producer and settle it within the budget: acknowledged, or spooled."""
+    async def _send(self, batch: OpenBatch) -> None:
+        """Queue `batch` in the producer when its turn comes, within the budget, and have it settled when
+        acknowledged or past the budget (by a callback: the appends wake as soon as Kafka answers)."""
         wait = self._budget.start()
-        reason = ""
         try:
-            delivery = await wait.sent(producer.send_batch(batch.builder, batch.name, partition=batch.partition))
-            if not await wait.acknowledged(delivery):
-                reason = f"kafka did not acknowledge within {self.config.append_budget_ms} ms"
+            await wait.sent(batch.ready(self._linger_s))
+            if batch.shut or not self._direct:  # a fall-back came first: the spool takes it, after the others
+                self._settle(batch, self._reason or "kafka log fell back to the spool")
+                return
+            delivery = await wait.sent(batch.queue())
         except BudgetExpired:
-            reason = f"kafka did not take the records within {self.config.append_budget_ms} ms"
+            self._settle(batch, f"kafka did not take the records within {self.config.append_budget_ms} ms")
         except KafkaError as exc:
-            reason = f"kafka send failed: {exc!r}"
+            self._settle(batch, f"kafka send failed: {exc!r}")
         except Exception as exc:  # a bug must not lose the batch: spool it, and say so
             logger.exception("kafka append failed unexpectedly; spooling")
-            reason = f"kafka append failed: {exc!r}"
-        except BaseException as exc:
-            batch.close()
-            if not batch.settled.done():
-                batch.settled.set_result((LogUnavailable(f"kafka append failed: {exc!r}"),) * len(batch.records))
+            self._settle(batch, f"kafka append failed: {exc!r}")
+        except BaseException:
+            self._settle(batch, "kafka log cancelled while sending")
             raise
-        self._settle(batch, reason)
+        else:
+            wait.watch(delivery, functools.partial(self._delivered, batch, delivery))
+
+    def _delivered(self, batch: OpenBatch, delivery: asyncio.Future[Any], in_time: bool) -> None:
+        if not in_time:
+            self._settle(batch, f"kafka did not acknowledge within {self.config.append_budget_ms} ms")
+        elif delivery.cancelled() or delivery.exception() is not None:
+            self._settle(batch, f"kafka send failed: {_failure(delivery)!r}")
+        else:
+            self._settle(batch, "")
 
     def _settle(self, batch: OpenBatch, reason: str) -> None:
         """Answer a batch: acknowledged, or (`reason` given) each record once its spooled copy is fsync'd."""
+        if batch.settled.done():
+            return
         batch.close()
+        self._batches_out.discard(batch)
+        if not self._batches_out:
+            self._direct_idle.set()
         if not reason:
             batch.settled.set_result(None)
             return

@@ -1,14 +1,13 @@
 """Sending records to Kafka in per-partition batches, with aiokafka's batch API.
 
-Direct appends join an `OpenBatch`: one per partition, queued in the
-producer with `send_batch()` as soon as it holds its first record, and taking
-more records until the producer's sender takes it for a request (aiokafka
-builds the batch then, and closes it). This is what `producer.send()` does
-inside aiokafka's accumulator, without its per-record costs (a coroutine, a
-metadata check, a size estimate, a partitioner call and a future per record):
-while a request is in flight, everything that arrives joins the batch that
-goes next, so batches grow with the load and no record waits for a batch
-formed before it arrived.
+Direct appends join their partition's `OpenBatch`, which takes records
+until the partition's previous batch is settled (and `linger_ms` has passed),
+and then goes to the producer with one `send_batch()`. That is what
+`producer.send()` does in aiokafka's accumulator, where a partition's next
+batch fills while one is in flight, without its per-record costs (a coroutine,
+a metadata check, a size estimate, a partitioner call and a future each): so
+batches grow with the load, and no record waits behind a batch that was formed
+before it arrived.
 
 The spool shipper sends its windows with `send_batches`. Records go to the
 partition aiokafka's default partitioner would choose (murmur2 of the key, as
@@ -80,45 +79,99 @@ def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
+class Outcome(asyncio.Future["Settlement | None"]):
+    """A batch's outcome, awaited by all its appends: one of them cancelled must not cancel it for the
+    others (that append's task is cancelled once the outcome is known, within the budget)."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+
 class OpenBatch:
-    """One partition's batch while it still takes records, and the outcome its records wait for.
+    """One partition's batch while it takes records, and the outcome its records wait for.
+
+    A batch takes records until it is queued in the producer, which happens
+    once the partition's previous batch is settled and `linger_ms` has passed
+    since the batch opened: the records that arrive while one batch is in
+    flight go out together in the next. It is closed before it is queued, so
+    the producer counts its records (an idempotent producer numbers them) when
+    they are all in.
 
     `settled` is answered once for the whole batch: None when Kafka
     acknowledged it, else one entry per record (its spooled copy's fsync, or
     why the spool refused it), in the order `add` numbered them.
     """
 
-    __slots__ = ("builder", "name", "partition", "records", "settled", "topics")
+    __slots__ = (
+        "builder",
+        "full",
+        "name",
+        "opened",
+        "partition",
+        "previous",
+        "producer",
+        "records",
+        "sending",
+        "settled",
+        "shut",
+        "topics",
+    )
 
-    def __init__(self, builder: Any, name: str, partition: int) -> None:
-        self.builder = builder
+    def __init__(self, producer: Any, name: str, partition: int, previous: OpenBatch | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.producer = producer
+        self.builder = producer.create_batch()
         self.name = name
         self.partition = partition
+        self.previous = previous  # the partition's batch before this one, until this one may go
+        self.opened = loop.time()
+        self.full = False  # the builder refused a record for want of room
+        self.shut = False  # closed here: queued, settled, or dropped at a fall-back
         self.records: list[Outgoing] = []
         self.topics: list[str] = []  # each record's log topic, for its spooled copy
-        self.settled: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
+        self.settled = Outcome(loop=loop)
+        self.sending: asyncio.Task[None] | None = None  # the task that queues it and hands its delivery on
 
     def add(self, topic: str, record: Outgoing) -> int | None:
-        """The record's number in the batch; None once the batch is full or taken (an empty one takes any)."""
+        """The record's number in the batch; None once the batch is full or closed (an empty one takes any)."""
         if _append(self.builder, record) is None:
+            self.full = not self.shut
             return None
         self.records.append(record)
         self.topics.append(topic)
         return len(self.records) - 1
 
     def close(self) -> None:
-        """Take no more records (the producer's sender closes a batch when it takes it)."""
+        """Take no more records."""
+        self.shut = True
         self.builder.close()
+
+    async def ready(self, linger_s: float) -> None:
+        """Wait until the partition's previous batch is settled, and `linger_s` after opening unless full."""
+        previous, self.previous = self.previous, None
+        if previous is not None and not previous.settled.done():
+            await asyncio.wait((previous.settled,))
+        if not self.full:
+            left = self.opened + linger_s - asyncio.get_running_loop().time()
+            if left > 0:
+                await asyncio.sleep(left)
+
+    async def queue(self) -> asyncio.Future[Any]:
+        """Close the batch and queue it in the producer: its delivery."""
+        self.close()
+        producer, name, partition = self.producer, self.name, self.partition
+        delivery: asyncio.Future[Any] = await producer.send_batch(self.builder, name, partition=partition)
+        return delivery
 
 
 class OpenBatches:
-    """The open batch of each partition of one producer, and the partitions of each topic it knows."""
+    """The newest batch of each partition of one producer, and the partitions of each topic it knows."""
 
-    __slots__ = ("open", "partitions", "producer")
+    __slots__ = ("newest", "partitions", "producer")
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self.open: dict[tuple[str, int], OpenBatch] = {}
+        self.newest: dict[tuple[str, int], OpenBatch] = {}
         self.partitions: dict[str, Sequence[int]] = {}
 
     async def learn(self, name: str) -> None:
@@ -127,26 +180,26 @@ class OpenBatches:
 
     def join(self, topic: str, record: Outgoing) -> tuple[OpenBatch, int, bool] | None:
         """Add `record` to its partition's open batch: the batch, the record's number, and whether the
-        batch is new (the caller then queues it). None while the topic's partitions are unknown."""
+        batch is new (the caller then sends it). None while the topic's partitions are unknown."""
         partitions = self.partitions.get(record.name)
         if partitions is None:
             return None
-        partition = partition_for(record.key, partitions)
-        batch = self.open.get((record.name, partition))
+        tp = (record.name, partition_for(record.key, partitions))
+        batch = self.newest.get(tp)
         if batch is not None:
             index = batch.add(topic, record)
             if index is not None:
                 return batch, index, False
-        batch = self.open[record.name, partition] = OpenBatch(self.producer.create_batch(), record.name, partition)
+        batch = self.newest[tp] = OpenBatch(self.producer, tp[0], tp[1], batch)
         index = batch.add(topic, record)
         assert index is not None, "an empty batch takes any one record"
         return batch, index, True
 
     def close(self) -> None:
-        """Let no open batch take another record."""
-        for batch in self.open.values():
+        """Let no batch take another record."""
+        for batch in self.newest.values():
             batch.close()
-        self.open.clear()
+        self.newest.clear()
 
 
 async def send_batches(producer: Any, records: Sequence[Outgoing], into: list[Sent]) -> None:
