@@ -74,3 +74,25 @@ async def test_many_waits_expire_in_order_with_one_budget() -> None:
 
     results = await asyncio.gather(*(one(i) for i in range(40)))
     assert results == [bool(i % 2) for i in range(40)]
+
+
+@pytest.mark.parametrize(("ack_after_s", "expected"), [(0.0, [True]), (0.01, [True]), (0.15, [False])])
+async def test_watch_calls_back_once_in_time_or_past_the_budget(ack_after_s: float, expected: list[bool]) -> None:
+    wait = Budget(BUDGET_S).start()
+    delivery = await wait.sent(resolve_later(ack_after_s))
+    called: list[bool] = []
+    wait.watch(delivery, called.append)
+    await asyncio.sleep(0.2)
+    assert called == expected, "one call, whichever comes first"
+    assert delivery.done(), "a late delivery still completes"
+
+
+async def test_watch_of_a_delivery_already_done_calls_back_at_once() -> None:
+    wait = Budget(BUDGET_S).start()
+    delivery = await wait.sent(resolve_later(0.0))
+    await asyncio.sleep(0.01)
+    called: list[bool] = []
+    wait.watch(delivery, called.append)
+    assert called == [True]
+    await asyncio.sleep(BUDGET_S * 2)
+    assert called == [True], "the budget's timer does not call again"
