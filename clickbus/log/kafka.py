@@ -1,9 +1,9 @@
 """The Kafka adapter of the log port: an aiokafka producer with a disk spool behind it.
 
-Appends join the open batch of their partition (`kafka_batch`), which is
-queued in the producer with its first record and takes more until the
-producer sends it; each append is answered when its batch is acknowledged
-(acks from all in-sync replicas). If that takes longer than
+Appends join the open batch of their partition (`kafka_batch`), which takes
+records until the partition's previous batch is settled and `linger_ms` has
+passed, and then goes to the producer; each append is answered when its
+batch is acknowledged (acks from all in-sync replicas). If that takes longer than
 `append_budget_ms`, or the send fails, the adapter falls back: the records
 not yet acknowledged are fsync'd to the local spool and answered from there.
 From then on every append goes to the spool, so nothing overtakes what is
@@ -179,7 +179,7 @@ class KafkaLog:
                 return None
             batches = self._open = OpenBatches(self._producer)
         joined = batches.join(topic, record)
-        if joined is not None and joined[2]:
+        if joined is not None and joined[2]:  # a new batch: a task of its own sends it when its turn comes
             batch = joined[0]
             self._direct_idle.clear()
             self._batches_out.add(batch)
