@@ -190,6 +190,7 @@ async def test_stopping_with_the_broker_down_is_bounded_and_the_spool_ships_at_n
     spool = Spool(config.data_dir / config.log.kafka.spool_dir, max_bytes=1 << 30)
     await spool.open()
     assert spool.pending == 20
+    await spool.close()  # a spool has one writer: the restarted log must be able to hold it
 
     own_broker.start()
     again = open_log(config)
