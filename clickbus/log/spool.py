@@ -173,13 +173,14 @@ class Spool:
             await orphan._load()
             if orphan.pending:
                 await self._copy(orphan)
+            await orphan.reset()  # also what a crash in an earlier reset left: segments of shipped records only
         except (OSError, LogUnavailable) as exc:
             logger.error("spool: could not take over %s (%s); the next start tries again", directory, exc)
         finally:
             await orphan.close()
 
     async def _copy(self, orphan: Spool) -> None:
-        """Copy the orphan's records here and fsync them; only then mark them shipped there and empty it."""
+        """Copy the orphan's records here and fsync them; only then mark them shipped there."""
         if self._broken is not None:
             raise LogUnavailable(f"spool unusable: {self._broken}")
         pending = orphan.pending
@@ -201,7 +202,6 @@ class Spool:
         if copied < pending:
             logger.error("spool: %d of %d records in %s were unreadable", pending - copied, pending, orphan.directory)
         await orphan.mark_shipped(orphan._next_seq - 1)
-        await orphan.reset()
         self.taken_over += copied
 
     def _recover(self) -> _Recovered:

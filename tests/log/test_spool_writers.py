@@ -317,7 +317,7 @@ async def test_an_orphaned_sibling_spool_is_shipped(
         await eventually(lambda: log.health.ready, timeout_s=20.0)
     finally:
         await log.stop(5)
-    assert not has_segments(gone.directory) and not has_segments(root)
+    assert not has_segments(gone.directory), "emptied at open, once its records were durable in spool 0"
     assert await shipped_values(config) == sorted(tagged("gone", 40))
 
 
@@ -328,3 +328,16 @@ async def test_concurrent_spool_opens_take_over_an_orphan_once(tmp_path: Path) -
     assert sorted(spool.taken_over for spool in spools) == [0, 0, 50]
     for spool in spools:
         await spool.close()
+
+
+async def test_a_spool_nobody_holds_with_only_shipped_records_is_emptied_not_copied(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    left = await opened(root, preferred=4)
+    seqs = [await left.put("clicks", b"k", f"v{i}".encode(), (), i) for i in range(3)]
+    await left.mark_shipped(seqs[-1])  # as a crash right after shipping, before the spool was reset
+    await left.close()
+    assert has_segments(left.directory)
+    spool = await opened(root)
+    assert spool.taken_over == 0 and spool.pending == 0
+    assert not has_segments(left.directory)
+    await spool.close()
