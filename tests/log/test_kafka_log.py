@@ -113,3 +113,24 @@ async def test_an_edge_without_a_broker_still_redirects_and_is_not_ready(
     ready = await client.get("/readyz")
     assert ready.status == 503
     assert "spooling to disk (1 records pending)" in (await ready.json())["reason"]
+
+
+async def test_a_broker_that_refuses_the_idempotent_producer_is_named_once_with_the_setting_to_change(
+    aiohttp_client: AiohttpClient,
+    kafka_broker: TansuBroker,
+    kafka_config: KafkaConfigFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = kafka_config(kafka_broker, idempotence=True)  # Tansu 0.6 refuses InitProducerId v0
+    keyring = Keyring({"k1": new_key()}, "k1")
+    url = Inserter(keyring, config.edge.public_url, ttl_s=3600).click_url(AD)
+    client = await aiohttp_client(create_app(config, keyring=keyring))
+    assert (await client.get(urlsplit(url).path, allow_redirects=False)).status == 302
+    await asyncio.sleep(1.0)  # the shipper tries again meanwhile, and is refused again
+
+    ready = await client.get("/readyz")
+    reason = (await ready.json())["reason"]
+    assert ready.status == 503
+    assert "refused the idempotent producer" in reason and "log.kafka.idempotence = false" in reason
+    refusals = [r for r in caplog.records if "refused the idempotent producer" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelname == "ERROR"
