@@ -231,7 +231,7 @@ def at_least_once(messages: list[Any]) -> list[int]:
     return sorted(values)
 
 
-def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
+def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str, *args: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
@@ -240,7 +240,7 @@ def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subpr
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_KAFKA_BOOTSTRAP": bootstrap,
     }
-    command = [sys.executable, "-m", "clickbus", "run", "--config", str(conf)]
+    command = [sys.executable, "-m", "clickbus", "run", "--config", str(conf), *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -10,11 +10,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from clickbus.config import Config
+from clickbus.creative import Inserter
 from clickbus.errors import LogUnavailable
+from clickbus.keystore import load_keyring
 from clickbus.log import open_log
 from clickbus.log.kafka import KafkaLog
 from clickbus.log.locks import LOCK_NAME
@@ -25,11 +29,14 @@ from clickbus.log.spool_format import RECORD, decode_record, read_frames
 from clickbus.logging_setup import ENV_WORKER
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all
+from tests.log.test_kafka_outage import AD, edge_process, referer_number, wait_http
 from tests.log.test_kafka_spool import file_size_limit
 from tests.support.kafka_broker import TansuBroker
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 ROOT = str(Path(__file__).resolve().parents[2])
+CLICKS = 60
 
 SPOOLER = """
 import asyncio, sys
@@ -119,6 +126,11 @@ def records_on_disk(directory: Path) -> list[bytes]:
             if frame.kind == RECORD:
                 values.append(decode_record(frame.seq, frame.payload).value)
     return values
+
+
+def spooling(root: Path) -> list[Path]:
+    """The spools of the family at `root` that hold records."""
+    return [directory for directory in family(root) if records_on_disk(directory)]
 
 
 def tagged(tag: str, count: int) -> list[bytes]:
@@ -341,3 +353,48 @@ async def test_a_spool_nobody_holds_with_only_shipped_records_is_emptied_not_cop
     assert spool.taken_over == 0 and spool.pending == 0
     assert not has_segments(left.directory)
     await spool.close()
+
+
+# -- clickbus run --workers N --------------------------------------------------------------
+
+
+async def test_the_workers_of_one_service_spool_apart_and_every_click_is_shipped(
+    own_broker: TansuBroker, kafka_config: KafkaConfigFactory, tmp_path: Path
+) -> None:
+    """`clickbus run --workers 2` put both workers on one spool: clicks answered 302 were overwritten."""
+    config = kafka_config(own_broker)
+    root = config.data_dir / config.log.kafka.spool_dir
+    conf = tmp_path / "clickbus.toml"
+    conf.write_text(
+        f'[log]\ntopic_prefix = "{config.log.topic_prefix}"\n'
+        "[log.kafka]\nidempotence = false\nrequest_timeout_ms = 2000\nconnect_timeout_ms = 2000\n"
+    )
+    keyring = load_keyring(config)  # data_dir/signing.key, which the edge processes then use
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = urlsplit(Inserter(keyring, base, ttl_s=3600).click_url(AD)).path
+    own_broker.stop()  # every click is spooled, by whichever worker the kernel hands its connection
+    service = edge_process(conf, tmp_path, port, own_broker.bootstrap, "--workers", "2", "--no-notifier")
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            await wait_http(session, f"{base}/healthz", 200)
+            sent = 0
+            async with asyncio.timeout(30):  # the second worker listens once its log has started
+                while sent < CLICKS or len(spooling(root)) < 2:
+                    headers = {"Referer": f"https://pub.example/{sent}"}
+                    async with session.get(base + path, headers=headers, allow_redirects=False) as response:
+                        assert response.status == 302
+                    sent += 1
+            service.terminate()
+            assert service.wait(30) == 0
+            assert len(spooling(root)) == 2, "each worker spooled into a spool of its own"
+            assert sum(len(records_on_disk(directory)) for directory in family(root)) == sent
+
+            own_broker.start()
+            service = edge_process(conf, tmp_path, port, own_broker.bootstrap, "--no-notifier")
+            await wait_http(session, f"{base}/readyz", 200)  # one worker now: it took over the other spool
+    finally:
+        service.terminate()
+        service.wait(30)
+    messages = await consume_all(config, Topic.CLICKS)
+    assert sorted(referer_number(m) for m in messages) == list(range(sent))
