@@ -147,11 +147,16 @@ async def test_hanging_bidder_does_not_delay_another(
 async def test_burst_to_a_slow_but_answering_bidder_waits_instead_of_parking(
     log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
 ) -> None:
-    stub = await stubs(delay_s=0.05)
-    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=0.25)):
-        await f.append(log, *[f.click(13) for _ in range(30)])  # 0.75 s of work for its two slots
-        outcomes = await eventually_async(lambda: at_least(log, Topic.DELIVERIES, 30))
-    assert [o["outcome"] for o in outcomes] == ["delivered"] * 30
+    # Answers come every 0.25 s, well inside slot_wait_s even when a loaded machine stalls the loop for a
+    # while; the 16 clicks are 2 s of work for its two slots, so the last ones wait far past slot_wait_s.
+    slot_wait_s, clicks = 1.0, 16
+    stub = await stubs(delay_s=0.25)
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=slot_wait_s)
+    async with running(config):
+        await f.append(log, *[f.click(13) for _ in range(clicks)])
+        outcomes = await eventually_async(lambda: at_least(log, Topic.DELIVERIES, clicks))
+    assert [o["outcome"] for o in outcomes] == ["delivered"] * clicks
+    assert stub.received[-1].at - stub.received[0].at > slot_wait_s  # the burst outlasted slot_wait_s
 
 
 async def test_breaker_stops_attempts_to_failing_bidder(
