@@ -13,8 +13,7 @@ from clickbus.config import Config
 from clickbus.log.port import Log, Topic
 from clickbus.log.sqlite import EmbeddedLog
 from clickbus.metrics import Metrics, create_metrics
-from clickbus.notifier import Notifier
-from clickbus.notifier import dlq
+from clickbus.notifier import Notifier, dlq
 from tests.notifier import factory as f
 from tests.notifier.conftest import RunNotifier, StartStub
 from tests.support.configs import notifier_config
