@@ -144,13 +144,25 @@ async def test_read_without_follow_stops_at_the_end_and_with_follow_sees_new_rec
 
         follower = log.read(Topic.IMPRESSIONS, from_beginning=False, follow=True)
         nxt = asyncio.ensure_future(anext(follower))
-        await asyncio.sleep(1.0)  # the follower is positioned at the end before the new record
-        await log.append(Topic.IMPRESSIONS, b"k", orjson.dumps({"n": 99}))
-        entry = await asyncio.wait_for(nxt, 10)
+        # new records until the follower, once positioned at the end, sees one (however long positioning takes)
+        appended = await _append_until_done(log, nxt, timeout_s=10.0)
+        entry = nxt.result()
         await follower.aclose()  # type: ignore[attr-defined]
-        assert orjson.loads(entry.value) == {"n": 99} and entry.topic == "impressions"
+        assert orjson.loads(entry.value)["n"] in appended and entry.topic == "impressions"
     finally:
         await log.stop(5)
+
+
+async def _append_until_done(log: KafkaLog, reader: asyncio.Future[Entry], timeout_s: float) -> list[int]:
+    """Append impressions numbered from 100, one every 0.1 s, until `reader` has a record; the numbers appended."""
+    appended: list[int] = []
+    async with asyncio.timeout(timeout_s):
+        while not reader.done():
+            n = 100 + len(appended)
+            await log.append(Topic.IMPRESSIONS, b"k%d" % n, orjson.dumps({"n": n}))
+            appended.append(n)
+            await asyncio.wait({reader}, timeout=0.1)
+    return appended
 
 
 async def test_reading_a_topic_nobody_wrote_yet_ends_at_once_and_empty(
