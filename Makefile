@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= conf/clickbus.toml
 
-.PHONY: install run test lint bench fuzz clean chromium chaos
+.PHONY: install run test lint bench fuzz clean chromium chaos wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check clickbus tests bench
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed-test
+# The HTTP benchmarks load with Debian's wrk (pinned to its own core); without it they fall back to an aiohttp client loop.
+wrk:
+	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || echo "wrk: install failed; the benchmarks load with aiohttp"; \
+	fi
+
+bench: $(VENV)/.installed-test wrk
 	$(BIN)/python -m bench --write docs/BENCHMARKS.md
 
 fuzz: $(VENV)/.installed-test

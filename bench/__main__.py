@@ -11,10 +11,30 @@ import os
 import platform
 from typing import Any
 
-BENCHES = ("insertion", "redirect", "beacon", "kafka_append", "delivery", "metrics_cost", "scaling")
+from bench.load import pinning
+
+BENCHES = (
+    "insertion",
+    "redirect",
+    "beacon",
+    "pixel",
+    "kafka_append",
+    "delivery",
+    "metrics_cost",
+    "scaling",
+    "retention",
+)
 REPRODUCE = """Reproduce with `make bench` (all, several rounds each, medians) or
 `.venv/bin/python -m bench [--quick] NAME ...`. Every figure is measured beside its
-baseline in the same run; compare ratios, not absolute figures, across machines."""
+baseline in the same run; compare ratios, not absolute figures, across machines.
+
+The HTTP benchmarks pin the server process, all its threads, to core 0 and the load
+generator (wrk; an aiohttp client loop where wrk is missing) to core 1 with `taskset`
+(`bench/load.py`), so that server and load never take turns on one core. Each row's note
+gives the server's CPU time per request beside its baseline's: on a machine that other
+work shares, CPU per request moves far less than requests/s, so a ratio of the two
+CPU figures far from the throughput ratio says the run was disturbed.
+`python -m bench.retention --full` runs the retention check for 10 minutes (`make bench`: 30 s)."""
 
 
 def machine() -> str:
@@ -39,7 +59,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         baseline = f"{row['baseline']:,.0f}{named}" if row.get("baseline") else "-"
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
         lines.append(f"| {row['name']} | {row['value']:,.1f} {row['unit']} | {baseline} | {ratio} | {row['target']} |")
-    return "\n".join(lines)
+    details = [f"- {row['name']}: {row['detail']}" for row in rows if row.get("detail")]
+    return "\n".join(lines + (["", *details] if details else []))
 
 
 def main() -> None:
@@ -57,7 +78,7 @@ def main() -> None:
     for name in args.names or BENCHES:
         print(f"== {name}")
         rows += importlib.import_module(f"bench.{name}").main(quick=args.quick)
-    report = f"Machine: {machine()}\n\n{table(rows)}\n"
+    report = f"Machine: {machine()}\n\nHTTP benchmarks: {pinning()}.\n\n{table(rows)}\n"
     print("\n" + report)
     if args.write:
         with open(args.write, "w") as out:

@@ -1,27 +1,37 @@
-"""Load generation for the HTTP benchmarks: wrk when installed, else an aiohttp client loop."""
+"""Load generation for the HTTP benchmarks: wrk when installed, else an aiohttp client loop; and pinning.
+
+Every HTTP benchmark pins the server process (all its threads: children and threads inherit the
+affinity of a process started under `taskset -c`) to SERVER_CORES and the load generator to
+LOAD_CORE, so that server and load do not take turns on one core and the figures measure the
+server's cost per request. Where taskset or a second core is missing, nothing is pinned and
+`PINNING` says so.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from clickbus import config as configuration
-from clickbus.creative import Inserter
+from clickbus.creative import Inserter, Insertion
 from clickbus.keystore import load_keyring
 from clickbus.landing import check_landing
 from clickbus.tokens import AdContext
@@ -30,6 +40,34 @@ _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _BAD = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 LANDING = "https://landing.example/page"
 SHM = Path("/dev/shm")
+SERVER_CORES = "0"
+LOAD_CORE = 1
+
+
+def can_pin() -> bool:
+    """taskset is installed and this process may run on cores 0 and 1."""
+    return bool(shutil.which("taskset")) and hasattr(os, "sched_getaffinity") and {0, 1} <= os.sched_getaffinity(0)
+
+
+def pinning() -> str:
+    """How the HTTP benchmarks place server and load, for the table."""
+    if not can_pin():
+        return "not pinned (taskset or a second core missing): server and load share the cores"
+    return f"server pinned to core {SERVER_CORES}, all threads; load ({generator()}) on core {LOAD_CORE}"
+
+
+def on_cores(argv: Sequence[str], cores: str) -> list[str]:
+    """`argv` run under `taskset -c cores` (a list like "0" or "0,1"), when pinning is possible."""
+    return ["taskset", "-c", cores, *argv] if can_pin() else list(argv)
+
+
+def pin_process(pid: int, cores: set[int]) -> None:
+    """Move every thread of a running process (one started without taskset, e.g. a broker) to `cores`."""
+    if not can_pin():
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cores)
 
 
 def free_port() -> int:
@@ -41,7 +79,7 @@ def free_port() -> int:
 class Server:
     """A temporary data dir and config, and a server process started with `argv` (plus `--config`)."""
 
-    def __init__(self, argv: list[str], *, memory: bool = False) -> None:
+    def __init__(self, argv: list[str], *, memory: bool = False, config: str = "", cores: str = SERVER_CORES) -> None:
         # memory: the log on tmpfs, where fsync is nearly free and the figures measure CPU, not the disk
         base = SHM if memory and SHM.is_dir() else None
         self.directory = Path(tempfile.mkdtemp(prefix="clickbus-bench-", dir=base))
@@ -51,16 +89,20 @@ class Server:
         self.config_path.write_text(
             f'data_dir = "{self.directory / "var"}"\n'
             f'[edge]\nlisten = "127.0.0.1:{self.port}"\npublic_url = "{self.url}"\n'
-            f'admin_listen = "127.0.0.1:{free_port()}"\n'
+            f'admin_listen = "127.0.0.1:{free_port()}"\n{config}'
         )
-        self.argv = [*argv, "--config", str(self.config_path)]
+        self.argv = on_cores([*argv, "--config", str(self.config_path)], cores)
         self.process: subprocess.Popen[bytes] | None = None
 
     def click_url(self) -> str:
         """A click URL signed with the server's own (generated) key."""
+        return self.insertion().click_url or ""
+
+    def insertion(self) -> Insertion:
+        """The tracking URLs of one ad, signed with the server's own (generated) key."""
         config = configuration.load(self.config_path, env={})
         inserter = Inserter(load_keyring(config), config.edge.public_url, ttl_s=3600)
-        return inserter.click_url(AdContext(member_id=1, auction_id_64=1, landing_url=check_landing(LANDING)))
+        return inserter.insert("", AdContext(member_id=1, auction_id_64=1, landing_url=check_landing(LANDING)))
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process and its children (workers) have used so far (Linux /proc)."""
@@ -105,6 +147,73 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One server to load: its command (given `--config`), the URL to load on it, and the body to POST."""
+
+    argv: tuple[str, ...]
+    url: Callable[[Server], str]
+    json_body: bytes | None = None
+    config: str = ""
+
+
+def bare_server() -> tuple[str, ...]:
+    """The bare aiohttp baselines of `bench.servers`."""
+    return (sys.executable, "-m", "bench.servers", "bare")
+
+
+def clickbus_run(*args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "clickbus", "run", *args)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Requests/s a server sustained, and the CPU time (all its threads and children) each request took."""
+
+    rps: float
+    cpu_us: float
+
+
+def medians(targets: dict[str, Target], *, rounds: int, duration_s: float, connections: int) -> dict[str, Rate]:
+    """Median rate of each target over `rounds`, the targets taking turns so that drift hits them alike."""
+    rates: dict[str, list[Rate]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, target in targets.items():
+            rates[name].append(served_rate(target, duration_s=duration_s, connections=connections))
+    return {
+        name: Rate(statistics.median(r.rps for r in values), statistics.median(r.cpu_us for r in values))
+        for name, values in rates.items()
+    }
+
+
+def served_rate(target: Target, *, duration_s: float, connections: int) -> Rate:
+    """Start `target` pinned, warm it up for a second, then measure it.
+
+    CPU per request moves less than requests/s when other work shares the machine: compare both.
+    """
+    with Server(list(target.argv), config=target.config) as server:
+        url = target.url(server)
+        requests_per_s(url, connections=connections, duration_s=1, json_body=target.json_body)
+        cpu, started = server.cpu_seconds(), time.monotonic()
+        rps = requests_per_s(url, connections=connections, duration_s=duration_s, json_body=target.json_body)
+        served = rps * (time.monotonic() - started)
+        return Rate(rps, (server.cpu_seconds() - cpu) / served * 1e6)
+
+
+def compared(name: str, ours: Rate, base: Rate, baseline_name: str, target: str, detail: str) -> dict[str, Any]:
+    """A row of requests/s beside its same-run baseline; the detail adds each one's CPU per request."""
+    cpu = f"CPU/request {ours.cpu_us:.0f} us vs {base.cpu_us:.0f} us (ratio {base.cpu_us / ours.cpu_us:.2f})"
+    return ratio_row(name, ours.rps, base.rps, baseline_name, target, detail=f"{detail}; {cpu}")
+
+
+def ratio_row(
+    name: str, value: float, baseline: float, baseline_name: str, target: str, **extra: Any
+) -> dict[str, Any]:
+    """A table row of requests/s beside its same-run baseline."""
+    row = {"name": name, "value": value, "unit": "req/s", "baseline": baseline, "baseline_name": baseline_name}
+    return {**row, "ratio": value / baseline if baseline else None, "target": target, **extra}
+
+
 def generator() -> str:
     return "wrk" if shutil.which("wrk") else "aiohttp client"
 
@@ -114,8 +223,15 @@ def requests_per_s(
 ) -> float:
     """Sustained requests/s against `url` (a JSON POST when `json_body` is given); raises on any 4xx/5xx."""
     if not shutil.which("wrk"):
-        return asyncio.run(_client_loop(url, connections, duration_s, json_body))
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", url]
+        with pinned({LOAD_CORE}):
+            return asyncio.run(_client_loop(url, connections, duration_s, json_body))
+    command = [
+        *on_cores(["wrk"], str(LOAD_CORE)),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        url,
+    ]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         if json_body is not None:
             script.write(_post_script(json_body))
@@ -128,6 +244,20 @@ def requests_per_s(
     if match is None:
         raise RuntimeError(f"cannot read wrk output:\n{out}")
     return float(match.group(1))
+
+
+@contextmanager
+def pinned(cores: set[int]) -> Iterator[None]:
+    """The calling thread, and threads it starts meanwhile, on `cores` for the block (in-process load or work)."""
+    if not can_pin():
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _post_script(body: bytes) -> str:
@@ -160,10 +290,10 @@ async def _client_loop(url: str, connections: int, duration_s: float, json_body:
 
 @contextmanager
 def serving(
-    argv: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None
+    argv: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None, cores: str = SERVER_CORES
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server process until the block ends; wait until `ready_url` answers 200."""
-    process = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Run a server process pinned to `cores` until the block ends; wait until `ready_url` answers 200."""
+    process = subprocess.Popen(on_cores(argv, cores), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_ready(ready_url, process)
         yield process

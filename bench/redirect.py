@@ -1,7 +1,10 @@
-"""Redirect throughput: the full click path (verify, record durably, 302) vs a bare aiohttp 302.
+"""Redirect throughput: the full click path (verify, record durably, 302) vs a bare aiohttp 302, same run.
 
-Both run as one uvloop process on the same machine under the same load
-generator, alternating, several rounds; the figure is the median.
+Three servers take turns under the same pinned load (`bench.load`): the bare handler,
+`clickbus run --no-notifier` (the edge alone) and `clickbus run` (the default: the
+notifier in the same process, consuming what the edge appends); the figure is the median
+of the rounds. nginx's `return 302` is loaded too, when installed, as the floor of any
+redirector.
 """
 
 from __future__ import annotations
@@ -9,16 +12,26 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
 
-from bench.load import free_port, generator, print_rows, python, requests_per_s, serving
-from clickbus.config import from_mapping
-from clickbus.creative import Inserter
-from clickbus.keystore import load_keyring
+from bench.load import (
+    SERVER_CORES,
+    Server,
+    Target,
+    bare_server,
+    clickbus_run,
+    compared,
+    medians,
+    on_cores,
+    pinning,
+    print_rows,
+    ratio_row,
+    requests_per_s,
+)
 from clickbus.tokens import AdContext
 
 AD = AdContext(
@@ -28,27 +41,15 @@ AD = AdContext(
     creative_id=5,
     landing_url="https://shop.example/landing",
 )
+BARE = "bare aiohttp 302 handler"
 
 
-def _edge_rps(connections: int, duration_s: float, data_dir: str) -> float:
-    port = free_port()
-    config = from_mapping({"data_dir": data_dir}, env={})
-    url = Inserter(load_keyring(config), f"http://127.0.0.1:{port}", ttl_s=3600).click_url(AD)
-    env = {
-        **os.environ,
-        "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
-        "CLICKBUS_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
-        "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CLICKBUS_DATA_DIR": data_dir,
+def targets() -> dict[str, Target]:
+    return {
+        "bare": Target(bare_server(), lambda server: server.url + "/ck/x"),
+        "edge": Target(clickbus_run("--no-notifier"), Server.click_url),
+        "notifier": Target(clickbus_run(), Server.click_url),
     }
-    with serving([python(), "-m", "clickbus", "run", "--no-notifier"], f"http://127.0.0.1:{port}/readyz", env=env):
-        return requests_per_s(url, connections=connections, duration_s=duration_s)
-
-
-def _bare_rps(connections: int, duration_s: float) -> float:
-    port = free_port()
-    with serving([python(), "-m", "bench.servers", "bare", str(port)], f"http://127.0.0.1:{port}/readyz"):
-        return requests_per_s(f"http://127.0.0.1:{port}/ck/x", connections=connections, duration_s=duration_s)
 
 
 NGINX_CONF = """daemon off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;
@@ -63,12 +64,15 @@ def _nginx_rps(connections: int, duration_s: float) -> float | None:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
         return None
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
         conf = os.path.join(directory, "nginx.conf")
         with open(conf, "w") as out:
             out.write(NGINX_CONF.format(dir=directory, port=port))
-        process = subprocess.Popen([nginx, "-c", conf, "-p", directory], stderr=subprocess.DEVNULL)
+        argv = on_cores([nginx, "-c", conf, "-p", directory], SERVER_CORES)
+        process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         try:
             _wait_for_port(port)
             return requests_per_s(f"http://127.0.0.1:{port}/ck/x", connections=connections, duration_s=duration_s)
@@ -87,39 +91,20 @@ def _wait_for_port(port: int) -> None:
 
 
 def main(quick: bool = False) -> list[dict[str, Any]]:
-    rounds, duration, connections = (1, 2.0, 32) if quick else (3, 5.0, 64)
-    edge, bare, nginx = [], [], []
-    with tempfile.TemporaryDirectory() as data_dir:
-        for _ in range(rounds):
-            bare.append(_bare_rps(connections, duration))
-            edge.append(_edge_rps(connections, duration, data_dir))
-            nginx.append(_nginx_rps(connections, duration))
-    value, baseline = statistics.median(edge), statistics.median(bare)
-    row = {
-        "name": "redirect, full click path (embedded log, 1 worker)",
-        "value": value,
-        "unit": "req/s",
-        "baseline": baseline,
-        "baseline_name": "bare aiohttp 302 handler",
-        "ratio": value / baseline,
-        "target": ">= 0.75",
-        "detail": f"{generator()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median",
-    }
-    rows = [row]
-    if None not in nginx:
-        floor = statistics.median(n for n in nginx if n is not None)
-        rows.append(
-            {
-                **row,
-                "baseline": floor,
-                "baseline_name": "nginx return 302, 1 worker",
-                "ratio": value / floor,
-                "target": "report",
-            }
-        )
+    rounds, duration, connections = (1, 3.0, 64) if quick else (3, 5.0, 64)
+    rates = medians(targets(), rounds=rounds, duration_s=duration, connections=connections)
+    detail = f"{pinning()}, {connections} connections, {duration:.0f}s x {rounds} rounds, median"
+    bare = rates["bare"]
+    rows = [
+        compared("redirect, `clickbus run --no-notifier` (embedded log)", rates["edge"], bare, BARE, ">= 0.6", detail),
+        compared("redirect, `clickbus run` (in-process notifier)", rates["notifier"], bare, BARE, ">= 0.45", detail),
+    ]
+    nginx = _nginx_rps(connections, duration)
+    if nginx is not None:
+        rows.append(ratio_row(rows[0]["name"], rates["edge"].rps, nginx, "nginx return 302, 1 worker", "report"))
     print_rows(rows)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    main(quick="--quick" in sys.argv[1:])

@@ -37,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime.share_metrics(config, first=not args.worker)
     if args.worker:
         return runtime.serve_edge(config, announce=False, notifier=False)
+    _migrate_legacy_log(config)
     config_args = ("--config", args.config, "--log-level", args.log_level)
     extras = [] if args.no_notifier else supervisor.extra_children(config_args)
     if args.workers == 1:  # one process: the notifier runs inside it
@@ -52,6 +53,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
+
+
+def _migrate_legacy_log(config: Config) -> None:
+    """Ship the unread records of an old SQLite log (before #13) into the segment log, once."""
+    from clickbus.log.migrate import legacy_log, migrate_into
+    from clickbus.notifier.dlq import replay_group
+
+    old = legacy_log(config.data_dir, config.log_path) if config.log.backend == "embedded" else None
+    if old is not None:
+        groups = (config.notifier.group, replay_group(config.notifier.group))
+        shipped = runtime.run(migrate_into(old, config.log_path, groups, config.log.stop_timeout_s))
+        print(f"clickbus: migrated {sum(shipped.values())} unread records from {old}", file=sys.stderr)
 
 
 async def _notify(config: Config) -> None:

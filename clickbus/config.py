@@ -86,6 +86,10 @@ def _topic_prefix(text: str) -> str | None:
     return None if ok else "expected a Kafka topic name prefix"
 
 
+def _segment_mb(value: int) -> str | None:
+    return None if value <= 1024 else "expected at most 1024 (an index position is 32 bits)"
+
+
 def _placements(names: tuple[str, ...]) -> str | None:
     return None if names and all(names) else "expected a non-empty list of placement names"
 
@@ -162,11 +166,13 @@ class EdgeConfig:
 class EmbeddedLogConfig:
     """The embedded log, on this machine's disk."""
 
-    path: Annotated[FilePath, Doc("inside data_dir")] = Path("log.sqlite3")
-    max_batch: Annotated[PositiveInt, Doc("appends written together in one transaction, at most")] = 1024
-    segment_mb: Annotated[PositiveInt, Doc("size of one segment file")] = 64
-    retention_hours: Annotated[PositiveInt, Doc("segments older than this are deleted")] = 168
-    retention_mb: Annotated[PositiveInt, Doc("oldest segments are deleted above this size per topic")] = 10240
+    path: Annotated[FilePath, Doc("a directory of partitions, inside data_dir")] = Path("log")
+    max_batch: Annotated[PositiveInt, Doc("appends written together in one write and fdatasync, at most")] = 1024
+    segment_mb: Annotated[
+        PositiveInt, check(_segment_mb), Doc("a partition's active segment rolls over at this size")
+    ] = 64
+    retention_hours: Annotated[PositiveInt, Doc("closed segments last written longer ago are deleted")] = 168
+    retention_mb: Annotated[PositiveInt, Doc("the oldest closed segments go while a partition holds more")] = 10240
 
 
 @dataclass(frozen=True, slots=True)

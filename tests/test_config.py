@@ -32,7 +32,7 @@ def test_shipped_default_config_loads_with_documented_defaults() -> None:
     config = load(ROOT / "conf" / "clickbus.toml", env={})
     assert config.edge.listen == HostPort("127.0.0.1", 8080)
     assert config.log.backend == "embedded"
-    assert config.log_path == Path("var/log.sqlite3")
+    assert config.log_path == Path("var/log")
 
 
 def test_environment_overrides() -> None:

@@ -14,9 +14,9 @@ import pytest
 
 from clickbus import runtime
 from clickbus.errors import LogUnavailable
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.metered import MeteredLog
 from clickbus.log.port import Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.metrics import create_metrics
 from tests.support.configs import build_config
 
@@ -34,7 +34,7 @@ async def test_commands_get_the_configured_log_metered(tmp_path: Path) -> None:
 
 
 async def test_a_started_log_is_stopped_when_its_block_fails(tmp_path: Path) -> None:
-    log = EmbeddedLog(tmp_path / "log.sqlite3")
+    log = EmbeddedLog(tmp_path / "log")
     with pytest.raises(RuntimeError, match="boom"):
         async with runtime.started(log, stop_timeout_s=5.0):
             await log.append(Topic.CLICKS, b"k", b"{}")

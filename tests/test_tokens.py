@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 from typing import Any
 
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clickbus.errors import TokenError
-from clickbus.tokens import MAX_TOKEN_CHARS, AdContext, Keyring, new_key
+from clickbus.tokens import MAX_TOKEN_CHARS, AdContext, Keyring, Mac, new_key
 
 KEYS = {"k1": new_key(), "k2": new_key()}
 SIGNER = Keyring(KEYS, "k1")
@@ -127,3 +129,34 @@ def test_out_of_range_values_are_refused_when_signing(field: str, value: int) ->
     fields: dict[str, Any] = {"member_id": 1, field: value}
     with pytest.raises(ValueError, match=field):
         SIGNER.sign(AdContext(**fields), ttl_s=60)
+
+
+@given(st.binary(max_size=200), st.binary(max_size=300))
+def test_mac_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert Mac(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+def _respelled(token: str) -> list[str]:
+    """Other spellings of the same bytes: standard alphabet, padding, spare bits of the last character set."""
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    standard = base64.b64encode(raw).decode()
+    last = URL_SAFE.index(token[-1])
+    spare = {2: 0x0F, 3: 0x03}[len(token) % 4]
+    return [
+        standard.rstrip("="),
+        token + "=" * (-len(token) % 4),
+        token[:-1] + URL_SAFE[last | spare],
+        token[:-1] + URL_SAFE[last | 1],
+    ]
+
+
+@pytest.mark.parametrize("spare", [2, 3])
+def test_other_spellings_of_a_token_are_refused(spare: int) -> None:
+    """Only the canonical spelling verifies (checked by reading the text, not by encoding the bytes again)."""
+    ads = (AdContext(member_id=1, landing_url="https://a.example/?" + "~" * n) for n in range(4))
+    tokens = (SIGNER.sign(ad, ttl_s=60) for ad in ads)
+    token = next(t for t in tokens if len(t) % 4 == spare)
+    for spelling in _respelled(token):
+        if spelling != token:
+            with pytest.raises(TokenError, match="base64url"):
+                SIGNER.verify(spelling)

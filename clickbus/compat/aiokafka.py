@@ -4,6 +4,8 @@
   be replaced; aiokafka exposes no health flag.
 - `AIOKafkaProducer._message_accumulator.fail_all` and `._sender.close()`: `stop()` waits forever for batches
   that an unreachable broker never takes (aiokafka#1101), so they are failed and the sender closed instead.
+- `._sender.sender_task.cancel()`: once the Kafka log has spooled what a producer holds, that producer must
+  not retry it against the next broker that answers (a new, empty one); aiokafka has no "stop sending now".
 """
 
 from __future__ import annotations
@@ -26,3 +28,10 @@ async def abandon_pending(producer: Any, error: KafkaError, timeout: float) -> N
     """Fail every batch the producer still holds with `error`, then stop its sender within `timeout`."""
     producer._message_accumulator.fail_all(error)
     await asyncio.wait_for(producer._sender.close(), timeout)
+
+
+def halt_sender(producer: Any) -> None:
+    """Stop the producer sending or retrying anything from now on (stop it later to close its connections)."""
+    task = producer._sender.sender_task
+    if task is not None:
+        task.cancel()

@@ -14,6 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
+from aiohttp import hdrs
+from multidict import CIMultiDictProxy
+
 from clickbus.config import ApiKeyConfig
 from clickbus.edge.buckets import Buckets, MemoryBuckets
 
@@ -28,6 +31,15 @@ def bearer(authorization: str | None) -> str:
     if authorization is None or authorization[: len(BEARER)].lower() != BEARER:
         return ""
     return authorization[len(BEARER) :].strip()
+
+
+def authorization(headers: CIMultiDictProxy[str]) -> str | None:
+    """The request's one `Authorization` header; None when there is none or more than one.
+
+    With two, which one a proxy in front acted on is anyone's guess, so neither is believed.
+    """
+    values = headers.getall(hdrs.AUTHORIZATION, [])
+    return values[0] if len(values) == 1 else None
 
 
 def key_hash(key: str) -> bytes:
@@ -92,14 +104,23 @@ class RateLimiter:
     def allow(self, name: str, now: float | None = None) -> bool:
         """Take one token from `name`'s bucket; False when it is empty."""
         slot, rate = self._slots[name]
-        taken = self._buckets.take(slot, time.monotonic() if now is None else now, rate, max(1.0, rate))
+        taken = self._buckets.take(slot, time.monotonic() if now is None else now, rate, _burst(rate))
         self._tokens[name] = taken.tokens
         return taken.allowed
+
+    def give_back(self, name: str) -> None:
+        """Return the token `allow` took from `name`, for a request that then failed (nothing was recorded)."""
+        slot, rate = self._slots[name]
+        self._buckets.give_back(slot, _burst(rate))
 
     def retry_after(self, name: str) -> int:
         """Whole seconds until `name` has a token again (at least 1), as of its last `allow`."""
         missing = 1.0 - self._tokens[name]
         return max(1, int(missing / self._slots[name][1] + 0.999))
+
+
+def _burst(rate: float) -> float:
+    return max(1.0, rate)
 
 
 def new_api_key(prefix: str = KEY_PREFIX) -> tuple[str, str]:

@@ -4,7 +4,8 @@ The public application serves what browsers and publishers call (`/ck`, `/i`, th
 server-side click API, health) and, only when insert keys are configured, keyed insertion. The
 admin application serves the ad server and operators (insertion, metrics, OpenAPI, health) on
 `edge.admin_listen`; it shares the public application's objects and owns none of them, so the
-public application's cleanup contexts start and stop everything once.
+public application's cleanup contexts start and stop everything once, except the thread each
+application's insertion uses for large markups (see `insert.insertion_thread`), which is its own.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def create_app(
         app.add_routes(module.routes)
     if app[INSERT_KEYS]:
         app.add_routes(insert.keyed_routes)
+        app.cleanup_ctx.append(insert.insertion_thread)
     app.on_response_prepare.append(drop_server_header)
     return app
 
@@ -92,6 +94,7 @@ def create_admin_app(edge: web.Application) -> web.Application:
     admin[DRAINING] = edge[DRAINING]
     for module in (health, insert, prometheus, openapi):
         admin.add_routes(module.routes)
+    admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
     return admin
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -22,4 +23,5 @@ API_KEYS: web.AppKey[ApiKeys[ApiKeyConfig]] = web.AppKey("api_keys")
 INSERT_KEYS: web.AppKey[ApiKeys[InsertKeyConfig]] = web.AppKey("insert_keys")
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
+INSERT_THREAD = web.AppKey("insert_thread", ThreadPoolExecutor)  # large markups (see insert)
 ADDRESS_SECRET = web.AppKey("address_secret", bytes)  # keys the hash of full client addresses (dedup)

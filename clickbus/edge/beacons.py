@@ -18,7 +18,7 @@ from clickbus.creative import BEACON_CLICK_PATH, BEACON_IMPRESSION_PATH
 from clickbus.edge.appkeys import CONFIG, KEYRING
 from clickbus.edge.body import read_json
 from clickbus.edge.client import client_of
-from clickbus.edge.events import click_record, impression_record, record_click, record_impression
+from clickbus.edge.events import click_record, impression_record, record
 from clickbus.edge.vtex_schema import POS, BeaconBody, Error, error, parse_body, parse_pos
 from clickbus.errors import BodyError, TokenError
 from clickbus.records import Source
@@ -89,23 +89,15 @@ async def _beacon(request: web.Request, kind: str) -> web.Response:
     client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
     now, user, session = time.time(), body.user_id, body.session_id
     if kind == CLICK:
-        click = click_record(
-            token,
-            client,
-            source=Source.BEACON,
-            landing=token.ad.landing_url,
-            now=now,
-            user_id=user,
-            session_id=session,
-            pos=pos,
+        landing = token.ad.landing_url
+        event = click_record(
+            token, client, source=Source.BEACON, landing=landing, now=now, user_id=user, session_id=session, pos=pos
         )
-        recorded = await record_click(request.app, click)
     else:
-        impression = impression_record(
+        event = impression_record(
             token, client, source=Source.BEACON, now=now, user_id=user, session_id=session, pos=pos
         )
-        recorded = await record_impression(request.app, impression)
-    if not recorded:
+    if not await record(request.app, event):
         return errors_response([NOT_RECORDED], 503, {"Retry-After": "1"})
     return accepted(kind)
 

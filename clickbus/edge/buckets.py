@@ -45,10 +45,17 @@ def take(tokens: float, at: float, now: float, rate: float, burst: float) -> tup
     return Take(True, tokens - 1.0), tokens - 1.0
 
 
+def give_back(tokens: float, burst: float) -> float:
+    """A bucket counted `tokens`, with one taken token returned: never more than a burst."""
+    return min(burst, max(0.0, tokens) + 1.0) if math.isfinite(tokens) else 0.0
+
+
 class Buckets(Protocol):
     """Numbered token buckets."""
 
     def take(self, slot: int, now: float, rate: float, burst: float) -> Take: ...
+
+    def give_back(self, slot: int, burst: float) -> None: ...
 
     def close(self) -> None: ...
 
@@ -63,6 +70,10 @@ class MemoryBuckets:
         outcome, tokens = take(*self._counts[slot], now, rate, burst)
         self._counts[slot] = (tokens, now)
         return outcome
+
+    def give_back(self, slot: int, burst: float) -> None:
+        tokens, at = self._counts[slot]
+        self._counts[slot] = (give_back(tokens, burst), at)
 
     def close(self) -> None:
         pass
@@ -98,6 +109,15 @@ class FileBuckets:
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
         return outcome
+
+    def give_back(self, slot: int, burst: float) -> None:
+        offset = slot * SLOT.size
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT.size, offset)
+        try:
+            counted, at = SLOT.unpack(os.pread(self._fd, SLOT.size, offset))
+            os.pwrite(self._fd, SLOT.pack(give_back(counted, burst), at), offset)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
 
     def close(self) -> None:
         os.close(self._fd)

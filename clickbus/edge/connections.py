@@ -47,8 +47,14 @@ class Deadlines:
 
 
 async def drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare` signal: answers do not name the server software."""
+    """`on_response_prepare` signal: answers do not name the server software, nor echo an `Expect` header.
+
+    aiohttp answers an unknown `Expect` with `417` and a body quoting the sender's header; the
+    answer keeps its status and gets the fixed body of every other refusal.
+    """
     response.headers.popall(hdrs.SERVER, None)
+    if response.status == HTTPStatus.EXPECTATION_FAILED and isinstance(response, web.Response):
+        response.text = f"{response.status} {_phrase(response.status)}\n"
 
 
 class GuardedHandler(RequestHandler):
@@ -146,6 +152,7 @@ def handler_factory(runner: web.AppRunner, deadlines: Deadlines, *, access_log: 
         keepalive_timeout=deadlines.keepalive_s,
         access_log_class=JsonAccessLogger,
         access_log=access_logger() if access_log else None,
+        auto_decompress=False,  # see clickbus.edge.body: compressed bodies are refused, never inflated
     )
 
 

@@ -8,13 +8,17 @@ tokens for the requested member. Without insert keys the public listener has no 
 Insertion is linear in the markup, but a large creative with thousands of links still
 signs thousands of tokens: markups over `INLINE_MARKUP_CHARS` are inserted on one
 worker thread, so the event loop keeps answering clicks meanwhile (the interpreter
-switches threads every few milliseconds) and at most one large insertion runs at once.
+switches threads every few milliseconds) and at most one large insertion per listener
+runs at once. Each application serving insertion starts that thread in its cleanup
+context (`insertion_thread`) and stops it there within `edge.shutdown_timeout_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,11 +26,14 @@ import orjson
 from aiohttp import hdrs, web
 
 from clickbus.creative import Inserter, Insertion
-from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERTER, METRICS
+from clickbus.edge.apikeys import authorization
+from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERT_THREAD, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
 from clickbus.landing import landing_problems
 from clickbus.tokens import AdContext
+
+logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 keyed_routes = web.RouteTableDef()
@@ -117,7 +124,7 @@ async def insert(request: web.Request) -> web.Response:
 @keyed_routes.post(PATH)
 async def keyed_insert(request: web.Request) -> web.Response:
     """Insertion for an ad server holding an insert key."""
-    key = request.app[INSERT_KEYS].identify(request.headers.get(hdrs.AUTHORIZATION))
+    key = request.app[INSERT_KEYS].identify(authorization(request.headers))
     if key is None:
         request.app[METRICS].insertion("unauthorized")
         return _refusal(401, "", "a valid insert key is required", {hdrs.WWW_AUTHENTICATE: "Bearer"})
@@ -131,7 +138,7 @@ async def _answer(request: web.Request, members: tuple[int, ...]) -> web.Respons
         if members and ad.member_id not in members:
             request.app[METRICS].insertion("forbidden")
             return _refusal(403, "auction.member_id", f"this insert key may not insert for member {ad.member_id}")
-        done = await _insert(request.app[INSERTER], markup, ad, wrap)
+        done = await _insert(request.app, markup, ad, wrap)
         check_url_length(done, ad, request.app[CONFIG].edge.max_url_bytes)
     except BodyError as exc:
         request.app[METRICS].insertion("bad_body")
@@ -149,17 +156,28 @@ def _refusal(status: int, field: str, message: str, headers: dict[str, str] | No
     return web.json_response({"errors": [_problem(field, message)]}, status=status, headers=headers, dumps=_dumps)
 
 
-async def _insert(inserter: Inserter, markup: str, ad: AdContext, wrap: bool) -> Insertion:
+async def _insert(app: web.Application, markup: str, ad: AdContext, wrap: bool) -> Insertion:
+    inserter: Inserter = app[INSERTER]
     if len(markup) <= INLINE_MARKUP_CHARS:
         return inserter.insert(markup, ad, wrap_links=wrap)
     call = functools.partial(inserter.insert, markup, ad, wrap_links=wrap)
-    return await asyncio.get_running_loop().run_in_executor(_large_markups(), call)
+    return await asyncio.get_running_loop().run_in_executor(app[INSERT_THREAD], call)
 
 
-@functools.cache
-def _large_markups() -> ThreadPoolExecutor:
-    """One thread for large insertions, made on first use; its queue is bounded by the open requests."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickbus-insert")
+async def insertion_thread(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the thread for large insertions (its queue is bounded by the open requests), stopped in time.
+
+    The runner has already waited for the requests in flight, so the thread is normally idle; an
+    insertion still running (linear in at most `edge.max_body_bytes`) gets `edge.shutdown_timeout_s`.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickbus-insert")
+    app[INSERT_THREAD] = pool
+    yield
+    stopping = asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+    try:
+        await asyncio.wait_for(stopping, app[CONFIG].edge.shutdown_timeout_s)
+    except TimeoutError:
+        logger.error("the insertion thread did not stop within edge.shutdown_timeout_s")
 
 
 def check_url_length(done: Insertion, ad: AdContext, limit: int) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 from clickbus.creative import IMPRESSION_PATH
 from clickbus.edge.appkeys import CONFIG, KEYRING
 from clickbus.edge.client import client_of
-from clickbus.edge.events import impression_record, record_impression
+from clickbus.edge.events import impression_record, record
 from clickbus.errors import TokenError
 from clickbus.records import Source
 
@@ -32,7 +32,7 @@ async def pixel(request: web.Request) -> web.Response:
         return web.Response(status=400, text="invalid impression token\n", headers=_NO_STORE)
     if request.method != "HEAD":
         client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
-        record = impression_record(token, client, source=Source.PIXEL, now=time.time())
-        if not await record_impression(request.app, record):
+        event = impression_record(token, client, source=Source.PIXEL, now=time.time())
+        if not await record(request.app, event):
             return web.Response(status=503, text="impression not recorded, try again\n", headers={"Retry-After": "1"})
     return web.Response(body=GIF, content_type="image/gif", headers=_NO_STORE)

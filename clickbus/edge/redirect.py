@@ -9,7 +9,7 @@ from aiohttp import web
 from clickbus.creative import REDIRECT_PARAM
 from clickbus.edge.appkeys import CONFIG, KEYRING, METRICS
 from clickbus.edge.client import client_of
-from clickbus.edge.events import click_record, record_click
+from clickbus.edge.events import click_record, record
 from clickbus.errors import TokenError
 from clickbus.landing import host_allowed, landing_problems, location_header
 from clickbus.records import Source
@@ -50,7 +50,7 @@ async def _answer(request: web.Request) -> web.Response:
         return bad_token()
     if request.method != "HEAD":  # HEAD is a link checker, never a click
         client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
-        record = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
-        if not await record_click(request.app, record):
+        event = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
+        if not await record(request.app, event):
             return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
     return web.Response(status=302, headers={"Location": location_header(location), "Cache-Control": _NO_STORE})

@@ -7,7 +7,9 @@ problem reads exactly like the reference ("campaignId is required"). A string
 field longer than `edge.max_text_chars` is refused first, with 422.
 
 The key's rate limit is taken only from a valid request about to be recorded: a
-request refused for its body does not spend it.
+request refused for its body does not spend it, and the token of a click the log
+could not take (`503`) is given back. Taking first and giving back on failure
+bounds the rate under any concurrency: a token is never used twice, only returned.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from clickbus.config import CampaignConfig
+from clickbus.edge.apikeys import authorization
 from clickbus.edge.appkeys import API_KEYS, CONFIG, RATE_LIMITER
 from clickbus.edge.body import read_json
 from clickbus.edge.client import MAX_HEADER_CHARS, Client, client_of
-from clickbus.edge.events import record_click
+from clickbus.edge.events import event_of, record
 from clickbus.errors import BodyError
 from clickbus.ids import uuid7
 from clickbus.iso3166 import ALPHA_2
@@ -148,7 +151,7 @@ def answer(status: int, message: str, headers: dict[str, str] | None = None) -> 
 @routes.post(PATH)
 async def server_click(request: web.Request) -> web.Response:
     """Record a click a publisher's server reports with its API key."""
-    key = request.app[API_KEYS].identify(request.headers.get(hdrs.AUTHORIZATION))
+    key = request.app[API_KEYS].identify(authorization(request.headers))
     if key is None:
         return answer(401, "unauthorized")
     try:
@@ -165,6 +168,7 @@ async def server_click(request: web.Request) -> web.Response:
     if not limiter.allow(key.name):
         return answer(429, "rate limit exceeded", {"Retry-After": str(limiter.retry_after(key.name))})
     client = client_of(request, trust_forwarded=config.edge.trust_forwarded)
-    if not await record_click(request.app, server_click_record(click, client, now=time.time())):
+    if not await record(request.app, event_of(server_click_record(click, client, now=time.time()))):
+        limiter.give_back(key.name)
         return answer(503, "click not recorded, try again", {"Retry-After": "1"})
     return web.Response(body=_SUCCESS, content_type="application/json")

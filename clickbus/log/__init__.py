@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from clickbus.config import Config
+from clickbus.log.embedded import HOUR_S, MB, EmbeddedLog
 from clickbus.log.port import Consumer, Entry, Health, Log, Topic
-from clickbus.log.sqlite import EmbeddedLog
+from clickbus.log.retention import Retention
 
 __all__ = ["Consumer", "EmbeddedLog", "Entry", "Health", "Log", "Topic", "open_log"]
 
@@ -16,4 +17,10 @@ def open_log(config: Config) -> Log:
 
         kafka = config.log.kafka
         return KafkaLog(kafka, spool_dir=config.data_dir / kafka.spool_dir, prefix=config.log.topic_prefix)
-    return EmbeddedLog(config.log_path, max_batch=config.log.embedded.max_batch)
+    embedded = config.log.embedded
+    return EmbeddedLog(
+        config.log_path,
+        max_batch=embedded.max_batch,
+        segment_bytes=embedded.segment_mb * MB,
+        retention=Retention(embedded.retention_hours * HOUR_S, embedded.retention_mb * MB),
+    )

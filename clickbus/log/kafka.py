@@ -1,39 +1,41 @@
 """The Kafka adapter of the log port: an aiokafka producer with a disk spool behind it.
 
-An append goes to Kafka and is answered when Kafka acknowledges it (acks from
-all in-sync replicas). If that takes longer than `append_budget_ms`, or the
-send fails, the adapter falls back: the record is fsync'd to the local spool
-and the append is answered from there. From then on every append goes to the
-spool, so nothing overtakes what is already waiting, until a background
-shipper has moved the whole spool to Kafka, in order; then appends go straight
-to Kafka again. While the spool is in use, `health` is not ready and says why.
+Appends made in one loop tick are gathered and sent as one batch per
+partition (`kafka_batch`); each is answered when its batch is acknowledged
+(acks from all in-sync replicas). If that takes longer than
+`append_budget_ms`, or the send fails, the adapter falls back: the records
+not yet acknowledged are fsync'd to the local spool and answered from there.
+From then on every append goes to the spool, so nothing overtakes what is
+already waiting, until a background shipper has moved the whole spool to
+Kafka, in order; then appends go straight to Kafka again. While the spool is
+in use, `health` is not ready and says why.
 
-A record whose send timed out may still be delivered by aiokafka later. Its
-delivery future is kept: if it succeeds, the spooled copy is marked done and
-never shipped; the shipper waits for it before deciding. A copy is sent twice
-only when Kafka wrote a record whose acknowledgement was lost (or the edge
-restarted meanwhile); records carry their click_id, so such duplicates are
-recognisable downstream.
+Once a record is in the spool, the spooled copy is shipped whatever becomes
+of its first send. aiokafka may still report that send successful later, but
+the broker that took it may be gone by then with its records (a broker
+replaced by an empty one, or one without replication): a copy in Kafka twice
+is recognisable by its click_id, a copy dropped is a lost click.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import-untyped]
 
-from clickbus.compat.aiokafka import sender_died
+from clickbus.compat.aiokafka import halt_sender, sender_died
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
 from clickbus.log.budget import Budget, BudgetExpired
-from clickbus.log.kafka_client import ensure_topics, new_producer, start_bounded, stop_producer
+from clickbus.log.kafka_batch import Outgoing, Sent, send_batches, succeeded
+from clickbus.log.kafka_client import IdempotenceRefused, ensure_topics, start_producer, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
 from clickbus.log.spool import Spool
@@ -41,11 +43,10 @@ from clickbus.log.spool_format import SpooledRecord
 
 logger = logging.getLogger(__name__)
 
-HeaderTuple = tuple[tuple[str, bytes], ...]
-
 SHIP_WINDOW = 2000
 BACKOFF_MAX_S = 5.0
 STOP_GRACE_S = 1.0  # how long a producer that cannot reach Kafka may try to flush at stop
+ABANDON_GRACE_S = 0.1  # how long an abandoned producer may flush before its sends are failed
 
 
 class KafkaLog:
@@ -63,15 +64,17 @@ class KafkaLog:
         self._connect_s = config.connect_timeout_ms / 1000
         self._producer: Any = None
         self._direct = False  # appends go to Kafka (True) or to the spool (False)
-        self._inflight: dict[int, asyncio.Future[Any]] = {}  # spool seq -> a delivery still possible
-        self._delivered: list[int] = []  # spool seqs that reached Kafka by their first send after all
+        self._gathering: list[_Append] = []  # this tick's appends, sent together at its end
+        self._groups: set[asyncio.Task[None]] = set()  # groups of appends waiting on Kafka right now
+        self._pump: asyncio.Task[None] | None = None  # forms the groups, one at a time
         self._wake = asyncio.Event()
-        self._direct_appends = 0  # appends waiting on Kafka right now
         self._direct_idle = asyncio.Event()
         self._direct_idle.set()
         self._shipper: asyncio.Task[None] | None = None
         self._reason = "kafka log not started"
         self._stopping = False
+        self._refused = False  # the broker refused the idempotent producer (said once in the log)
+        self._abandon = False  # the producer of direct appends is to be dropped before shipping
         self._oldest_ms: int | None = None  # timestamp of the oldest spooled record (about), while one is
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -81,6 +84,8 @@ class KafkaLog:
         await self.spool.open()
         try:
             await self._connect()
+        except IdempotenceRefused as exc:
+            self._reason = str(exc)  # _connect logged it
         except KafkaError as exc:
             self._reason = f"kafka unreachable at start: {exc}"
             logger.warning("%s; spooling to %s", self._reason, self.spool.directory)
@@ -96,14 +101,20 @@ class KafkaLog:
         names = [self.names.full(t) for t in self.topics]
         await ensure_topics(self.config, names, self._connect_s)
         if self._producer is None:
-            producer = new_producer(self.config)
-            await start_bounded(producer, self._connect_s)
-            self._producer = producer
+            try:
+                self._producer = await start_producer(self.config, self._connect_s)
+            except IdempotenceRefused as exc:
+                if not self._refused:  # one clear line, not one per retry
+                    logger.error("%s; spooling to %s meanwhile", exc, self.spool.directory)
+                self._refused = True
+                raise
 
     async def stop(self, timeout: float) -> None:
         """Stop within `timeout` seconds; what Kafka has not acknowledged stays in the spool."""
         deadline = time.monotonic() + timeout
         self._stopping = True
+        if self._groups:  # each is settled within the budget: acknowledged, or spooled
+            await asyncio.wait(self._groups, timeout=max(0.1, deadline - time.monotonic()))
         if self._shipper is not None:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,7 +123,6 @@ class KafkaLog:
         if producer is not None:
             grace = deadline - time.monotonic()
             await stop_producer(producer, max(0.1, grace if self._direct else min(grace, STOP_GRACE_S)))
-        await self._persist_delivered()
         await self.spool.close()
         self._budget.close()
         if self.spool.pending:
@@ -141,43 +151,106 @@ class KafkaLog:
         """Answer once Kafka acknowledged the record, or once it is fsync'd to the spool."""
         if self._stopping:
             raise LogUnavailable("kafka log is stopping")
-        record = (topic, key, value, tuple(headers), time.time_ns() // 1_000_000)
+        ts = time.time_ns() // 1_000_000
         while not self._direct:
-            if not self._direct_appends:
-                self._note_spooled(record[-1])
-                await self.spool.put(*record)
+            if not self._groups:
+                self._note_spooled(ts)
+                await self.spool.put(topic, key, value, tuple(headers), ts)
                 return
             await self._direct_idle.wait()  # sends begun before the fall-back go first: nothing overtakes them
-        await self._append_direct(*record)
+        waiter: asyncio.Future[asyncio.Future[None] | None] = asyncio.get_running_loop().create_future()
+        record = Outgoing(self._name(topic), key, value, tuple(headers), ts)
+        self._gathering.append(_Append(topic, record, waiter))
+        if self._pump is None:
+            self._pump = self._track(self._pump_groups(), "clickbus-kafka-gather")
+        spooled = await waiter
+        if spooled is not None:
+            await spooled
 
-    async def _append_direct(self, topic: str, key: bytes, value: bytes, headers: HeaderTuple, ts: int) -> None:
-        self._direct_appends += 1
+    async def _pump_groups(self) -> None:
+        """Send what gathered as one group; gather the next while that one waits for its turn in the producer.
+
+        aiokafka queues one batch per partition at a time (`send_batch` waits
+        until the previous one is sent): appends that arrive meanwhile join the
+        next group instead of waiting in batches of their own.
+        """
+        try:
+            while self._gathering:
+                group, self._gathering = self._gathering, []
+                queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._track(self._send_group(group, queued), "clickbus-kafka-append")
+                await queued
+        finally:
+            self._pump = None
+
+    def _track(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         self._direct_idle.clear()
-        future = None
+        task = asyncio.create_task(work, name=name)
+        self._groups.add(task)
+        task.add_done_callback(self._group_done)
+        return task
+
+    def _group_done(self, task: asyncio.Task[None]) -> None:
+        self._groups.discard(task)
+        if not self._groups:
+            self._direct_idle.set()
+
+    async def _send_group(self, group: list[_Append], queued: asyncio.Future[None]) -> None:
+        try:
+            reason, done = await self._deliver(group, queued)
+            if reason:
+                self._fall_back(reason)
+            for append in group:
+                self._settle(append, acknowledged=id(append.record) in done)
+        except BaseException as exc:
+            for append in group:
+                if not append.waiter.done():
+                    append.waiter.set_exception(LogUnavailable(f"kafka append failed: {exc!r}"))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if not queued.done():
+                queued.set_result(None)
+
+    async def _deliver(self, group: list[_Append], queued: asyncio.Future[None]) -> tuple[str, set[int]]:
+        """Send the group within the budget: why not all was acknowledged ('' if it was), and what was."""
+        sent: list[Sent] = []
+        producer = self._producer
+        if producer is None:  # the group formed after a fall-back dropped the producer: to the spool
+            queued.set_result(None)
+            return self._reason or "kafka producer being replaced", set()
+        wait = self._budget.start()
+        reason = ""
         try:
             try:
-                wait = self._budget.start()
-                future = await wait.sent(
-                    self._producer.send(self._name(topic), value, key=key, headers=list(headers), timestamp_ms=ts)
-                )
-                if await wait.acknowledged(future):
-                    return
-                self._fall_back(f"kafka did not acknowledge within {self.config.append_budget_ms} ms")
-            except BudgetExpired:
-                self._fall_back(f"kafka did not take the record within {self.config.append_budget_ms} ms")
-            except KafkaError as exc:
-                self._fall_back(f"kafka send failed: {exc!r}")
-            if future is not None and _succeeded(future):
-                return
-            seq, written = self.spool.enqueue(topic, key, value, headers, ts)
-            self._note_spooled(ts)
-            if future is not None:
-                self._track(seq, future)
-        finally:
-            self._direct_appends -= 1
-            if not self._direct_appends:
-                self._direct_idle.set()
-        await written
+                await wait.sent(send_batches(producer, [a.record for a in group], sent))
+            finally:
+                queued.set_result(None)  # the next group may go
+            if not await wait.acknowledged(_all_of(sent)):
+                reason = f"kafka did not acknowledge within {self.config.append_budget_ms} ms"
+        except BudgetExpired:
+            reason = f"kafka did not take the records within {self.config.append_budget_ms} ms"
+        except KafkaError as exc:
+            reason = f"kafka send failed: {exc!r}"
+        if not reason:
+            return "", {id(a.record) for a in group}
+        return reason, {id(r) for s in sent if succeeded(s.delivery) for r in s.records}
+
+    def _settle(self, append: _Append, *, acknowledged: bool) -> None:
+        """Answer an append: done if Kafka acknowledged it, else once its spooled copy is fsync'd."""
+        if append.waiter.done():
+            return
+        if acknowledged:
+            append.waiter.set_result(None)
+            return
+        record = append.record
+        try:
+            _, written = self.spool.enqueue(append.topic, record.key, record.value, record.headers, record.timestamp_ms)
+        except LogUnavailable as exc:
+            append.waiter.set_exception(exc)
+            return
+        self._note_spooled(record.timestamp_ms)
+        append.waiter.set_result(written)
 
     def _note_spooled(self, ts: int) -> None:
         if self._oldest_ms is None or not self.spool.pending:
@@ -195,23 +268,11 @@ class KafkaLog:
         if self._direct:
             logger.warning("%s: spooling appends to %s", reason, self.spool.directory)
             self._direct = False
+            self._abandon = True
+            if self._producer is not None:
+                halt_sender(self._producer)  # its unacknowledged records are spooled: no retry may reach a new broker
             self._reason = reason
         self._wake.set()
-
-    def _track(self, seq: int, future: asyncio.Future[Any]) -> None:
-        """Remember a send that may still succeed, so its spooled copy is not shipped twice."""
-        self._inflight[seq] = future
-        future.add_done_callback(functools.partial(self._on_delivery, seq))
-
-    def _on_delivery(self, seq: int, future: asyncio.Future[Any]) -> None:
-        if self._inflight.get(seq) is future:
-            del self._inflight[seq]
-        if _succeeded(future):
-            self._delivered.append(seq)
-
-    async def _persist_delivered(self) -> None:
-        delivered, self._delivered = self._delivered, []
-        await self.spool.mark_done(delivered)
 
     # -- shipping the spool ----------------------------------------------------------------
 
@@ -222,12 +283,14 @@ class KafkaLog:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._abandon:
+                await self._abandon_producer()
             try:
                 await self._ship()
                 backoff = self.config.retry_backoff_ms / 1000
                 continue
             except (KafkaError, LogUnavailable, OSError, TimeoutError) as exc:
-                self._reason = f"kafka unavailable: {exc}"
+                self._reason = str(exc) if isinstance(exc, IdempotenceRefused) else f"kafka unavailable: {exc}"
                 logger.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
             except Exception:  # a bug must not end shipping for good: say so, and try again
@@ -236,12 +299,27 @@ class KafkaLog:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
+    async def _abandon_producer(self) -> None:
+        """Drop the producer that direct appends used, with the sends it still holds.
+
+        `_fall_back` halted its sender: every record it still holds is spooled
+        (or will be, once its group's budget runs out). Left alone, aiokafka
+        would retry them against whatever broker answers next, maybe a new one
+        before the shipper has created its topics there (Tansu 0.6 then
+        mis-numbers the offsets of the partition it creates implicitly, and
+        readers skip records): the spooled copies go instead, from a fresh
+        producer, after the topic check.
+        """
+        self._abandon = False
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await stop_producer(producer, ABANDON_GRACE_S)
+
     async def _ship(self) -> None:
         """Ship every pending record in seq order; return once appends go to Kafka again."""
         await self._connect()
         cursor, window = self.spool.start_cursor(), 1  # probe with one record, then open the window
         while True:
-            await self._persist_delivered()
             batch, after = await self.spool.read(cursor, window)
             if batch:
                 self._oldest_ms = batch[0].timestamp_ms  # what is left is this batch and newer
@@ -263,34 +341,16 @@ class KafkaLog:
 
     async def _ship_batch(self, batch: list[SpooledRecord]) -> None:
         timeout = self.config.request_timeout_ms / 1000
-        sends = []
+        records = [Outgoing(self._name(r.topic), r.key, r.value, r.headers, r.timestamp_ms) for r in batch]
+        sent: list[Sent] = []
         async with asyncio.timeout(timeout):
-            for record in batch:
-                if not self.spool.is_done(record.seq):
-                    sends.append((record.seq, await self._send_once(record)))
-        if sends:
-            await asyncio.wait([f for _, f in sends], timeout=timeout)
-        for _, future in sends:
-            if not _succeeded(future):
-                await self._persist_delivered()
-                raise _failure(future)
-        await self._persist_delivered()
+            await send_batches(self._producer, records, sent)
+        await asyncio.wait([s.delivery for s in sent if s.delivery is not None], timeout=timeout)
+        for s in sent:
+            if not succeeded(s.delivery):
+                raise _failure(s.delivery)
         await self.spool.mark_shipped(batch[-1].seq)
         self._reason = f"shipping spooled records to kafka ({self.spool.pending} left)"
-
-    async def _send_once(self, record: SpooledRecord) -> asyncio.Future[Any]:
-        """The record's delivery: the one still in flight if there is one, else a new send."""
-        future = self._inflight.get(record.seq)
-        if future is None:
-            future = await self._producer.send(
-                self.names.full(record.topic),
-                record.value,
-                key=record.key,
-                headers=list(record.headers),
-                timestamp_ms=record.timestamp_ms,
-            )
-            self._track(record.seq, future)
-        return future
 
     async def _recycle_if_broken(self, exc: BaseException) -> None:
         """Replace a producer that cannot recover by itself (dead sender, fatal error)."""
@@ -315,12 +375,29 @@ class KafkaLog:
         return KafkaGroupConsumer(self.config, self.names, topics, group, on_assign)
 
 
-def _succeeded(future: asyncio.Future[Any]) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """An append waiting on its group: answered with None (acknowledged) or its spooled copy's fsync."""
+
+    topic: str
+    record: Outgoing
+    waiter: asyncio.Future[asyncio.Future[None] | None] = field(repr=False)
 
 
-def _failure(future: asyncio.Future[Any]) -> KafkaError:
-    if not future.done():
+def _all_of(sent: list[Sent]) -> asyncio.Future[Any]:
+    """Done when every delivery is; failed as soon as one fails."""
+    every = asyncio.gather(*(s.delivery for s in sent if s.delivery is not None))
+    every.add_done_callback(_observe)  # a failure after the budget ran out is seen per batch, not here
+    return every
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _failure(future: asyncio.Future[Any] | None) -> KafkaError:
+    if future is None or not future.done():
         return KafkaTimeoutError("no acknowledgement from kafka")
     error = future.exception() if not future.cancelled() else None
     return error if isinstance(error, KafkaError) else KafkaError(repr(error))

@@ -13,12 +13,17 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+    UnknownError,
+)
 from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
 
 from clickbus.compat.aiokafka import abandon_pending
@@ -65,6 +70,30 @@ def new_producer(config: KafkaConfig) -> Any:
     )
 
 
+class IdempotenceRefused(KafkaError):  # type: ignore[misc]
+    """The broker answered, but would not give the idempotent producer an id."""
+
+    retriable = False
+
+    def __str__(self) -> str:
+        return (
+            "kafka refused the idempotent producer (aiokafka asks for a producer id with InitProducerId v0 only, "
+            "and this broker does not grant it); set log.kafka.idempotence = false for this broker"
+        )
+
+
+async def start_producer(config: KafkaConfig, timeout: float) -> Any:
+    """A started producer; `IdempotenceRefused` if the broker answers but refuses the idempotent producer."""
+    producer = new_producer(config)
+    try:
+        await start_bounded(producer, timeout)
+    except KafkaError as exc:
+        if config.idempotence and isinstance(exc.__cause__, UnknownError):
+            raise IdempotenceRefused() from exc
+        raise
+    return producer
+
+
 async def start_bounded(client: Any, timeout: float) -> None:
     """Start an aiokafka client within `timeout`; on failure close it and raise `KafkaError`."""
     try:
@@ -77,18 +106,29 @@ async def start_bounded(client: Any, timeout: float) -> None:
 
 async def stop_producer(producer: Any, timeout: float) -> None:
     """Flush and stop `producer` within `timeout`, failing what it still holds if the broker is gone."""
-    try:
-        await asyncio.wait_for(producer.stop(), timeout)
+    if await _within(producer.stop(), timeout):
         return
-    except TimeoutError:
-        logger.warning("kafka producer did not flush within %.1fs; closing it (pending sends fail)", timeout)
-    except KafkaError as exc:
-        logger.warning("kafka producer stop failed: %r", exc)
+    logger.warning("kafka producer did not stop within %.1fs; closing it (pending sends fail)", timeout)
     # aiokafka#1101: stop() waits for batches that a dead broker never takes. Fail them and close.
-    with contextlib.suppress(Exception):
-        await abandon_pending(producer, KafkaTimeoutError("producer closed with the broker unreachable"), 1.0)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.client.close(), 1.0)
+    await _within(abandon_pending(producer, KafkaTimeoutError("producer closed with the broker unreachable"), 1.0), 1.5)
+    await _within(producer.client.close(), 1.0)
+
+
+async def _within(step: Awaitable[Any], timeout: float) -> bool:
+    """Run `step` for at most `timeout`: whether it ended cleanly. Its own failure (a cancelled sender
+    task re-raises its cancellation in `close()`, for one) stays here and never cancels the caller."""
+    task = asyncio.ensure_future(step)
+    await asyncio.wait({task}, timeout=timeout)
+    task.add_done_callback(_observe)
+    if not task.done():
+        task.cancel()
+        return False
+    return not task.cancelled() and task.exception() is None
+
+
+def _observe(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def ensure_topics(config: KafkaConfig, names: Sequence[str], timeout: float) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.abc import ConsumerRebalanceListener  # type: ignore[import-untyped]
@@ -20,6 +20,7 @@ from clickbus.log.port import AssignCallback, Entry
 from clickbus.log.port import TopicPartition as ShortPartition
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 POLL_MS = 500
 GROUP_REQUEST_TIMEOUT_MS = 40_000  # a JoinGroup waits out the broker's rebalance delay: keep aiokafka's default
@@ -157,27 +158,53 @@ class KafkaGroupConsumer:
 async def read_topic(
     config: KafkaConfig, names: TopicNames, topic: str, *, from_beginning: bool, follow: bool
 ) -> AsyncIterator[Entry]:
-    """Every partition of `topic`, without a group; without `follow`, up to the end offsets at the start."""
+    """Every partition of `topic`, without a group; without `follow`, up to the end offsets at the start.
+
+    Without `follow` the read is bounded: every request to the broker, and every
+    wait for the next records, is limited by `request_timeout_ms`; a broker that
+    stops answering ends the read with `LogUnavailable`.
+    """
     consumer = AIOKafkaConsumer(**connection_options(config), group_id=None, enable_auto_commit=False)
+    name = names.full(topic)
     try:
         await start_bounded(consumer, config.connect_timeout_ms / 1000)
     except KafkaError as exc:
-        raise LogUnavailable(f"cannot read {names.full(topic)}: {exc}") from exc
+        raise LogUnavailable(f"cannot read {name}: {exc}") from exc
+    step = None if follow else config.request_timeout_ms / 1000
     try:
-        partitions = await _partitions(consumer, names.full(topic), wait=follow)
+        partitions = await _bounded(_partitions(consumer, name, wait=follow), step, name)
         if not partitions:  # the topic does not exist (yet): nothing to read, and aiokafka refuses to seek nothing
             return
         consumer.assign(partitions)
-        if from_beginning:
-            await consumer.seek_to_beginning(*partitions)
-        else:
-            await consumer.seek_to_end(*partitions)
-        ends = None if follow else await consumer.end_offsets(partitions)
-        async for entry in _drain(consumer, names, partitions, ends):
+        seek = consumer.seek_to_beginning if from_beginning else consumer.seek_to_end
+        await _bounded(seek(*partitions), step, name)
+        ends = None if follow else await _bounded(consumer.end_offsets(partitions), step, name)
+        async for entry in _drain(consumer, names, partitions, ends, step):
             yield entry
     finally:
-        with contextlib.suppress(TimeoutError, KafkaError):
-            await asyncio.wait_for(consumer.stop(), 2.0)
+        await _close(consumer)
+
+
+async def _close(consumer: Any) -> None:
+    """Stop a reader within 2 s; its own troubles with a dead broker end here, not in the caller."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=2.0)
+    if not done:
+        stopping.cancel()
+    stopping.add_done_callback(_observe)
+
+
+def _observe(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _bounded(step: Awaitable[T], timeout: float | None, name: str) -> T:
+    """`step`, within `timeout` seconds (None: no limit); a broker that does not answer is `LogUnavailable`."""
+    try:
+        return await asyncio.wait_for(step, timeout)
+    except (TimeoutError, KafkaError) as exc:
+        raise LogUnavailable(f"cannot read {name}: kafka did not answer ({exc!r})") from exc
 
 
 async def _partitions(consumer: Any, name: str, *, wait: bool) -> list[Any]:
@@ -191,13 +218,22 @@ async def _partitions(consumer: Any, name: str, *, wait: bool) -> list[Any]:
 
 
 async def _drain(
-    consumer: Any, names: TopicNames, partitions: list[Any], ends: dict[Any, int] | None
+    consumer: Any, names: TopicNames, partitions: list[Any], ends: dict[Any, int] | None, stall: float | None
 ) -> AsyncIterator[Entry]:
+    """Entries until `ends` (or forever); with `stall`, `LogUnavailable` after that long without progress."""
     remaining = list(partitions)
+    quiet_since = time.monotonic()
     while remaining:
         if ends is not None:
-            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
+            name = remaining[0].topic
+            remaining = [tp for tp in remaining if await _bounded(consumer.position(tp), stall, name) < ends[tp]]
             if not remaining:
                 return
-        for entry in to_entries(names, await consumer.getmany(*remaining, timeout_ms=POLL_MS)):
+        entries = to_entries(names, await consumer.getmany(*remaining, timeout_ms=POLL_MS))
+        if entries:
+            quiet_since = time.monotonic()
+        elif stall is not None and time.monotonic() - quiet_since > stall:
+            left = {f"{tp.topic}[{tp.partition}]": ends[tp] for tp in remaining} if ends else {}
+            raise LogUnavailable(f"kafka stopped answering before the end offsets {left} were read")
+        for entry in entries:
             yield entry

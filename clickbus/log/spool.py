@@ -169,7 +169,8 @@ class Spool:
         return self._bytes
 
     def start_cursor(self) -> Cursor:
-        return Cursor(self._segments[0] if self._segments else self._next_seq, 0)
+        # with no segment yet, records queued for the flush get one named for their seq: all above `_shipped`
+        return Cursor(self._segments[0] if self._segments else self._shipped + 1, 0)
 
     def is_done(self, seq: int) -> bool:
         return seq <= self._shipped or seq in self._done

@@ -124,6 +124,9 @@ class Bidder:
         A healthy bidder draining a burst keeps answering, so its clicks keep waiting (at most
         `max_load` of them); a stuck one answers nothing, so its clicks are parked quickly.
         """
+        if not self._slots.locked():  # a free slot and nobody queued for one: no timer to arm and cancel
+            await self._slots.acquire()
+            return True
         while True:
             try:
                 async with asyncio.timeout(self.slot_wait_s):

@@ -4,8 +4,14 @@ Each record becomes one tracked task. At most `max_in_flight` are alive at
 once (the loop stops fetching until one finishes), and offsets are committed
 every `commit_interval_s` up to the lowest unfinished one per partition. A
 handler's synchronous `accept` runs in log order (dedup depends on that);
-the coroutine it returns runs concurrently. A partition newly assigned is
-`prepare`d (its dedup window rebuilt) before its first record is accepted.
+the coroutine it returns runs concurrently. Every partition of an assignment
+is `prepare`d (its dedup window rebuilt) before its first record is accepted:
+a Kafka member resumes each one, those it kept included, from the group's
+committed offset, so records it had accepted since are read again; a kept
+window would judge them duplicates of themselves and finish their offsets
+while their deliveries were still in flight. For the same reason a rebuild
+during which a new assignment arrives is done again. Commits name only the
+partitions held now.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class GroupLoop:
         self._consumer: Consumer = log.consumer(topics, group, on_assign=self._on_assign)
         self._assigned: set[TopicPartition] = set()
         self._unprepared: set[TopicPartition] = set()
+        self._assignments = 0  # how many the group gave: a rebuild that spans a new one must be done again
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -94,9 +101,9 @@ class GroupLoop:
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
         assigned = set(tps)
-        self._unprepared |= assigned - self._assigned
-        self._unprepared &= assigned
+        self._unprepared = set(assigned)  # kept partitions too: each resumes from its committed offset
         self._assigned = assigned
+        self._assignments += 1
         self.tracker.reset(assigned)
 
     async def _run(self) -> None:
@@ -135,11 +142,13 @@ class GroupLoop:
                 firsts[tp] = entry.offset
         if not firsts:
             return
+        assignment = self._assignments
         try:  # all partitions of this batch at once: one read of each topic
             await self.handler.prepare(firsts)
         except Exception:  # carry on unprepared (dedup misses at worst) rather than stop consuming
             logger.exception("notifier could not prepare %s", sorted(firsts))
-        self._unprepared -= set(firsts)
+        if assignment == self._assignments:  # else a new one moved every position back: rebuild from there
+            self._unprepared -= set(firsts)
 
     def _spawn(self, entry: Entry) -> None:
         tp = (entry.topic, entry.partition)
@@ -188,7 +197,9 @@ class GroupLoop:
             self.metrics.consumer_lag(self.group, topic, partition, records)
 
     async def _commit(self) -> None:
-        moved = self.tracker.committable()
+        # only what this member holds: a batch fetched before a rebalance may hold records of a partition since
+        # revoked, and a commit naming one is refused whole
+        moved = {tp: offset for tp, offset in self.tracker.committable().items() if tp in self._assigned}
         if not moved:
             return
         try:
@@ -197,6 +208,11 @@ class GroupLoop:
             logger.warning("notifier commit failed: %s", exc)
             return
         self.tracker.committed(moved)
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """The partitions this member holds now."""
+        return frozenset(self._assigned)
 
     def in_flight(self) -> int:
         return len(self._tasks)

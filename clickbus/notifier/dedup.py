@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections.abc import Sequence
 
 _MASK = (1 << 60) - 1  # ints below 2**60 take 32 bytes in CPython, 2**64 ones take 36
 
@@ -37,16 +38,21 @@ class DedupWindow:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def check_and_add(self, key: bytes, ts_ms: int) -> bool:
-        """True when `key` was already seen in the window ending at `ts_ms`; else remember it."""
+    def check_and_add(self, key: bytes, ts_ms: int, also: Sequence[DedupWindow] = ()) -> bool:
+        """True when `key` was already seen in the window ending at `ts_ms` (here or in `also`); else remember it."""
         self._advance(ts_ms)
         h = key_hash(key)
-        if h in self._seen:
+        if h in self._seen or any(other.holds(h, ts_ms) for other in also):
             return True
         self._seen.add(h)
         self._hashes.append(h)
         self._expiries.append(self._now + self.window_ms)
         return False
+
+    def holds(self, h: int, ts_ms: int) -> bool:
+        """Whether the key hash `h` is in the window ending at `ts_ms` (nothing is added)."""
+        self._advance(ts_ms)
+        return h in self._seen
 
     def _advance(self, ts_ms: int) -> None:
         self._now = max(self._now, ts_ms)

@@ -127,7 +127,12 @@ class IntakeHandler:
             self.windows[tp] = self._window_for(tp)
         window = self.windows[tp]
         # The key comes from the record, not the log key, so whatever wrote the record the rule is this one.
-        reason = verdict(record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
+        # On Kafka a key always lands on one partition; the embedded log has a partition per writing process,
+        # so a duplicate may sit in another partition's window: check them too (a no-op on Kafka).
+        also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1] and w is not None]
+        reason = verdict(
+            record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window, also=also
+        )
         if reason is not None:
             invalid = DeliveryOutcome(
                 record.record_id(), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test

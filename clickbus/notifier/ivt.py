@@ -14,7 +14,7 @@ key and its rate limit, the edge has already checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect  # type: ignore[import-untyped]
@@ -43,12 +43,13 @@ def verdict(
     *,
     is_crawler: Callable[[str], bool],
     window: DedupWindow | None,
+    also: Sequence[DedupWindow] = (),
 ) -> str | None:
-    """Why `record` is invalid, or None when it is valid (it then enters the window)."""
+    """Why `record` is invalid, or None when it is valid (it then enters the window; `also` are only checked)."""
     if not record.valid:
         return record.reason or EDGE_INVALID
     if record.source != Source.SERVER and is_crawler(record.user_agent):
         return Reason.BOT
-    if window is not None and window.check_and_add(key, ts_ms):
+    if window is not None and window.check_and_add(key, ts_ms, also):
         return Reason.DUPLICATE
     return None

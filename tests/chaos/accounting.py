@@ -3,6 +3,8 @@
 The pass condition: every click answered with a 302 is recorded, every
 recorded (valid) click was answered 2xx by its bidder or sits in the
 dead-letter topic, and no request produced two different clicks.
+True duplicates (one token clicked twice) are judged apart, by `judge_pairs`:
+exactly one click of each pair is delivered, the other judged a duplicate.
 """
 
 from __future__ import annotations
@@ -118,3 +120,47 @@ def details(figures: Figures) -> str:
     if figures.split:
         lines.append(f"  requests with two different click ids: {figures.split}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """What became of true-duplicate pairs (one token clicked twice): ids are auction ids."""
+
+    sent: int
+    answered_twice: int
+    caught: frozenset[int]  # one click delivered, the other judged duplicate and not delivered
+    lost_records: tuple[int, ...]  # fewer records than 302s
+    lost_deliveries: tuple[str, ...]  # click ids of pairs none of whose clicks was delivered
+    delivered_twice: tuple[int, ...]  # both clicks delivered: the duplicate was missed
+
+
+def judge_pairs(
+    statuses: Mapping[int, list[int]],
+    records: Iterable[Mapping[str, Any]],
+    delivered: set[str],
+    judged_duplicate: set[str],
+) -> Pairs:
+    """`statuses[auction]`: the pair's two answers; `delivered`, `judged_duplicate`: click ids."""
+    ids: dict[int, set[str]] = defaultdict(set)
+    for record in records:
+        ids[int(record["auction_id_64"])].add(str(record["click_id"]))
+    lost_records, lost_deliveries, twice, caught = [], [], [], set()
+    for auction, answers in statuses.items():
+        clicks = ids.get(auction, set())
+        if len(clicks) < answers.count(302):
+            lost_records.append(auction)
+        sent_on = clicks & delivered
+        if clicks and not sent_on:
+            lost_deliveries += sorted(clicks)
+        if len(sent_on) > 1:
+            twice.append(auction)
+        if len(clicks) == 2 and len(sent_on) == 1 and clicks - sent_on <= judged_duplicate:
+            caught.add(auction)
+    return Pairs(
+        sent=len(statuses),
+        answered_twice=sum(1 for answers in statuses.values() if answers == [302, 302]),
+        caught=frozenset(caught),
+        lost_records=tuple(lost_records),
+        lost_deliveries=tuple(lost_deliveries),
+        delivered_twice=tuple(twice),
+    )

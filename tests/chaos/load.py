@@ -2,7 +2,8 @@
 
 The click id is chosen by the edge and lives only in the record, so each
 request signs its own auction id into its token: the record it produced is
-found again by that auction id.
+found again by that auction id. `DuplicatePairs` clicks one token twice
+(true duplicates) on two edges, from auction ids of its own range.
 """
 
 from __future__ import annotations
@@ -21,9 +22,21 @@ from tests.support.waiting import eventually
 BROWSER_UA = "Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10.5; en-US; rv:1.9.0.4) Gecko/2008102920 Firefox/3.0.4"
 LANDING = "https://advertiser.example/landing"
 FIRST_AUCTION = 1 << 40
+FIRST_PAIR_AUCTION = 1 << 41  # true-duplicate pairs: never an auction id of a ClickLoad
 NO_ANSWER = 0  # connection refused or reset, or timed out: the browser got nothing
 REQUEST_TIMEOUT_S = 5.0
 _auctions = itertools.count(FIRST_AUCTION)  # shared: no two loads in one process reuse an auction id
+_pair_auctions = itertools.count(FIRST_PAIR_AUCTION)
+
+
+async def click(session: aiohttp.ClientSession, url: str) -> int:
+    """One browser click on `url`: the status it got, or NO_ANSWER."""
+    try:
+        async with session.get(url, headers={"User-Agent": BROWSER_UA}, allow_redirects=False) as response:
+            return response.status
+    except (TimeoutError, aiohttp.ClientError):
+        await asyncio.sleep(0.05)  # the edge is down: do not spin
+        return NO_ANSWER
 
 
 @dataclass
@@ -101,9 +114,57 @@ class ClickLoad:
     async def _click(self, auction: int) -> None:
         assert self._session is not None
         self.statuses[auction] = NO_ANSWER
-        try:
-            headers = {"User-Agent": BROWSER_UA}
-            async with self._session.get(self.url(auction), headers=headers, allow_redirects=False) as response:
-                self.statuses[auction] = response.status
-        except (TimeoutError, aiohttp.ClientError):
-            await asyncio.sleep(0.05)  # the edge is down: do not spin
+        self.statuses[auction] = await click(self._session, self.url(auction))
+
+
+@dataclass
+class DuplicatePairs:
+    """`rate_per_s` tokens, each clicked by one browser on one edge and again `gap_s` later on the next edge.
+
+    `statuses[auction]`: what the two clicks got back; `clicked[auction]`: when (monotonic), in order.
+    """
+
+    load: ClickLoad  # signs the tokens, for its edge
+    bases: tuple[str, ...]  # the edges' base URLs; pair n clicks first on bases[n % len], then on the next
+    rate_per_s: float
+    gap_s: float
+    statuses: dict[int, list[int]] = field(default_factory=dict)
+    clicked: dict[int, list[float]] = field(default_factory=dict)
+    _session: aiohttp.ClientSession | None = None
+    _pacer: asyncio.Task[None] | None = None
+    _pairs: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> DuplicatePairs:
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+        self._pacer = asyncio.create_task(self._pace())
+        return self
+
+    async def stop(self) -> None:
+        """Start no more pairs; let the ones begun click their second time."""
+        if self._pacer is not None:
+            self._pacer.cancel()
+            await asyncio.gather(self._pacer, return_exceptions=True)
+        await asyncio.gather(*self._pairs)
+        if self._session is not None:
+            await self._session.close()
+
+    def answered_twice(self) -> set[int]:
+        return {auction for auction, got in self.statuses.items() if got == [302, 302]}
+
+    async def _pace(self) -> None:
+        for n in itertools.count():
+            task = asyncio.create_task(self._pair(n, next(_pair_auctions)))
+            self._pairs.add(task)
+            task.add_done_callback(self._pairs.discard)
+            await asyncio.sleep(1 / self.rate_per_s)
+
+    async def _pair(self, n: int, auction: int) -> None:
+        assert self._session is not None
+        path = self.load.url(auction).removeprefix(self.load.inserter.public_url)  # one token, either edge
+        self.statuses[auction], self.clicked[auction] = [], []
+        for i in range(2):
+            if i:
+                await asyncio.sleep(self.gap_s)
+            self.clicked[auction].append(time.monotonic())
+            self.statuses[auction].append(await click(self._session, self.bases[(n + i) % len(self.bases)] + path))

@@ -17,6 +17,8 @@ class Params:
     peak_probe_s: float = 5.0
     rate_per_s: float = 150.0  # the steady click load of the outage scenarios
     settle_s: float = 120.0
+    scaleout_rounds: int = 3  # each: one edge SIGKILLed and restarted, then the standalone notifier
+    scaleout_phase_s: float = 10.0  # load between two kills
 
 
 FULL = Params()
@@ -31,4 +33,6 @@ SHORT = Params(
     peak_probe_s=1.0,
     rate_per_s=100.0,
     settle_s=30.0,
+    scaleout_rounds=1,
+    scaleout_phase_s=4.0,
 )

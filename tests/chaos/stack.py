@@ -1,4 +1,8 @@
-"""A clickbus under test: the edge (`clickbus run --no-notifier`) and `clickbus notifier` as processes on one config.
+"""A clickbus under test: edges (`clickbus run`) and `clickbus notifier` as processes on one config.
+
+One edge serves alone (`--no-notifier`) unless asked for more: several edges
+share the log, the members and a configured signing key, each with its own
+port and data directory (its spool), as the README's scale-out section says.
 
 Bidder stubs run in the caller's event loop; the log is the embedded SQLite
 file or a Tansu broker. Reads of the topics go through `open_log(config).read`.
@@ -7,6 +11,7 @@ file or a Tansu broker. Reads of the topics go through `open_log(config).read`.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -19,11 +24,11 @@ from typing import Any
 
 import orjson
 
-from clickbus.config import Config
-from clickbus.keystore import load_keyring
+from clickbus.config import ENV_DATA_DIR, Config
+from clickbus.keystore import encode_key, load_keyring
 from clickbus.log.port import Topic
 from clickbus.notifier.retry import Parked
-from clickbus.tokens import Keyring
+from clickbus.tokens import Keyring, new_key
 from tests.support.bidder import BidderStub
 from tests.support.kafka_broker import TansuBroker
 from tests.support.records import recorded
@@ -35,6 +40,7 @@ KAFKA_SETTINGS = (
     "partitions = 3\ngroup_session_timeout_ms = 1000\ngroup_heartbeat_interval_ms = 200\n"
 )
 FAST_NOTIFIER = {"retry_base_s": 0.1, "retry_max_delay_s": 1.0, "commit_interval_s": 0.05}
+SHARED_KEY_ID = "chaos"
 
 
 def _toml(value: object) -> str:
@@ -61,17 +67,18 @@ class Blackhole:
 
 
 class NotifierProcess:
-    """`clickbus notifier` on the stack's config, its JSON logs in notifier.err."""
+    """`clickbus notifier` on the stack's config, its JSON logs in notifier.err; `data_dir` overrides the config's."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, data_dir: Path | None = None) -> None:
         self.config_path = config_path
         self.stderr_path = config_path.parent / "notifier.err"
+        self.env = {**os.environ, ENV_DATA_DIR: str(data_dir)} if data_dir else None
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NotifierProcess:
         argv = [sys.executable, "-m", "clickbus", "notifier", "--config", str(self.config_path)]
         with self.stderr_path.open("ab") as errors:
-            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors, env=self.env)
         return self
 
     def kill(self) -> None:
@@ -91,8 +98,18 @@ class NotifierProcess:
             return -9
 
 
+def _shared_key(path: Path) -> str:
+    """A `[tokens]` table naming one signing key, written to `path`."""
+    path.write_text(encode_key(new_key()))
+    path.chmod(0o600)
+    return f'[tokens]\nsigning_key = "{SHARED_KEY_ID}"\n[[tokens.keys]]\nid = "{SHARED_KEY_ID}"\nfile = "{path}"\n'
+
+
 class Stack:
-    """Edge and notifier processes in `directory`; `members` maps member ids to click URIs."""
+    """Edge and notifier processes in `directory`; `members` maps member ids to click URIs.
+
+    `edges` > 1 adds edges in `directory/edge2`, ...; `edge_notifier` runs each edge's in-process notifier.
+    """
 
     def __init__(
         self,
@@ -102,16 +119,26 @@ class Stack:
         broker: TansuBroker | None = None,
         member_settings: Mapping[str, Any] | None = None,
         notifier_settings: Mapping[str, Any] | None = None,
+        edges: int = 1,
+        edge_notifier: bool = False,
     ) -> None:
-        self.edge = Service(directory, shutdown_timeout_s=5.0)
+        self.edges = [Service(directory, shutdown_timeout_s=5.0, notifier=edge_notifier)]
+        for n in range(2, edges + 1):
+            (directory / f"edge{n}").mkdir()
+            self.edges.append(Service(directory / f"edge{n}", shutdown_timeout_s=5.0, notifier=edge_notifier))
+        self.edge = self.edges[0]
         self.topic_prefix = f"chaos{uuid.uuid4().hex[:8]}"
-        with self.edge.config_path.open("a") as out:
-            out.write(
-                self._sections(members, broker, member_settings or {}, {**FAST_NOTIFIER, **(notifier_settings or {})})
-            )
+        notifier = {**FAST_NOTIFIER, **(notifier_settings or {})}
+        sections = self._sections(members, broker, member_settings or {}, notifier)
+        if edges > 1:  # the generated key is per data directory: edges behind one balancer share a configured one
+            sections += _shared_key(directory / "token.key")
+        for edge in self.edges:
+            with edge.config_path.open("a") as out:
+                out.write(sections)
         self.config: Config = self.edge.config
-        self.keyring: Keyring = load_keyring(self.config)  # creates data_dir/signing.key, which the edge then uses
-        self.notifier = NotifierProcess(self.edge.config_path)
+        self.keyring: Keyring = load_keyring(self.config)  # the shared key, or data_dir/signing.key (created)
+        # on Kafka the data directory holds only a spool, which must be one process's: the notifier gets its own
+        self.notifier = NotifierProcess(self.edge.config_path, directory / "notifier" if broker else None)
         self.exit_codes: dict[str, int] = {}
 
     def _sections(
@@ -131,8 +158,9 @@ class Stack:
         return text
 
     def stop_edge(self) -> None:
-        """SIGTERM the edge and keep its exit status (a clean stop after the chaos is part of passing)."""
-        self.exit_codes["edge"] = self.edge.stop()
+        """SIGTERM the edges and keep their exit statuses (a clean stop after the chaos is part of passing)."""
+        for n, edge in enumerate(self.edges, 1):
+            self.exit_codes["edge" if n == 1 else f"edge{n}"] = edge.stop()
 
     def stop_notifier(self) -> None:
         if self.notifier.process is not None:
@@ -140,12 +168,14 @@ class Stack:
 
     def stop(self) -> None:
         """Clean up whatever still runs (after a failure)."""
-        self.edge.stop()
+        for edge in self.edges:
+            edge.stop()
         self.notifier.stop()
 
     def errors(self) -> int:
         """Error-level lines in the processes' JSON logs."""
-        texts = [self.edge.logs(), self.notifier.stderr_path.read_text() if self.notifier.stderr_path.exists() else ""]
+        texts = [edge.logs() for edge in self.edges]
+        texts.append(self.notifier.stderr_path.read_text() if self.notifier.stderr_path.exists() else "")
         return sum(text.count('"level":"error"') for text in texts)
 
     async def records(self, topic: Topic = Topic.CLICKS) -> list[dict[str, Any]]:
@@ -161,7 +191,7 @@ def deliveries(stubs: list[BidderStub]) -> list[tuple[str, str]]:
 
 async def drain(stack: Stack, stubs: list[BidderStub], timeout_s: float) -> tuple[list[dict[str, Any]], float]:
     """Stop the edge, read every recorded click, and wait for the notifier to settle them all."""
-    stack.stop_edge()
+    await asyncio.to_thread(stack.stop_edge)  # the bidder stubs answer in this loop meanwhile
     records = await stack.records()
     return records, await settle(stack, stubs, records, timeout_s)
 

@@ -298,7 +298,7 @@ async def test_chunked_body_over_the_cap_gets_413(client: EdgeClient) -> None:
 
 
 async def test_expired_token_is_accepted_and_recorded_invalid(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
-    log = EmbeddedLog(tmp_path / "log.sqlite3")
+    log = EmbeddedLog(tmp_path / "log")
     app = create_app(make_config(tmp_path), log=log)
     client: EdgeClient = await aiohttp_client(app)
     token = app[KEYRING].sign(AdContext(member_id=MEMBER, creative_id=5), ttl_s=1, now=1_000_000)

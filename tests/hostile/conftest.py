@@ -6,15 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hostile.harness import SUMMARY, start_service
+from tests.hostile.harness import SUMMARY, serving
 from tests.support.service import Service
 
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    running = start_service(tmp_path_factory.mktemp("hostile"))
-    yield running
-    running.stop()
+    yield from serving(tmp_path_factory, "hostile")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

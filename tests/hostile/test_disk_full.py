@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import AD, Tally, click_path, fetch, insert_url, session, start_service
+from tests.hostile.harness import AD, CAMPAIGN, Tally, click_path, fetch, insert_url, session, start_service
 from tests.support.service import Service
 from tests.support.waiting import eventually_async
 
 SIZE = "2m"
+SERVER_CLICK = "/api/v1/campaigns/click"
 
 
 @pytest.fixture
@@ -78,6 +81,46 @@ async def test_full_data_disk_answers_503_keeps_health_and_recovers(small_disk: 
                 return (await fetch(client, "GET", service.url + click_path(service))).status == 302
 
             await eventually_async(recovered, timeout_s=15)
+        tally.report()
+    finally:
+        assert service.stop() == 0, service.logs()[-2000:]
+
+
+SLOW_KEY = "cbk_hostile-suite-one-click-per-100-s"
+SLOW_TABLE = f'[api_keys.slow]\nsha256 = "{hashlib.sha256(SLOW_KEY.encode()).hexdigest()}"\nrate_per_s = 0.01\n'
+
+
+async def test_a_server_click_the_log_refuses_keeps_its_rate_limit_token(small_disk: Path, tmp_path: Path) -> None:
+    """A key with one token per 100 s: its clicks refused with `503` while the disk is full leave that token.
+
+    Before: each `503` spent it, so the first click after the disk recovered was `429` for 100 s.
+    """
+    service: Service = await asyncio.to_thread(start_service, tmp_path, tables=SLOW_TABLE)
+    tally = Tally("server clicks on a full disk (rate limit)", documented_5xx=frozenset({503}))
+    click = {"campaignId": CAMPAIGN, "placement": "header_banner"}
+    auth = {"Authorization": f"Bearer {SLOW_KEY}"}
+    try:
+        async with session() as client:
+            filler = fill(small_disk)
+
+            async def log_refuses() -> bool:
+                path = click_path(service, replace(AD, auction_id_64=int(time.time() * 1000)))
+                return (await fetch(client, "GET", service.url + path)).status == 503
+
+            await eventually_async(log_refuses, timeout_s=15)
+            for n in range(3):
+                url = service.url + SERVER_CLICK
+                answer = tally.count(await fetch(client, "POST", url, json=click, headers=auth), f"refused {n}", (503,))
+                assert answer.retry_after == "1"
+            filler.unlink()
+
+            async def recorded() -> int | None:
+                answer = await fetch(client, "POST", service.url + SERVER_CLICK, json=click, headers=auth)
+                return answer.status if answer.status != 503 else None
+
+            assert await eventually_async(recorded, timeout_s=15) == 200  # not 429: the token was given back
+            spent = tally.count(await fetch(client, "POST", url, json=click, headers=auth), "the next", (429,))
+            assert spent.retry_after is not None and int(spent.retry_after) > 1  # and now it is spent
         tally.report()
     finally:
         assert service.stop() == 0, service.logs()[-2000:]

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, run_all, send_raw
+from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, exchange, request, run_all
 from tests.support.service import Service
 
 NOT_UTF8 = [b"caf\xe9", b"\xff\xfe", b"\xc3\x28", b"\xed\xa0\x80", b"\xf0\x9f\x98", b"\x80x", b"\xc0\xaf"]
@@ -36,20 +36,16 @@ def routes(service: Service) -> dict[str, tuple[str, str, bytes, int]]:
     }
 
 
-def request(method: str, path: str, body: bytes, name: str, value: bytes) -> bytes:
+DEFAULTS = {
+    "Authorization": f"Bearer {API_KEY}",
+    "Content-Type": "application/json",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+}
+
+
+def with_header(method: str, path: str, body: bytes, name: str, value: bytes) -> bytes:
     """A request with one header set to `value` (replacing the default of that name)."""
-    headers = {
-        "Host": b"clickbus.test",
-        "Connection": b"close",
-        "Authorization": f"Bearer {API_KEY}".encode(),
-        "Content-Type": b"application/json",
-        "User-Agent": b"Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-    }
-    headers[name] = value
-    if body:
-        headers["Content-Length"] = str(len(body)).encode()
-    head = b"".join(k.encode() + b": " + v + b"\r\n" for k, v in headers.items())
-    return f"{method} {path} HTTP/1.1\r\n".encode() + head + b"\r\n" + body
+    return request(method, path, headers={**DEFAULTS, name: value}, body=body)
 
 
 async def test_headers_with_invalid_bytes_on_every_route(service: Service) -> None:
@@ -60,7 +56,7 @@ async def test_headers_with_invalid_bytes_on_every_route(service: Service) -> No
         expected = STRUCTURAL.get(name, (ok,)) if kind == "not UTF-8" else (ok, 400)
 
         async def go() -> None:
-            answer = await send_raw(service.port, request(method, path, body, name, value))
+            answer = await exchange(service.port, with_header(method, path, body, name, value))
             tallies[kind].count(answer, f"{route} {name}: {value!r}", expected=expected)
 
         return go

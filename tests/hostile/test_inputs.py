@@ -9,12 +9,21 @@ status (`422` naming the field, `413` past the body cap), or is truncated when i
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, fetch, insert_url, send_raw, session
+from clickbus.edge import create_app
+from clickbus.edge.appkeys import INSERT_THREAD
+from clickbus.metrics import create_metrics
+from tests.hostile.harness import API_KEY, CAMPAIGN, Tally, click_path, exchange, fetch, insert_url, session
+from tests.support.configs import edge_config
+from tests.support.edgeapp import admin_client
 from tests.support.service import Service
 
 KIB = 1024
@@ -75,7 +84,7 @@ async def test_oversized_fields_get_their_documented_status(service: Service) ->
             body = {"campaignId": CAMPAIGN, "placement": "header_banner", field: value}
             answer = await fetch(client, "POST", f"{service.url}/api/v1/campaigns/click", json=body, headers=auth)
             tally.count(answer, f"server click {field} {len(value)}", expected=(422,))
-            assert orjson.loads(answer.raw)["message"].startswith(field)
+            assert orjson.loads(answer.body)["message"].startswith(field)
         for header in ("User-Agent", "Referer", "Accept-Language"):
             answer = await fetch(client, "GET", service.url + path, headers={header: "h" * 8_000})
             tally.count(answer, f"click with a {header} of 8,000", expected=(302,))
@@ -86,10 +95,28 @@ async def test_oversized_fields_get_their_documented_status(service: Service) ->
         (b"GET " + path.encode() + b" HTTP/1.1\r\n" + b"X-A: b\r\n" * 500 + b"\r\n", "500 headers"),
         (b"GET " + path.encode() + b" HTTP/1.1\r\nUser-Agent: " + b"u" * 20_000 + b"\r\n\r\n", "header of 20,000"),
     ):
-        tally.count(await send_raw(service.port, raw), what, expected=(302, 400, 414, 431))
+        tally.count(await exchange(service.port, raw), what, expected=(302, 400, 414, 431))
     tally.report()
 
 
 async def test_a_click_answers_after_the_assault(service: Service) -> None:
     async with aiohttp.ClientSession() as client:
         assert (await fetch(client, "GET", service.url + click_path(service))).status == 302
+
+
+def _insertion_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("clickbus-insert")]
+
+
+async def test_the_large_markup_thread_starts_and_stops_with_its_application(tmp_path: Path) -> None:
+    """Before: one module-level pool, made on first use and never stopped (it outlived every app)."""
+    edge = create_app(edge_config(tmp_path), metrics=create_metrics())
+    markup = "<a href='https://shop.example/'>x</a>" * 1_000  # over INLINE_MARKUP_CHARS: inserted on the thread
+    body = {**_insert(), "markup": markup, "wrap_links": True}
+    async with TestClient(TestServer(edge)), admin_client(edge) as admin:
+        pool = admin.app[INSERT_THREAD]
+        assert (await admin.post("/v1/insert", json=body)).status == 200
+        assert len(_insertion_threads()) == 1
+    assert _insertion_threads() == []
+    with pytest.raises(RuntimeError):
+        pool.submit(print)

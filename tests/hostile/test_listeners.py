@@ -7,12 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.hostile.sockets import Tally, exchange, request
+from tests.hostile.harness import Tally, exchange, request, serving
 from tests.support.service import Service
 
 INSERT_KEY = "cbi_hostile-suite-adserver"
@@ -30,13 +29,11 @@ def _digest(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    extra = (
+    tables = (
         f'[insert_keys.adserver]\nsha256 = "{_digest(INSERT_KEY)}"\n'
         f'[insert_keys.member-13]\nsha256 = "{_digest(MEMBER_KEY)}"\nmembers = [13]\n'
     )
-    running = Service(Path(tmp_path_factory.mktemp("listeners")), extra=extra).start()
-    yield running
-    running.stop()
+    yield from serving(tmp_path_factory, "listeners", tables=tables)
 
 
 AUTHORIZATIONS = [
@@ -63,20 +60,20 @@ def _insert_attempt(authorization: str | None, body: dict[str, Any]) -> bytes:
     return request("POST", "/v1/insert", headers=headers, body=json.dumps(body).encode())
 
 
-def test_strangers_cannot_mint_tokens_on_the_public_listener(service: Service) -> None:
+async def test_strangers_cannot_mint_tokens_on_the_public_listener(service: Service) -> None:
     tally = Tally("mint without an insert key (public listener)")
     minted = []
     for authorization in AUTHORIZATIONS:
         for body in (INSERT, FOR_13):
-            answer = tally.count(exchange(service.port, _insert_attempt(authorization, body)), str(authorization))
+            answer = tally.count(await exchange(service.port, _insert_attempt(authorization, body)), str(authorization))
             if answer.status == 200:
                 minted.append((authorization, body))
             assert answer.status in (401, 403) or (authorization == f"Bearer {MEMBER_KEY}" and answer.status == 200)
     tally.report()
     assert minted == [(f"Bearer {MEMBER_KEY}", FOR_13)]  # a real key, for its own member
     # the ad server's own key works, on the public listener and (without any key) on the internal one
-    assert exchange(service.port, _insert_attempt(f"Bearer {INSERT_KEY}", INSERT)).status == 200
-    assert exchange(service.admin_port, _insert_attempt(None, INSERT)).status == 200
+    assert (await exchange(service.port, _insert_attempt(f"Bearer {INSERT_KEY}", INSERT))).status == 200
+    assert (await exchange(service.admin_port, _insert_attempt(None, INSERT))).status == 200
 
 
 OPERATOR_PATHS = [
@@ -95,14 +92,14 @@ OPERATOR_PATHS = [
 ]
 
 
-def test_operator_routes_are_not_on_the_public_listener(service: Service) -> None:
+async def test_operator_routes_are_not_on_the_public_listener(service: Service) -> None:
     tally = Tally("operator routes on the public listener")
     for path in OPERATOR_PATHS:
-        answer = tally.count(exchange(service.port, request("GET", path)), path)
+        answer = tally.count(await exchange(service.port, request("GET", path)), path)
         assert answer.status is not None and answer.status >= 400, (path, answer.head)
         assert b"clickbus_" not in answer.body and b"openapi" not in answer.body
     tally.report()
-    assert exchange(service.admin_port, request("GET", "/metrics")).status == 200
+    assert (await exchange(service.admin_port, request("GET", "/metrics"))).status == 200
 
 
 MALFORMED = [
@@ -119,18 +116,18 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("listener", ["public", "admin"])
-def test_strangers_learn_nothing_from_answers(service: Service, listener: str) -> None:
+async def test_strangers_learn_nothing_from_answers(service: Service, listener: str) -> None:
     port = service.port if listener == "public" else service.admin_port
     tally = Tally(f"what strangers see ({listener} listener)")
     for payload in MALFORMED:
-        answer = tally.count(exchange(port, payload), repr(payload[:40]))
+        answer = tally.count(await exchange(port, payload), repr(payload[:40]))
         assert answer.status == 400, answer.raw[:300]
         assert SECRET.encode() not in answer.raw and b"Bearer" not in answer.raw
         assert answer.body == b"400 Bad Request\n"
     for payload in (request("GET", "/healthz"), request("GET", "/no-such-page"), request("POST", "/healthz")):
-        answer = tally.count(exchange(port, payload), repr(payload[:40]))
+        answer = tally.count(await exchange(port, payload), repr(payload[:40]))
         assert answer.status in (200, 404, 405)
     tally.report()
     for payload in [*MALFORMED, request("GET", "/healthz"), request("GET", "/nope")]:
-        head = exchange(port, payload).head.lower()
+        head = (await exchange(port, payload)).head.lower()
         assert "\r\nserver:" not in head and "python" not in head and "aiohttp" not in head, head

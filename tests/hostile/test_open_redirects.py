@@ -16,18 +16,17 @@ import orjson
 
 from tests.hostile.corpus import CORPUS, TRICKS
 from tests.hostile.harness import (
-    SIGNED_HOST,
     Answer,
     Tally,
     browser_host,
     click_path,
+    exchange,
     fetch,
     insert_url,
     run_all,
     said_host,
-    send_raw,
     session,
-    under,
+    to_signed_host,
 )
 from tests.support.service import Service
 
@@ -42,8 +41,8 @@ def printable(location: str) -> bool:
     return all(0x21 <= ord(c) < 0x7F for c in location)
 
 
-def to_signed_host(location: str) -> bool:
-    return printable(location) and under(browser_host(location), (SIGNED_HOST,))
+def printable_to_signed_host(location: str) -> bool:
+    return printable(location) and to_signed_host(location)
 
 
 def where_it_says(location: str) -> bool:
@@ -51,7 +50,7 @@ def where_it_says(location: str) -> bool:
 
 
 async def test_appended_destinations_go_only_to_signed_hosts(service: Service) -> None:
-    tally = Tally("open redirect ?r=", judge=to_signed_host)
+    tally = Tally("open redirect ?r=", judge=printable_to_signed_host)
     path = click_path(service)
 
     def attempt(client: aiohttp.ClientSession, trick: str, encoding: str) -> Callable[[], Awaitable[None]]:
@@ -95,7 +94,7 @@ async def test_landings_are_signed_only_where_they_say(service: Service) -> None
 
 def _click_urls(answer: Answer) -> list[str]:
     """The click URLs in an accepted insertion's markup."""
-    markup: str = orjson.loads(answer.raw)["markup"]
+    markup: str = orjson.loads(answer.body)["markup"]
     return re.findall(r"http://[^\"<>\s]*/ck/[\w-]+", markup)
 
 
@@ -109,6 +108,6 @@ async def test_allowed_appended_destination_is_followed(service: Service) -> Non
 async def test_encoded_crlf_stays_encoded(service: Service) -> None:
     appended = "https://shop.example/%0d%0aSet-Cookie:%20a=b"
     request = f"GET {click_path(service)}?r={quote(appended)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    answer: Answer = await send_raw(service.port, request.encode())
+    answer: Answer = await exchange(service.port, request.encode())
     assert b"\r\nSet-Cookie" not in answer.raw
     assert (answer.status, answer.location) == (302, appended)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.hostile.harness import Tally, click_path, send_raw
+from tests.hostile.harness import Tally, click_path, exchange
 from tests.support.service import Service
 
 _INSERT = b"POST /v1/insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -54,6 +54,6 @@ def tally() -> Iterator[Tally]:
 @pytest.mark.parametrize("name", RAW_REQUESTS)
 async def test_raw_hostile_requests(service: Service, tally: Tally, name: str) -> None:
     failed_before = len(tally.failures)
-    answer = tally.count(await send_raw(service.port, RAW_REQUESTS[name](click_path(service).encode())), name)
+    answer = tally.count(await exchange(service.port, RAW_REQUESTS[name](click_path(service).encode())), name)
     assert tally.failures[failed_before:] == []
     assert b"Traceback" not in answer.raw

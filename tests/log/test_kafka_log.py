@@ -1,9 +1,8 @@
-"""The Kafka adapter against a real broker: clicks through the edge, group consumers, `clickbus tail`."""
+"""The Kafka adapter on a real broker: clicks through the edge, `clickbus tail` (the port itself: test_contract)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,13 +16,12 @@ from clickbus.creative import Inserter
 from clickbus.edge import create_app
 from clickbus.log import open_log
 from clickbus.log.kafka import KafkaLog
-from clickbus.log.port import Entry, Topic
+from clickbus.log.port import Topic
 from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all
 from tests.support.kafka_broker import TansuBroker
-from tests.support.waiting import eventually
 
 AD = AdContext(
     member_id=958,
@@ -79,100 +77,6 @@ async def test_a_click_through_the_edge_reaches_kafka_with_every_field(
     assert orjson.loads(message.value)["click_id"] == record.click_id
 
 
-async def test_a_group_member_sees_its_partitions_and_resumes_after_its_commit(
-    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
-) -> None:
-    config = kafka_config(kafka_broker)
-    log = await started(config)
-    try:
-        for i in range(30):
-            await log.append(Topic.CLICKS, f"user{i % 5}".encode(), orjson.dumps({"n": i}), [("kind", b"click")])
-        assigned: list[tuple[str, int]] = []
-
-        async def on_assign(partitions: Any) -> None:
-            assigned.extend(partitions)
-
-        first = log.consumer([Topic.CLICKS], "notifier", on_assign=on_assign)
-        await first.start()
-        got = await fetch_at_least(first, 30)
-        assert sorted(orjson.loads(e.value)["n"] for e in got) == list(range(30))
-        assert {e.topic for e in got} == {"clicks"} and sorted(assigned) == [("clicks", p) for p in range(3)]
-        done = [e for e in got if orjson.loads(e.value)["n"] < 20]
-        await first.commit(next_offsets(done))
-        await first.stop(5)
-
-        second = log.consumer([Topic.CLICKS], "notifier")
-        await second.start()
-        rest = await fetch_at_least(second, 10)
-        await second.stop(5)
-        assert sorted(orjson.loads(e.value)["n"] for e in rest) == list(range(20, 30))
-    finally:
-        await log.stop(5)
-
-
-def next_offsets(entries: list[Entry]) -> dict[tuple[str, int], int]:
-    offsets: dict[tuple[str, int], int] = {}
-    for e in entries:
-        offsets[(e.topic, e.partition)] = max(offsets.get((e.topic, e.partition), 0), e.offset + 1)
-    return offsets
-
-
-async def fetch_at_least(consumer: Any, n: int) -> list[Entry]:
-    got: list[Entry] = []
-    async with asyncio.timeout(15):
-        while len(got) < n:
-            got += await consumer.fetch(max_records=100, timeout_s=0.5)
-        got += await consumer.fetch(max_records=100, timeout_s=0.3)
-    return got
-
-
-async def entries(stream: AsyncIterator[Entry]) -> list[Entry]:
-    return [e async for e in stream]
-
-
-async def test_read_without_follow_stops_at_the_end_and_with_follow_sees_new_records(
-    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
-) -> None:
-    config = kafka_config(kafka_broker)
-    log = await started(config)
-    try:
-        for i in range(7):
-            await log.append(Topic.IMPRESSIONS, b"k%d" % i, orjson.dumps({"n": i}))
-        old = await entries(log.read(Topic.IMPRESSIONS, from_beginning=True, follow=False))
-        assert sorted(orjson.loads(e.value)["n"] for e in old) == list(range(7))
-        assert await entries(log.read(Topic.IMPRESSIONS, from_beginning=False, follow=False)) == []
-
-        follower = log.read(Topic.IMPRESSIONS, from_beginning=False, follow=True)
-        nxt = asyncio.ensure_future(anext(follower))
-        # new records until the follower, once positioned at the end, sees one (however long positioning takes)
-        appended = await _append_until_done(log, nxt, timeout_s=10.0)
-        entry = nxt.result()
-        await follower.aclose()  # type: ignore[attr-defined]
-        assert orjson.loads(entry.value)["n"] in appended and entry.topic == "impressions"
-    finally:
-        await log.stop(5)
-
-
-async def _append_until_done(log: KafkaLog, reader: asyncio.Future[Entry], timeout_s: float) -> list[int]:
-    """Append impressions numbered from 100, one every 0.1 s, until `reader` has a record; the numbers appended."""
-    appended: list[int] = []
-    async with asyncio.timeout(timeout_s):
-        while not reader.done():
-            n = 100 + len(appended)
-            await log.append(Topic.IMPRESSIONS, b"k%d" % n, orjson.dumps({"n": n}))
-            appended.append(n)
-            await asyncio.wait({reader}, timeout=0.1)
-    return appended
-
-
-async def test_reading_a_topic_nobody_wrote_yet_ends_at_once_and_empty(
-    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
-) -> None:
-    # what a checker sees when it asks for dead letters of a broker that has none (a restarted Tansu is empty)
-    log = open_log(kafka_config(kafka_broker))
-    assert await asyncio.wait_for(entries(log.read(Topic.DLQ, from_beginning=True, follow=False)), 20) == []
-
-
 def test_clickbus_tail_prints_kafka_records_of_one_member(
     kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory, tmp_path: Any, capsysbinary: Any
 ) -> None:
@@ -211,18 +115,22 @@ async def test_an_edge_without_a_broker_still_redirects_and_is_not_ready(
     assert "spooling to disk (1 records pending)" in (await ready.json())["reason"]
 
 
-async def test_a_topic_outside_the_known_ones_is_created_on_first_use(
-    kafka_broker: TansuBroker, kafka_config: KafkaConfigFactory
+async def test_a_broker_that_refuses_the_idempotent_producer_is_named_once_with_the_setting_to_change(
+    aiohttp_client: AiohttpClient,
+    kafka_broker: TansuBroker,
+    kafka_config: KafkaConfigFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = kafka_config(kafka_broker)
-    log = await started(config)
-    try:
-        for n in range(3):
-            await log.append("clicks_retry_1", b"k", orjson.dumps({"n": n}))
-        # the first append may have waited for the topic to exist
-        await eventually(lambda: log.health.ready, timeout_s=20.0)
-        got = await entries(log.read("clicks_retry_1", from_beginning=True, follow=False))
-        assert [orjson.loads(e.value)["n"] for e in got] == [0, 1, 2]
-        assert {e.topic for e in got} == {"clicks_retry_1"}
-    finally:
-        await log.stop(5)
+    config = kafka_config(kafka_broker, idempotence=True)  # Tansu 0.6 refuses InitProducerId v0
+    keyring = Keyring({"k1": new_key()}, "k1")
+    url = Inserter(keyring, config.edge.public_url, ttl_s=3600).click_url(AD)
+    client = await aiohttp_client(create_app(config, keyring=keyring))
+    assert (await client.get(urlsplit(url).path, allow_redirects=False)).status == 302
+    await asyncio.sleep(1.0)  # the shipper tries again meanwhile, and is refused again
+
+    ready = await client.get("/readyz")
+    reason = (await ready.json())["reason"]
+    assert ready.status == 503
+    assert "refused the idempotent producer" in reason and "log.kafka.idempotence = false" in reason
+    refusals = [r for r in caplog.records if "refused the idempotent producer" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelname == "ERROR"

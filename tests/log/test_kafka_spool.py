@@ -198,3 +198,20 @@ async def test_reading_in_windows_across_chunks_returns_each_record_once_in_orde
             break
         read += [r.value for r in batch]
     assert read == values
+
+
+@pytest.mark.parametrize("shipped_before", [0, 3])
+async def test_a_cursor_taken_before_the_segment_is_on_disk_still_finds_the_record(
+    tmp_path: Path, shipped_before: int
+) -> None:
+    """The shipper may take its cursor while a fall-back's record is queued and its segment not yet created.
+    Such a cursor pointed past the record's seq, so the shipper skipped it and waited for it forever."""
+    spool = await opened(tmp_path)
+    if shipped_before:  # an emptied spool, as after "spool shipped; appending to kafka again"
+        await spool.mark_shipped((await put(spool, shipped_before))[-1])
+        assert await spool.reset()
+    seq, written = spool.enqueue("clicks", b"k", b"late", HEADERS, 0)
+    cursor = spool.start_cursor()
+    await written
+    batch, _ = await spool.read(cursor, 10)
+    assert [(r.seq, r.value) for r in batch] == [(seq, b"late")]

@@ -11,8 +11,8 @@ import pytest
 
 from clickbus.config import Config
 from clickbus.log import open_log
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.notifier import Notifier
 from tests.support.bidder import BidderStub
 from tests.support.configs import kafka_config
@@ -24,7 +24,7 @@ LogFactory = Callable[[Path], Awaitable[Log]]
 
 
 async def _embedded(path: Path) -> Log:
-    log = EmbeddedLog(path / "log.sqlite3")
+    log = EmbeddedLog(path / "log")
     await log.start()
     return log
 

@@ -10,8 +10,8 @@ import pytest
 
 from clickbus import cli
 from clickbus.config import Config
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log, Topic
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.metrics import Metrics, create_metrics
 from clickbus.notifier import Notifier, dlq
 from tests.notifier import factory as f

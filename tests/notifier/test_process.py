@@ -17,8 +17,8 @@ from standardwebhooks import Webhook
 from clickbus.creative import Inserter
 from clickbus.edge import create_app
 from clickbus.edge.appkeys import KEYRING
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log
-from clickbus.log.sqlite import EmbeddedLog
 from clickbus.tokens import AdContext
 from tests.notifier import factory as f
 from tests.notifier.conftest import StartStub

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import orjson
 
+from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log, Topic
+from clickbus.notifier import Notifier
 from clickbus.records import ImpressionRecord, Reason
 from tests.notifier import factory as f
 from tests.notifier.conftest import RunNotifier, StartStub
@@ -152,3 +154,29 @@ async def test_server_clicks_skip_the_crawler_check(
         outcomes = await _outcomes(log, len(server) + 1)
     assert sorted(r.webhook_id for r in stub.received) == sorted(c.click_id for c in server)
     assert {o["click_id"]: o["reason"] for o in outcomes}[redirect.click_id] == Reason.BOT
+
+
+async def test_a_duplicate_written_by_another_edge_worker_is_still_a_duplicate(
+    stubs: StartStub, tmp_path: Path
+) -> None:
+    # `--workers 2` on the embedded log: each worker appends to a partition of its own
+    workers = [EmbeddedLog(tmp_path / "log", partition=0), EmbeddedLog(tmp_path / "log", partition=1)]
+    for worker in workers:
+        await worker.start()
+    stub = await stubs()
+    first = f.click(13, user=42, auction_id_64=1)
+    again = f.click(13, user=42, auction_id_64=1)  # same member, user, device and ad impression: a duplicate
+    try:
+        await f.append(workers[0], first)
+        await f.append(workers[1], again)
+        notifier = Notifier(notifier_config(tmp_path, {13: {"click_uri": stub.url}}), workers[0])
+        await notifier.start()
+        try:
+            outcomes = await _outcomes(workers[0], 2)
+        finally:
+            await notifier.stop(5.0)
+    finally:
+        for worker in workers:
+            await worker.stop(5.0)
+    assert len(stub.received) == 1 and stub.received[0].webhook_id in (first.click_id, again.click_id)
+    assert sorted(str(o["reason"] or "") for o in outcomes) == ["", Reason.DUPLICATE]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.chaos.accounting import Figures
 from tests.chaos.params import Params
-from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, soak
+from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, scaleout, soak
 
 Scenario = Callable[[Path, Params], Awaitable[Figures]]
 
@@ -16,5 +16,6 @@ SCENARIOS: dict[str, Scenario] = {
     "edge-kill": edge_kill.run,
     "notifier-kill": notifier_kill.run,
     "bidders": bidders.run,
+    "scaleout": scaleout.run,
     "soak": soak.run,
 }

@@ -1,12 +1,17 @@
-"""The Kafka broker killed for a long outage under steady click load, then started again.
+"""The Kafka broker SIGKILLed again and again under running click load, the last time for a long outage.
 
-Tansu is memory-only: the broker that comes back is a new, empty cluster. So
-the load pauses for a moment before the kill while everything the old broker
-acknowledged is read back; the kill and the whole outage then happen under
-load, and the edge spools to disk until the new broker takes the backlog.
-No notifier runs here: the replaced broker has lost the consumer group's
-offsets, which is the broker's loss, not clickbus's (delivery is proved by
-the other scenarios).
+No pause around the kills: clicks are in flight when the broker dies, their
+appends miss the budget and go to the edge's spool, which must ship them to
+the new broker whatever aiokafka later says of the first sends. Tansu is
+memory-only: the broker that comes back is a new, empty cluster, so each
+broker's clicks topic is read while it lives (tests/log/kafka_follower.py),
+and the topics are created on it as soon as it listens (see
+tests/log/test_kafka_kills.py for why). A click answered while the old broker
+still lived, acknowledged by it and gone with it before it could be read, is
+the broker's loss: it is counted apart (`lost_with_broker`), not as lost.
+No notifier runs here: a replaced broker has lost the consumer group's
+offsets, which is the broker's loss too (delivery is proved by the other
+scenarios).
 """
 
 from __future__ import annotations
@@ -20,15 +25,21 @@ from pathlib import Path
 
 import orjson
 
+from clickbus.log.kafka_client import ensure_topics
+from clickbus.log.port import Topic
 from tests.chaos.accounting import Figures, tally
 from tests.chaos.load import ClickLoad
 from tests.chaos.params import Params
 from tests.chaos.stack import Stack
+from tests.log.kafka_follower import Follower
 from tests.support.kafka_broker import TansuBroker
 from tests.support.waiting import eventually_async
 
 WARM_S = 2.0
 AFTER_S = 3.0
+SHORT_OUTAGE_S = 0.5  # every kill but the last
+DIRECT_S = 1.0  # appends go straight to Kafka this long before the next kill
+FOLLOW_S = 1.0  # for the last follower to read what the spool shipped
 
 
 def readiness(url: str) -> str:
@@ -56,44 +67,60 @@ async def wait_ready(url: str, timeout_s: float) -> float:
 async def run(directory: Path, params: Params) -> Figures:
     broker = TansuBroker().start()
     stack = Stack(directory, {}, broker=broker)
+    name = f"{stack.topic_prefix}.{Topic.CLICKS}"
+    followers = [Follower(broker.bootstrap, name).start()]
+    before_kills: set[int] = set()
     try:
         stack.edge.start()
         load = await ClickLoad(stack.edge.url, stack.keyring, (13,), rate_per_s=params.rate_per_s).start()
         await asyncio.sleep(WARM_S)
-        await load.pause()
-        acknowledged = await stack.records()  # what the old broker holds; it dies with it
-        broker.stop()
-        load.resume()
-        await asyncio.sleep(min(2.0, params.broker_outage_s / 2))
-        during = await asyncio.to_thread(readiness, stack.edge.url)
-        await asyncio.sleep(params.broker_outage_s - min(2.0, params.broker_outage_s / 2))
+        during = ""
+        for kill in range(1, params.edge_kills + 1):
+            last = kill == params.edge_kills
+            before_kills |= load.answered()  # answered while this broker lived: from its acks, or from the spool
+            broker.stop()  # SIGKILL under load
+            await followers[-1].stop()
+            outage = params.broker_outage_s if last else SHORT_OUTAGE_S
+            await asyncio.sleep(min(2.0, outage / 2))
+            during = during or await asyncio.to_thread(readiness, stack.edge.url)
+            await asyncio.sleep(outage - min(2.0, outage / 2))
+            broker.start()  # a new, empty broker on the same port
+            await ensure_topics(stack.config.log.kafka, [f"{stack.topic_prefix}.{t}" for t in Topic], 5.0)
+            followers.append(Follower(broker.bootstrap, name).start())
+            if not last:
+                await wait_ready(stack.edge.url, params.settle_s)
+                await asyncio.sleep(DIRECT_S)
         answered_in_outage = len(load.answered())
-        broker.start()  # a new, empty broker on the same port
         await asyncio.sleep(AFTER_S)
         await load.stop()
         drained = await wait_ready(stack.edge.url, params.settle_s)
         stack.stop_edge()
-        shipped = await stack.records()
-        stack.stop_notifier()
+        await asyncio.sleep(FOLLOW_S)
+        records = [orjson.loads(m.value) for f in followers for m in await f.stop()]
+        read = {int(r["auction_id_64"]) for r in records}
+        with_broker = (before_kills & load.answered()) - read
+        statuses = {a: s for a, s in load.statuses.items() if a not in with_broker}
         figures = tally(
             "broker",
-            load.statuses,
-            acknowledged + shipped,
+            statuses,
+            records,
             None,
             None,
             notes=[
-                f"Kafka backend (Tansu), broker SIGKILLed for {params.broker_outage_s} s under load, "
-                "then a new one started",
-                "Tansu is memory-only: the old broker's records were read before the kill (load paused for that read)",
+                f"Kafka backend (Tansu), broker SIGKILLed {params.edge_kills} times under running load "
+                f"(no pause), the last time for {params.broker_outage_s} s; a new empty broker each time",
+                "each broker's topic read while it lived; clicks it acknowledged and took with it are lost_with_broker",
             ],
             readyz_during_outage=during,
-            read_from_old_broker=len(acknowledged),
-            read_from_new_broker=len(shipped),
+            read_per_broker=[len(f.messages) for f in followers],
+            lost_with_broker=len(with_broker),
             answered_by_end_of_outage=answered_in_outage,
             spool_drained_in_s=drained,
             exit_codes=stack.exit_codes,
         )
     finally:
+        for follower in followers:
+            await follower.stop()
         stack.stop()
         broker.stop()
     return figures

@@ -1,0 +1,237 @@
+"""The embedded log, shaped like Kafka's: a directory of partitions of CRC-framed segment files.
+
+Each writing process appends to a partition of its own per topic (worker i prefers
+partition i; see `partition.py` for the group commit and the lock), so no process waits
+for another to write. Readers (`clickbus tail`, the notifier's consumer group, `dlq`)
+read every partition by offset; consumer groups commit per partition into
+`offsets.sqlite3`. Old segments are deleted by retention (`retention.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+from clickbus.errors import LogUnavailable
+from clickbus.log import retention as retain
+from clickbus.log.embedded_consumer import EmbeddedConsumer, Wakeup
+from clickbus.log.group_offsets import GroupOffsets
+from clickbus.log.partition import PartitionWriter, open_partition
+from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic, TopicPartition
+from clickbus.log.segment_reader import ReaderSet, log_end
+from clickbus.logging_setup import ENV_WORKER
+from clickbus.metrics import Metrics, default_metrics
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.05
+READ_BATCH = 500
+SWITCH_INTERVAL_S = 0.0002
+OFFSETS_NAME = "offsets.sqlite3"
+MB = 1024 * 1024
+HOUR_S = 3600.0
+DEFAULT_RETENTION = retain.Retention(168 * HOUR_S, 10240 * MB)
+
+
+def worker_partition() -> int:
+    """The partition this process prefers to write: its worker index under `--workers N`, else 0."""
+    text = os.environ.get(ENV_WORKER, "")
+    return int(text) if text.isdigit() else 0
+
+
+class EmbeddedLog:
+    """The log port on a local directory of partitions."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_batch: int = 1024,
+        topics: Sequence[str] = tuple(Topic),
+        segment_bytes: int = 64 * MB,
+        retention: retain.Retention = DEFAULT_RETENTION,
+        retention_check_s: float = 60.0,
+        partition: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self.topics = tuple(topics)
+        self.segment_bytes = segment_bytes
+        self.retention = retention
+        self.retention_check_s = retention_check_s
+        self.partition = worker_partition() if partition is None else partition
+        self._metrics = metrics
+        self.offsets = GroupOffsets(path / OFFSETS_NAME)
+        self._writers: dict[str, PartitionWriter] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._wakeup = Wakeup()
+        self._running = False
+        self._retainer: asyncio.Task[None] | None = None
+        self._roll = asyncio.Event()
+
+    async def start(self) -> None:
+        # The sync thread needs the GIL for a moment after each fdatasync to wake the loop; a short
+        # switch interval lets it have it at once rather than after 5 ms of a busy loop.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        await asyncio.to_thread(self.path.mkdir, parents=True, exist_ok=True)
+        self._running = True
+        self._retainer = asyncio.create_task(self._retain_every(), name="clickbus-log-retention")
+
+    async def stop(self, timeout: float) -> None:
+        """Sync what is queued and release every partition, waiting at most `timeout` seconds."""
+        self._running = False
+        if self._retainer is not None:
+            self._retainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retainer
+        writers, self._writers = list(self._writers.values()), {}
+        await asyncio.gather(*(w.close(timeout) for w in writers))
+        await asyncio.to_thread(self.offsets.close)
+
+    @property
+    def health(self) -> Health:
+        if not self._running:
+            return Health(False, "embedded log is not running")
+        for writer in self._writers.values():
+            if writer.error is not None:
+                return Health(False, f"embedded log write failed: {writer.error}")
+        return Health(True)
+
+    async def append(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
+        writer = self._writers.get(topic)
+        if writer is None:
+            writer = await self._open_writer(topic)
+        await writer.append(key, value, headers)
+
+    async def append_at(self, topic: str, key: bytes, value: bytes, headers: Headers, timestamp_ms: int) -> None:
+        """Append a record that keeps its own time (a migrated one)."""
+        writer = self._writers.get(topic)
+        if writer is None:
+            writer = await self._open_writer(topic)
+        await writer.append(key, value, headers, timestamp_ms)
+
+    async def _open_writer(self, topic: str) -> PartitionWriter:
+        if not self._running:
+            raise LogUnavailable("embedded log is not running")
+        if not topic.isidentifier():
+            raise LogUnavailable(f"embedded log: bad topic name {topic!r}")
+        async with self._opening.setdefault(topic, asyncio.Lock()):
+            if (writer := self._writers.get(topic)) is not None:
+                return writer
+            try:
+                opened = await asyncio.to_thread(open_partition, self.path, topic, self.partition)
+            except OSError as exc:
+                raise LogUnavailable(f"embedded log cannot open {topic}: {exc}") from exc
+            writer = PartitionWriter(
+                topic,
+                opened,
+                segment_bytes=self.segment_bytes,
+                max_batch=self.max_batch,
+                on_synced=self._wakeup.fire,
+                on_roll=self._roll.set,
+            )
+            if not self._running:  # stopped while the partition was being opened
+                await writer.close(0)
+                raise LogUnavailable("embedded log is not running")
+            self._writers[topic] = writer
+            return writer
+
+    def limits(self) -> dict[TopicPartition, int]:
+        """Per partition this process writes, the end of what is synced: readers here stop there."""
+        return {(w.topic, w.partition): w.synced_end for w in self._writers.values()}
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        limits = self.limits()
+        ends = {}
+        for tp in tps:
+            ends[tp] = limits[tp] if tp in limits else await asyncio.to_thread(log_end, self.path, *tp)
+        return ends
+
+    async def commit_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        if offsets:
+            await asyncio.to_thread(self.offsets.commit, group, offsets)
+
+    async def wait_for_append(self, timeout: float) -> None:
+        """Until a record is synced in this process, or `timeout` (other processes' records are polled)."""
+        await self._wakeup.wait(timeout)
+
+    async def read(self, topic: str, *, from_beginning: bool, follow: bool) -> AsyncIterator[Entry]:
+        """Every partition of `topic`, without a group; without `follow`, up to the ends at the start."""
+        readers = ReaderSet(self.path, [topic])
+        try:
+            found = await asyncio.to_thread(readers.unknown)
+            ends = await self.end_offsets(found)
+            for tp in found:
+                readers.add(tp, 0 if from_beginning else ends[tp])
+            while True:
+                if follow:
+                    for tp in await asyncio.to_thread(readers.unknown):
+                        readers.add(tp, 0)  # a partition born after the start holds only new records
+                limits = self.limits() if follow else ends
+                entries = await asyncio.to_thread(readers.read, READ_BATCH, limits)
+                for entry in entries:
+                    yield entry
+                if not entries:
+                    if not follow:
+                        return
+                    await self.wait_for_append(POLL_S)
+        finally:
+            readers.close()
+
+    def consumer(
+        self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None
+    ) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, topics, group, on_assign)
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def _retain_every(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._roll.wait(), self.retention_check_s)
+            self._roll.clear()
+            try:
+                await self.enforce_retention()
+            except OSError as exc:  # retention is retried at the next check; appends go on
+                logger.error("embedded log retention failed: %s", exc)
+
+    async def enforce_retention(self) -> None:
+        """Delete the segments retention allows in every partition this process writes."""
+        for writer in list(self._writers.values()):
+            losses = await asyncio.to_thread(
+                self._retain, writer.directory, writer.topic, writer.partition, writer.active_base
+            )
+            for loss in losses:
+                self._report(writer.topic, writer.partition, loss)
+
+    def _retain(self, directory: Path, topic: str, partition: int, active_base: int) -> list[retain.Lost]:
+        closed = retain.closed_segments(directory, active_base)
+        active = os.stat(directory / f"{active_base:020d}.log").st_size
+        deleted = retain.doomed(closed, active, self.retention, time.time())
+        if not deleted:
+            return []
+        losses = retain.lost(deleted, self.offsets.groups(topic, partition))
+        retain.delete(directory, deleted)
+        logger.info("embedded log %s: retention deleted offsets %d-%d", directory, deleted[0].base, deleted[-1].end - 1)
+        return losses
+
+    def _report(self, topic: str, partition: int, loss: retain.Lost) -> None:
+        logger.error(
+            "embedded log retention deleted %d records group %s had not consumed: %s[%d] offsets %d-%d",
+            loss.records,
+            loss.group,
+            topic,
+            partition,
+            loss.first,
+            loss.end - 1,
+            extra={"group": loss.group, "topic": topic, "partition": partition},
+        )
+        metrics = self._metrics if self._metrics is not None else default_metrics()
+        metrics.retention_lost(loss.group, topic, loss.records)
