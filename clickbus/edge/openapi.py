@@ -5,7 +5,10 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
+import orjson
 from aiohttp import web
+
+from clickbus import __version__
 
 SPEC_FILE = "openapi.json"
 routes = web.RouteTableDef()
@@ -13,8 +16,10 @@ routes = web.RouteTableDef()
 
 @cache
 def spec_bytes() -> bytes:
-    """The OpenAPI document as shipped with the package."""
-    return resources.files("clickbus").joinpath(SPEC_FILE).read_bytes()
+    """The OpenAPI document as shipped with the package, its `info.version` the package's version."""
+    spec = orjson.loads(resources.files("clickbus").joinpath(SPEC_FILE).read_bytes())
+    spec["info"]["version"] = __version__
+    return orjson.dumps(spec)
 
 
 @routes.get("/openapi.json")

@@ -5,14 +5,13 @@ encodes every gathered record into one buffer and writes it with one `write` (to
 cache: microseconds), then hands the file to the helper thread, which only calls
 `fdatasync` (the GIL is released meanwhile) and wakes the loop. Each append is answered
 when its group is synced. A partition has one writer: an exclusive `flock` on its
-`writer.lock` is held for as long as it is open, so two processes can never share one.
+`writer.lock` (`locks.py`) is held for as long as it is open, so two processes can never share one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import queue
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickbus.errors import LogUnavailable
+from clickbus.log.locks import lock_first_free
 from clickbus.log.port import Headers
 from clickbus.log.segment import (
     INDEX_EVERY,
@@ -39,8 +39,6 @@ from clickbus.log.spool_format import SpooledRecord, encode_record
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = "writer.lock"
-MAX_PARTITIONS = 1024
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 
@@ -102,41 +100,16 @@ class Opened:
     index: list[tuple[int, int]]
 
 
-def _lock(root: Path, topic: str, partition: int) -> tuple[Path, int] | None:
-    directory = partition_dir(root, topic, partition)
-    created = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    if created:
-        _fsync_dir(root)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return directory, fd
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def open_partition(root: Path, topic: str, preferred: int) -> Opened:
     """Lock the first free partition of `topic` from `preferred` on and recover its active segment (blocking)."""
-    for partition in range(preferred, preferred + MAX_PARTITIONS):
-        locked = _lock(root, topic, partition)
-        if locked is not None:
-            directory, lock_fd = locked
-            try:
-                return _recover(directory, partition, lock_fd)
-            except BaseException:
-                os.close(lock_fd)
-                raise
-    raise LogUnavailable(f"embedded log: every partition of {topic} from {preferred} on has a writer")
+    held = lock_first_free(lambda partition: partition_dir(root, topic, partition), preferred)
+    if held is None:
+        raise LogUnavailable(f"embedded log: every partition of {topic} from {preferred} on has a writer")
+    try:
+        return _recover(held.directory, held.index, held.fd)
+    except BaseException:
+        os.close(held.fd)
+        raise
 
 
 def _recover(directory: Path, partition: int, lock_fd: int) -> Opened:

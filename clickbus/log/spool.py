@@ -17,12 +17,21 @@ being fsync'd goes into the next batch, so a burst of clicks shares one fsync
 and each caller is answered when its own frame is on disk. When the disk is
 full, or the spool has reached its size limit, `put` raises `LogUnavailable`:
 the record was not made durable and must not be acknowledged.
+
+A spool has one writer. The configured directory names a family of spools: spool 0
+is the directory itself (where every spool lived before there were several, so an
+old one is shipped after an upgrade), spool n its sibling `<name>-n`. A process holds
+the writer lock (`locks.py`) of one of them, preferring its worker index, for as long
+as the spool is open. At open it also takes over every spool of the family that no
+process holds and that still has records (one left by a worker that is gone): their
+records are copied into its own spool, fsync'd, and only then marked shipped there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -30,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickbus.errors import LogUnavailable
+from clickbus.log.embedded import worker_partition
+from clickbus.log.locks import lock_first_free, try_lock
+from clickbus.log.spool_family import SUFFIX, family, family_member, has_segments
 from clickbus.log.spool_format import (
     DONE,
     RECORD,
@@ -43,8 +55,8 @@ from clickbus.log.spool_format import (
 
 logger = logging.getLogger(__name__)
 
-SUFFIX = ".spool"
 READ_CHUNK = 4 * 1024 * 1024
+TAKE_OVER_WINDOW = 2000  # records copied from an orphaned spool per fsync
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +104,16 @@ class _Write:
 class Spool:
     """A durable FIFO of records on local disk, shipped to Kafka when it returns."""
 
-    def __init__(self, directory: Path, *, max_bytes: int, segment_bytes: int = 64 * 1024 * 1024) -> None:
-        self.directory = directory
+    def __init__(
+        self, directory: Path, *, max_bytes: int, segment_bytes: int = 64 * 1024 * 1024, preferred: int | None = None
+    ) -> None:
+        self.root = directory  # the configured directory: the family's spool 0
+        self.directory = directory  # the spool this process holds, once open
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.preferred = worker_partition() if preferred is None else preferred
+        self.taken_over = 0  # records copied at open from spools no process held
+        self._lock_fd: int | None = None
         self._segments: list[int] = []  # first seq of each segment file, oldest first
         self._sizes: dict[int, int] = {}  # durable bytes per segment
         self._done: set[int] = set()  # records above `shipped` that reached Kafka
@@ -111,7 +129,20 @@ class Spool:
     # -- opening ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Scan the directory, cut torn tails, and count what is left to ship."""
+        """Hold a spool of the family, recover it, and take over the family's spools that nobody holds."""
+        held = await asyncio.to_thread(lock_first_free, functools.partial(family_member, self.root), self.preferred)
+        if held is None:
+            raise LogUnavailable(f"every spool of {self.root} from {self.preferred} on has a writer")
+        self.directory, self._lock_fd = held.directory, held.fd
+        try:
+            await self._load()
+            await self._take_over_orphans()
+        except BaseException:
+            self._release()
+            raise
+
+    async def _load(self) -> None:
+        """Scan the held directory, cut torn tails, and count what is left to ship."""
         found = await asyncio.to_thread(self._recover)
         self._segments, self._sizes = found.segments, found.sizes
         self._bytes = sum(found.sizes.values())
@@ -124,8 +155,56 @@ class Spool:
         if found.torn:
             logger.warning("spool: cut a torn tail of %d bytes (an append interrupted by a crash)", found.torn)
 
+    # -- taking over spools nobody holds ----------------------------------------------------
+
+    async def _take_over_orphans(self) -> None:
+        for directory in await asyncio.to_thread(family, self.root):
+            if directory != self.directory and await asyncio.to_thread(has_segments, directory):
+                await self._take_over(directory)
+
+    async def _take_over(self, directory: Path) -> None:
+        """Ship the records of the spool in `directory` from this one, unless a live process holds it."""
+        fd = await asyncio.to_thread(try_lock, directory)
+        if fd is None:
+            return  # its writer is alive and ships it
+        orphan = Spool(directory, max_bytes=self.max_bytes, preferred=0)
+        orphan.directory, orphan._lock_fd = directory, fd
+        try:
+            await orphan._load()
+            if orphan.pending:
+                await self._copy(orphan)
+            await orphan.reset()  # also what a crash in an earlier reset left: segments of shipped records only
+        except (OSError, LogUnavailable) as exc:
+            logger.error("spool: could not take over %s (%s); the next start tries again", directory, exc)
+        finally:
+            await orphan.close()
+
+    async def _copy(self, orphan: Spool) -> None:
+        """Copy the orphan's records here and fsync them; only then mark them shipped there."""
+        if self._broken is not None:
+            raise LogUnavailable(f"spool unusable: {self._broken}")
+        pending = orphan.pending
+        logger.warning(
+            "spool: %s holds %d records and no process holds it (its writer is gone): shipping them from %s",
+            orphan.directory,
+            pending,
+            self.directory,
+        )
+        cursor, copied = orphan.start_cursor(), 0
+        while True:
+            batch, cursor = await orphan.read(cursor, TAKE_OVER_WINDOW)
+            if not batch:
+                break
+            written = await asyncio.gather(*(self._enqueue_copy(r) for r in batch), return_exceptions=True)
+            if failed := next((w for w in written if isinstance(w, BaseException)), None):
+                raise failed  # what was copied stays here too: shipped twice, never lost
+            copied += len(batch)
+        if copied < pending:
+            logger.error("spool: %d of %d records in %s were unreadable", pending - copied, pending, orphan.directory)
+        await orphan.mark_shipped(orphan._next_seq - 1)
+        self.taken_over += copied
+
     def _recover(self) -> _Recovered:
-        self.directory.mkdir(parents=True, exist_ok=True)
         found = _Recovered()
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             if not path.name.removesuffix(SUFFIX).isdigit():
@@ -196,6 +275,12 @@ class Spool:
         self._next_seq += 1
         return seq, self._enqueue(frame, seq)
 
+    def _enqueue_copy(self, record: SpooledRecord) -> asyncio.Future[None]:
+        """Queue a record already acknowledged elsewhere: the size limit does not refuse it, it would strand it."""
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        rec = SpooledRecord(seq, record.topic, record.key, record.value, record.headers, record.timestamp_ms)
+        return self._enqueue(encode_record(rec), seq)
+
     async def mark_done(self, seqs: list[int]) -> None:
         """Record that these records reached Kafka by the producer's own retry."""
         fresh = [s for s in seqs if not self.is_done(s) and s not in self._gaps]
@@ -254,9 +339,15 @@ class Spool:
         return future
 
     async def close(self) -> None:
-        """Wait for queued writes to reach the disk."""
+        """Wait for queued writes to reach the disk, then let another process hold this spool."""
         if self._flusher is not None:
             await self._flusher
+        self._release()
+
+    def _release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     async def _flush_loop(self) -> None:
         while self._queue:

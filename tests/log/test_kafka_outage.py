@@ -190,6 +190,7 @@ async def test_stopping_with_the_broker_down_is_bounded_and_the_spool_ships_at_n
     spool = Spool(config.data_dir / config.log.kafka.spool_dir, max_bytes=1 << 30)
     await spool.open()
     assert spool.pending == 20
+    await spool.close()  # a spool has one writer: the restarted log must be able to hold it
 
     own_broker.start()
     again = open_log(config)
@@ -230,7 +231,7 @@ def at_least_once(messages: list[Any]) -> list[int]:
     return sorted(values)
 
 
-def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
+def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str, *args: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CLICKBUS_LISTEN": f"127.0.0.1:{port}",
@@ -239,7 +240,7 @@ def edge_process(conf: Path, data_dir: Path, port: int, bootstrap: str) -> subpr
         "CLICKBUS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CLICKBUS_KAFKA_BOOTSTRAP": bootstrap,
     }
-    command = [sys.executable, "-m", "clickbus", "run", "--config", str(conf)]
+    command = [sys.executable, "-m", "clickbus", "run", "--config", str(conf), *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

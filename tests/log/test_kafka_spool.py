@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clickbus.errors import LogUnavailable
-from clickbus.log.spool import SUFFIX, Spool
+from clickbus.log.spool import Spool
+from clickbus.log.spool_family import SUFFIX
 from clickbus.log.spool_format import SpooledRecord, decode_record, encode_record, read_frames
 
 HEADERS = (("kind", b"click"), ("schema", b"1"))
@@ -93,6 +94,7 @@ async def test_concurrent_puts_share_fsyncs_and_keep_call_order(tmp_path: Path) 
 async def test_a_torn_tail_is_cut_off_at_open(tmp_path: Path, damage: Callable[[bytes], bytes]) -> None:
     spool = await opened(tmp_path)
     await put(spool, 3)
+    await spool.close()
     (segment,) = segments(tmp_path)
     whole = segment.read_bytes()
     segment.write_bytes(damage(whole))
@@ -103,6 +105,7 @@ async def test_a_torn_tail_is_cut_off_at_open(tmp_path: Path, damage: Callable[[
     assert again.torn_bytes > 0
     assert again.pending == len(values)
     await put(again, 1, start=9)  # appends continue on a frame boundary
+    await again.close()
     third = await opened(tmp_path)
     assert await pending_values(third) == [*values, b"v9"]
     assert third.torn_bytes == 0
@@ -128,6 +131,7 @@ async def test_full_segments_are_deleted_once_shipped(tmp_path: Path) -> None:
     seqs = await put(spool, 20)
     assert len(segments(tmp_path)) > 3
     await spool.mark_shipped(seqs[14])
+    await spool.close()
     again = await opened(tmp_path)
     assert await pending_values(again) == [f"v{i}".encode() for i in range(15, 20)]
     assert len(segments(tmp_path)) < 4
@@ -143,6 +147,7 @@ async def test_reset_removes_every_segment_once_all_is_shipped(tmp_path: Path) -
     await put(spool, 1)
     assert await pending_values(spool) == [b"v0"]
     assert not await spool.reset(), "a pending record keeps the spool"
+    await spool.close()
     again = await opened(tmp_path)
     assert await pending_values(again) == [b"v0"] and again.pending == 1
 
@@ -175,6 +180,7 @@ async def test_a_failed_write_is_refused_and_cut_so_the_spool_stays_readable(tmp
         await spool.put("clicks", b"k", b"x" * 100, (), 0)
     assert spool.pending == 2
     await put(spool, 1, start=7)
+    await spool.close()
     again = await opened(tmp_path)
     assert await pending_values(again) == [b"v0", b"v1", b"v7"]
     assert again.torn_bytes == 0 and again.pending == 3
