@@ -28,5 +28,11 @@ def test_dashboard_queries_only_declared_metrics() -> None:
     declared = {family.name for family in create_metrics().registry.collect()}
     assert queried_metrics() <= declared
     # traffic, validity, redirect latency, delivery health, lag and spool are all on it
-    assert {"clickbus_clicks", "clickbus_redirect_seconds", "clickbus_deliveries", "clickbus_breaker_state",
-            "clickbus_consumer_lag_records", "clickbus_spool_records"} <= queried_metrics()
+    assert {
+        "clickbus_clicks",
+        "clickbus_redirect_seconds",
+        "clickbus_deliveries",
+        "clickbus_breaker_state",
+        "clickbus_consumer_lag_records",
+        "clickbus_spool_records",
+    } <= queried_metrics()

@@ -126,7 +126,12 @@ def test_sign_mints_a_working_click_url(tmp_path: Path) -> None:
 REFERENCE = Path(__file__).parent / "reference"
 API_KEY = "cbk_end-to-end-publisher"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-SERVER_AGENTS = ["python-requests/2.31.0", "Go-http-client/1.1", "axios/1.6.7", "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)"]
+SERVER_AGENTS = [
+    "python-requests/2.31.0",
+    "Go-http-client/1.1",
+    "axios/1.6.7",
+    "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+]
 
 
 def xandr_example() -> dict[str, Any]:

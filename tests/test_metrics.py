@@ -26,12 +26,24 @@ CASES: list[tuple[Callable[[Metrics], None], str, dict[str, str], float]] = [
     (lambda m: m.click("beacon", "expired"), "clickbus_clicks_total", {"source": "beacon", "reason": "expired"}, 1),
     (lambda m: m.impression("pixel", None), "clickbus_impressions_total", {"source": "pixel", "reason": "valid"}, 1),
     (lambda m: m.insertion("ok"), "clickbus_insertions_total", {"outcome": "ok"}, 1),
-    (lambda m: m.log_append("clicks", 0.003, True), "clickbus_log_append_seconds_count",
-     {"topic": "clicks", "outcome": "ok"}, 1),
-    (lambda m: m.log_append("clicks", 0.003, True), "clickbus_log_append_seconds_bucket",
-     {"topic": "clicks", "outcome": "ok", "le": "0.005"}, 1),
-    (lambda m: m.log_append("clicks", 0.5, False), "clickbus_log_append_seconds_count",
-     {"topic": "clicks", "outcome": "error"}, 1),
+    (
+        lambda m: m.log_append("clicks", 0.003, True),
+        "clickbus_log_append_seconds_count",
+        {"topic": "clicks", "outcome": "ok"},
+        1,
+    ),
+    (
+        lambda m: m.log_append("clicks", 0.003, True),
+        "clickbus_log_append_seconds_bucket",
+        {"topic": "clicks", "outcome": "ok", "le": "0.005"},
+        1,
+    ),
+    (
+        lambda m: m.log_append("clicks", 0.5, False),
+        "clickbus_log_append_seconds_count",
+        {"topic": "clicks", "outcome": "error"},
+        1,
+    ),
     (lambda m: m.redirect(302, 0.0004), "clickbus_redirect_seconds_bucket", {"status": "302", "le": "0.0005"}, 1),
     (lambda m: m.redirect(400, 0.0004), "clickbus_redirect_seconds_count", {"status": "400"}, 1),
     (lambda m: m.spool(12, 3.5), "clickbus_spool_records", {}, 12),
@@ -39,8 +51,12 @@ CASES: list[tuple[Callable[[Metrics], None], str, dict[str, str], float]] = [
     (lambda m: m.delivery(7, "delivered"), "clickbus_deliveries_total", {"member": "7", "status": "delivered"}, 1),
     (lambda m: m.retry_depth(4), "clickbus_retry_queue_records", {}, 4),
     (lambda m: m.dead_letter(7), "clickbus_dead_letters_total", {"member": "7"}, 1),
-    (lambda m: m.consumer_lag("notifier", "clicks", 0, 42), "clickbus_consumer_lag_records",
-     {"group": "notifier", "topic": "clicks", "partition": "0"}, 42),
+    (
+        lambda m: m.consumer_lag("notifier", "clicks", 0, 42),
+        "clickbus_consumer_lag_records",
+        {"group": "notifier", "topic": "clicks", "partition": "0"},
+        42,
+    ),
     (lambda m: m.breaker(7, BreakerState.OPEN), "clickbus_breaker_state", {"member": "7"}, 2),
 ]
 
@@ -103,8 +119,11 @@ def test_processes_add_up_and_dead_ones_leave_live_gauges(tmp_path: Path, monkey
     directory = tmp_path / "metrics"
     directory.mkdir()
     pids = [
-        int(subprocess.run([sys.executable, "-c", WRITER, str(directory), str(n)], check=True, capture_output=True,
-                           text=True).stdout)
+        int(
+            subprocess.run(
+                [sys.executable, "-c", WRITER, str(directory), str(n)], check=True, capture_output=True, text=True
+            ).stdout
+        )
         for n in (3, 4)
     ]
     monkeypatch.setenv(MULTIPROC_ENV, str(directory))

@@ -21,7 +21,6 @@ is recognisable by its click_id, a copy dropped is a lost click.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -117,9 +116,7 @@ class KafkaLog:
         if self._batches_out:  # each is settled within the budget: acknowledged, or spooled
             await asyncio.wait([b.settled for b in self._batches_out], timeout=max(0.1, deadline - time.monotonic()))
         if self._shipper is not None:
-            self._shipper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._shipper
+            await _cancel_within(self._shipper, max(0.1, deadline - time.monotonic()))
         producer, self._producer = self._producer, None
         if producer is not None:
             grace = deadline - time.monotonic()
@@ -383,3 +380,19 @@ def _failure(future: asyncio.Future[Any] | None) -> KafkaError:
         return KafkaTimeoutError("no acknowledgement from kafka")
     error = future.exception() if not future.cancelled() else None
     return error if isinstance(error, KafkaError) else KafkaError(repr(error))
+
+
+async def _cancel_within(task: asyncio.Task[Any], timeout: float) -> None:
+    """Cancel `task` and wait at most `timeout` s for it to end, cancelling again should it swallow one.
+
+    On Python 3.11 a cancellation that lands as an `asyncio.timeout()` inside the task expires
+    can be taken for that timeout, and a `while True` loop then goes on: one cancel is not enough.
+    """
+    end = time.monotonic() + timeout
+    while not task.done() and time.monotonic() < end:
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.1, max(0.0, end - time.monotonic())))
+    if not task.done():
+        logger.warning("kafka log: %s did not stop within %.1f s", task.get_name(), timeout)
+    elif not task.cancelled() and task.exception() is not None:
+        logger.warning("kafka log: %s ended with %r", task.get_name(), task.exception())

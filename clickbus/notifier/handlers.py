@@ -151,7 +151,6 @@ class RetryHandler:
     dispatcher: Dispatcher
     recorder: Recorder
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    waiting: int = 0  # parked deliveries read and not yet handed to the dispatcher
 
     async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
         return None
@@ -163,19 +162,16 @@ class RetryHandler:
             return self.recorder.outcome(DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED))
         return self._when_due(parked)
 
-    def _count_waiting(self, change: int) -> None:
-        self.waiting += change
-        self.recorder.metrics.retry_depth(self.waiting)
-
     async def _when_due(self, parked: Parked) -> None:
-        self._count_waiting(+1)  # here, not in accept: a task cancelled before it ran never waited
+        depth = self.recorder.retry_depth
+        depth.taken(parked.click.click_id)  # here, not in accept: a task cancelled before it ran never waited
         try:
             wait_s = (parked.due_ms - _now_ms()) / 1000
             if wait_s > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), wait_s)
+            if self.stopping.is_set():  # left unfinished (not committed): read again after the restart
+                raise asyncio.CancelledError
+            await self.dispatcher.deliver(parked)  # parking it again counts its new record before this one ends
         finally:
-            self._count_waiting(-1)
-        if self.stopping.is_set():  # left unfinished (not committed): read again after the restart
-            raise asyncio.CancelledError
-        await self.dispatcher.deliver(parked)
+            depth.finished()

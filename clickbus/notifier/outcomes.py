@@ -60,6 +60,44 @@ class DeliveryOutcome:
         return orjson.dumps(self)
 
 
+class RetryDepth:
+    """The retry-queue gauge: clicks parked and not yet taken to their next step.
+
+    A parked click counts from the moment it is written to `Topic.RETRY` (unread) and while the
+    retry loop holds it (taken), until that loop finishes with it. A click parked again from the
+    retry loop is counted for its new record before its old one finishes, so the gauge never
+    reads 0 while the click waits in the log to be read back.
+    """
+
+    __slots__ = ("_held", "_metrics", "_unread")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._unread: Counter[str] = Counter()  # click ids written by this process, not yet read back
+        self._held = 0  # unread records plus records taken and not finished
+
+    def written(self, click_id: str) -> None:
+        """A parked record for `click_id` is being written."""
+        self._unread[click_id] += 1
+        self._move(+1)
+
+    def taken(self, click_id: str) -> None:
+        """The retry loop read a parked record (written by this process, or before a restart)."""
+        unread = self._unread.pop(click_id, 0)
+        if unread > 1:
+            self._unread[click_id] = unread - 1
+        if not unread:  # not counted yet: written before this process started
+            self._move(+1)
+
+    def finished(self) -> None:
+        """The retry loop is done with one record it took (delivered, dead, parked again, or stopped)."""
+        self._move(-1)
+
+    def _move(self, change: int) -> None:
+        self._held += change
+        self._metrics.retry_depth(self._held)
+
+
 class Recorder:
     """Writes outcomes, parked deliveries and dead letters; counts outcomes for metrics."""
 
@@ -67,6 +105,7 @@ class Recorder:
         self.log = log
         self.metrics = metrics
         self.counts: Counter[str] = Counter()
+        self.retry_depth = RetryDepth(metrics)
 
     async def append(self, topic: str, key: bytes, value: bytes) -> None:
         """Append durably, retrying for as long as the log is unavailable (a stop cancels this)."""
@@ -86,6 +125,8 @@ class Recorder:
         self.metrics.delivery(outcome.member_id, outcome.outcome)
 
     async def park(self, parked: Parked, outcome: DeliveryOutcome) -> None:
+        # counted before the append: the retry loop may read the record back before the append returns
+        self.retry_depth.written(parked.click.click_id)
         await asyncio.gather(
             self.append(Topic.RETRY, parked.click.click_id.encode(), parked.to_json()), self.outcome(outcome)
         )

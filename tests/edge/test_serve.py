@@ -41,8 +41,10 @@ class GatedLog(EmbeddedLog):
         await self.gate.wait()
         await super().append(topic, key, value, headers)
 
+
 async def logged_auction_ids(config: Config) -> list[int]:
     return [record["auction_id_64"] for record in await recorded(config)]
+
 
 async def test_readyz_turns_503_while_draining(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
     app = create_app(edge_config(tmp_path), metrics=create_metrics())
@@ -52,6 +54,7 @@ async def test_readyz_turns_503_while_draining(tmp_path: Path, aiohttp_client: A
     response = await client.get("/readyz")
     assert response.status == 503
     assert await response.json() == {"status": "unavailable", "reason": "shutting down"}
+
 
 async def test_requests_in_flight_finish_and_the_log_flushes(tmp_path: Path) -> None:
     config = edge_config(tmp_path, shutdown_timeout_s=5.0)
@@ -77,6 +80,7 @@ async def test_requests_in_flight_finish_and_the_log_flushes(tmp_path: Path) -> 
         await stopping
     assert await logged_auction_ids(config) == [99]
 
+
 async def _load(url_for: itertools.count[int], inserter: Inserter, base: str, until: float) -> tuple[set[int], int]:
     acked: set[int] = set()
     failures = 0
@@ -95,10 +99,12 @@ async def _load(url_for: itertools.count[int], inserter: Inserter, base: str, un
                 await asyncio.sleep(0.01)
     return acked, failures
 
+
 async def _load_for(seconds: float, ids: itertools.count[int], inserter: Inserter, base: str) -> tuple[set[int], int]:
     until = time.monotonic() + seconds
     results = await asyncio.gather(*(_load(ids, inserter, base, until) for _ in range(16)))
     return set().union(*(acked for acked, _ in results)), sum(failed for _, failed in results)
+
 
 @pytest.mark.slow
 async def test_restart_under_load_loses_no_acknowledged_click(tmp_path: Path) -> None:
@@ -118,6 +124,7 @@ async def test_restart_under_load_loses_no_acknowledged_click(tmp_path: Path) ->
     assert len(acked) > 100 and failures > 0  # real load, and it did meet the restart
     assert acked <= set(logged), f"{len(acked - set(logged))} acknowledged clicks missing"
     assert len(logged) == len(set(logged))
+
 
 def _hold_a_request(port: int) -> socket.socket:
     """A request in flight on the internal listener at `port`: its handler waits for a body that is still coming."""

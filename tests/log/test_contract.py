@@ -123,11 +123,23 @@ async def test_read_from_the_end_stops_at_once_and_follow_sees_new_records(log: 
     assert [e async for e in log.read(Topic.CLICKS, from_beginning=False, follow=False)] == []
     follower = log.read(Topic.CLICKS, from_beginning=False, follow=True)
     nxt = asyncio.ensure_future(anext(follower))
-    await asyncio.sleep(1.0)  # positioned at the end before the new record
-    await log.append(Topic.CLICKS, b"k", orjson.dumps({"n": 99}))
-    entry = await asyncio.wait_for(nxt, 10)
+    # new records until the follower, once positioned at the end, sees one (however long positioning takes)
+    appended = await _append_until_read(log, nxt, timeout_s=10.0)
+    entry = nxt.result()
     await follower.aclose()  # type: ignore[attr-defined]
-    assert orjson.loads(entry.value) == {"n": 99}
+    assert orjson.loads(entry.value)["n"] in appended
+
+
+async def _append_until_read(log: Log, reader: asyncio.Future[Entry], timeout_s: float) -> list[int]:
+    """Append clicks numbered from 100, one every 0.1 s, until `reader` has a record; the numbers appended."""
+    appended: list[int] = []
+    async with asyncio.timeout(timeout_s):
+        while not reader.done():
+            n = 100 + len(appended)
+            await log.append(Topic.CLICKS, b"k%d" % n, orjson.dumps({"n": n}))
+            appended.append(n)
+            await asyncio.wait({reader}, timeout=0.1)
+    return appended
 
 
 async def test_a_group_resumes_after_its_commit_and_another_group_replays_everything(log: Log) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -125,7 +124,8 @@ async def test_hanging_bidder_does_not_delay_another(
     hung = await stubs(default="hang")
     fine = await stubs()
     members: dict[int, dict[str, object]] = {
-        1: {"click_uri": hung.url, "timeout_s": 1.0, "concurrency": 2},
+        # its attempts outlast the test however slowly a loaded machine delivers the other bidder's clicks
+        1: {"click_uri": hung.url, "timeout_s": 60.0, "concurrency": 2},
         2: {"click_uri": fine.url},
     }
     async with running(notifier_config(tmp_path, members, queue_per_slot=4)):
@@ -146,6 +146,7 @@ async def test_hanging_bidder_does_not_delay_another(
 
         parked = await eventually_async(hung_clicks_parked)
         delivered = await eventually_async(fine_clicks_delivered)
+        await hung.stop()  # its connections drop: the stuck attempts end now, not at their timeout
     assert {o["error"] for o in parked} == {"bidder saturated"}
     assert len(delivered) == 20
 
@@ -153,11 +154,16 @@ async def test_hanging_bidder_does_not_delay_another(
 async def test_burst_to_a_slow_but_answering_bidder_waits_instead_of_parking(
     log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
 ) -> None:
-    stub = await stubs(delay_s=0.05)
-    async with running(notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=0.25)):
-        await f.append(log, *[f.click(13) for _ in range(30)])  # 0.75 s of work for its two slots
-        outcomes = await eventually_async(lambda: at_least(log, Topic.DELIVERIES, 30))
-    assert [o["outcome"] for o in outcomes] == ["delivered"] * 30
+    # Answers come every 0.25 s, well inside slot_wait_s even when a loaded machine stalls the loop for a
+    # while; the 16 clicks are 2 s of work for its two slots, so the last ones wait far past slot_wait_s.
+    slot_wait_s, clicks = 1.0, 16
+    stub = await stubs(delay_s=0.25)
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=slot_wait_s)
+    async with running(config):
+        await f.append(log, *[f.click(13) for _ in range(clicks)])
+        outcomes = await eventually_async(lambda: at_least(log, Topic.DELIVERIES, clicks))
+    assert [o["outcome"] for o in outcomes] == ["delivered"] * clicks
+    assert stub.received[-1].at - stub.received[0].at > slot_wait_s  # the burst outlasted slot_wait_s
 
 
 async def test_breaker_stops_attempts_to_failing_bidder(
@@ -170,11 +176,12 @@ async def test_breaker_stops_attempts_to_failing_bidder(
     async with running(config):
         await f.append(log, *[f.click(13) for _ in range(10)])
 
-        async def all_parked() -> bool:
-            return sum(o["outcome"] in ("retry", "parked") for o in await records(log, Topic.DELIVERIES)) >= 10
+        async def retries_held_back() -> bool:
+            # 3 failed attempts and 7 clicks parked unattempted; then the 3 retries come due and are parked too
+            outcomes = [o["outcome"] for o in await records(log, Topic.DELIVERIES)]
+            return outcomes.count("retry") >= 3 and outcomes.count("parked") >= 10
 
-        await eventually_async(all_parked)
-        await asyncio.sleep(0.3)  # parked retries come due; the open breaker must hold them back too
+        await eventually_async(retries_held_back)
     assert len(stub.received) == 3
 
 

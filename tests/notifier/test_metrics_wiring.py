@@ -154,9 +154,14 @@ async def test_failing_bidder_opens_its_breaker_and_parks_retries(
     member = str(MEMBER)
     await eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="retry"))
     assert await _metric(client, "clickbus_breaker_state", member=member) == BreakerState.OPEN
-    # the parked click is read back and waits for its breaker: one record in the retry queue
-    await eventually_async(lambda: _metric(client, "clickbus_retry_queue_records"))
-    assert await _metric(client, "clickbus_retry_queue_records") == 1
+    # read back when due, the click is parked again for its open breaker: one click in the retry queue
+    await eventually_async(lambda: _metric(client, "clickbus_deliveries_total", member=member, status="parked"))
+    await eventually_async(lambda: _retry_queue_is(client, 1))
+    assert len(stub.received) == 1
+
+
+async def _retry_queue_is(client: EdgeClient, records: float) -> bool:
+    return await _metric(client, "clickbus_retry_queue_records") == records
 
 
 async def test_kafka_spool_depth_and_age_are_reported(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from clickbus import cli
 from clickbus.config import Config
 from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log, Topic
-from clickbus.notifier import dlq
+from clickbus.metrics import Metrics, create_metrics
+from clickbus.notifier import Notifier, dlq
 from tests.notifier import factory as f
 from tests.notifier.conftest import RunNotifier, StartStub
 from tests.support.configs import notifier_config
@@ -96,3 +97,44 @@ async def test_dead_letters_listed_and_replayed(
         assert capsys.readouterr().out == ""
     assert sorted(r.webhook_id for r in stub.received if r.answered == "200") == sorted(c.click_id for c in clicks)
     assert await dlq.pending(log, config.notifier.group) == []
+
+
+async def test_retry_queue_gauge_counts_a_parked_click_until_it_is_read_back(
+    log: Log, stubs: StartStub, tmp_path: Path
+) -> None:
+    """A parked click counts from its write until the retry loop is done with it, never dropping to 0.
+
+    It counts while its record waits in the log to be read back, and, parked again from the retry
+    loop (its breaker is open), its new record counts before its old one is finished. The gauge is
+    sampled at every turn of the event loop.
+    """
+    stub = await stubs(default="500")
+    config = notifier_config(
+        tmp_path, {13: {"click_uri": stub.url}}, breaker_failures=1, breaker_cooldown_s=30, retry_horizon_s=60
+    )
+    metrics = create_metrics()
+    history: list[float] = []
+    sampler = asyncio.create_task(_sample_retry_depth(metrics, history))
+    notifier = Notifier(config, log, metrics)
+    await notifier.start()
+    try:
+        await f.append(log, f.click(13))
+        # parked twice: after its failed attempt, then (read back, due) for the open breaker
+        await eventually_async(lambda: at_least(log, Topic.RETRY, 2))
+        await eventually(lambda: history[-1] == 1)
+        running = list(history)  # a stop lets go of the click, leaving it in the log for the next start
+    finally:
+        await notifier.stop(5.0)
+        sampler.cancel()
+    assert len(stub.received) == 1  # the second time the breaker held it back
+    # 1 from the first park on; 2 for the moment both its records are held; 1 again, waiting for the breaker
+    assert running == [0, 1, 2, 1]
+
+
+async def _sample_retry_depth(metrics: Metrics, history: list[float]) -> None:
+    """Append each new value of the retry-queue gauge, looking at every turn of the event loop."""
+    while True:
+        value = metrics.registry.get_sample_value("clickbus_retry_queue_records") or 0.0
+        if not history or history[-1] != value:
+            history.append(value)
+        await asyncio.sleep(0)
