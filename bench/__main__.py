@@ -34,7 +34,8 @@ generator (wrk; an aiohttp client loop where wrk is missing) to core 1 with `tas
 gives the server's CPU time per request beside its baseline's: on a machine that other
 work shares, CPU per request moves far less than requests/s, so a ratio of the two
 CPU figures far from the throughput ratio says the run was disturbed.
-`python -m bench.retention --full` runs the retention check for 10 minutes (`make bench`: 30 s)."""
+`python -m bench.retention --full` runs the retention check for 10 minutes (`make bench`: 30 s).
+Where each target of issue #13 stands, and why: docs/targets.md."""
 
 
 def machine() -> str:
