@@ -9,7 +9,7 @@ each field named once here, without building the record dataclass on the way.
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -53,32 +53,15 @@ def click_record(
     pos: int | None = None,
 ) -> Event:
     """The click of an authentic token; expired tokens make invalid clicks."""
-    ad, click_id = token.ad, uuid7()
-    reason = Reason.EXPIRED if token.expired(now) else None
+    click_id = uuid7()
     values = ClickRecord.complete(
         click_id=click_id,
-        timestamp=xandr_timestamp(now),
-        auction_id_64=ad.auction_id_64,
-        member_id=ad.member_id,
-        user_id_64=ad.user_id_64,
-        referer_url=clean_text(client.referer, MAX_HEADER_CHARS),
-        user_agent=clean_text(client.user_agent, MAX_HEADER_CHARS),
-        userdata_json=ad.userdata_json,
-        custom_notify_data=ad.custom_notify_data,
-        test=ad.test,
-        source=source,
-        creative_id=ad.creative_id,
+        **_shared(token, client, source=source, now=now, user_id=user_id, session_id=session_id, pos=pos),
+        userdata_json=token.ad.userdata_json,
+        custom_notify_data=token.ad.custom_notify_data,
         landing_url=landing,
-        client_ip=client.ip,
-        device=client.device,
-        pos=ad.pos if pos is None else pos,
-        valid=reason is None,
-        reason=reason,
-        user_id=user_id,
-        session_id=session_id,
-        ad_key=ad_key(token),
-        client_key=client.key,
     )
+    reason = values["reason"]
     value, key = ClickRecord.encode(values), dedup_key(values.__getitem__, click_id)
     return Event(Topic.CLICKS, click_id, key, value, ClickRecord.HEADERS, source, reason)
 
@@ -94,31 +77,42 @@ def impression_record(
     pos: int | None = None,
 ) -> Event:
     """The impression of an authentic token; expired tokens make invalid impressions."""
-    ad, impression_id = token.ad, uuid7()
-    reason = Reason.EXPIRED if token.expired(now) else None
+    impression_id = uuid7()
     values = ImpressionRecord.complete(
         impression_id=impression_id,
-        timestamp=xandr_timestamp(now),
-        auction_id_64=ad.auction_id_64,
-        member_id=ad.member_id,
-        user_id_64=ad.user_id_64,
-        referer_url=clean_text(client.referer, MAX_HEADER_CHARS),
-        user_agent=clean_text(client.user_agent, MAX_HEADER_CHARS),
-        test=ad.test,
-        source=source,
-        creative_id=ad.creative_id,
-        client_ip=client.ip,
-        device=client.device,
-        pos=ad.pos if pos is None else pos,
-        valid=reason is None,
-        reason=reason,
-        user_id=user_id,
-        session_id=session_id,
-        ad_key=ad_key(token),
-        client_key=client.key,
+        **_shared(token, client, source=source, now=now, user_id=user_id, session_id=session_id, pos=pos),
     )
+    reason = values["reason"]
     value, key = ImpressionRecord.encode(values), dedup_key(values.__getitem__, impression_id)
     return Event(Topic.IMPRESSIONS, impression_id, key, value, ImpressionRecord.HEADERS, source, reason)
+
+
+def _shared(
+    token: Token, client: Client, *, source: str, now: float, user_id: str, session_id: str, pos: int | None
+) -> dict[str, Any]:
+    """The fields clicks and impressions share; an expired token makes an invalid record."""
+    ad = token.ad
+    reason = Reason.EXPIRED if token.expired(now) else None
+    return {
+        "timestamp": xandr_timestamp(now),
+        "auction_id_64": ad.auction_id_64,
+        "member_id": ad.member_id,
+        "user_id_64": ad.user_id_64,
+        "referer_url": clean_text(client.referer, MAX_HEADER_CHARS),
+        "user_agent": clean_text(client.user_agent, MAX_HEADER_CHARS),
+        "test": ad.test,
+        "source": source,
+        "creative_id": ad.creative_id,
+        "client_ip": client.ip,
+        "device": client.device,
+        "pos": ad.pos if pos is None else pos,
+        "valid": reason is None,
+        "reason": reason,
+        "user_id": user_id,
+        "session_id": session_id,
+        "ad_key": ad_key(token),
+        "client_key": client.key,
+    }
 
 
 def event_of(click: ClickRecord) -> Event:
