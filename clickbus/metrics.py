@@ -3,7 +3,8 @@
 Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
 through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
 `log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
-`retention_lost`, `breaker`. Counts and latencies of the hot paths are summed in the process and written at most
+`retention_lost`, `log_corrupt`,
+`breaker`. Counts and latencies of the hot paths are summed in the process and written at most
 a second apart (and at every render and shutdown). The processes of one `clickbus run
 --workers N` (and the notifier beside them) share a directory of sample files
 (prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
@@ -121,6 +122,7 @@ class Metrics:
     lag: Gauge
     breakers: Gauge
     retention_lost_records: Counter
+    corrupt_records: Counter
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
@@ -190,6 +192,10 @@ class Metrics:
     def retention_lost(self, group: str, topic: str, records: int) -> None:
         """Records the embedded log's retention deleted before `group` had consumed them."""
         self._child(self.retention_lost_records, group, topic).inc(records)
+
+    def log_corrupt(self, topic: str, records: int) -> None:
+        """Records of the embedded log lost to damaged bytes, skipped by a reader that met them."""
+        self._child(self.corrupt_records, topic).inc(records)
 
     def breaker(self, member_id: int, state: BreakerState) -> None:
         """The circuit breaker state of one bidder."""
@@ -263,6 +269,12 @@ def _declare(r: CollectorRegistry) -> Metrics:
             "clickbus_log_retention_lost_records",
             "Records the embedded log's retention deleted before a consumer group had consumed them",
             ["group", "topic"],
+            registry=r,
+        ),
+        corrupt_records=Counter(
+            "clickbus_log_corrupt_records",
+            "Records of the embedded log lost to damaged bytes (each damaged stretch counted once per process)",
+            ["topic"],
             registry=r,
         ),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from clickbus.errors import LogUnavailable
+from clickbus.log import damage
 from clickbus.log import retention as retain
 from clickbus.log.embedded_consumer import EmbeddedConsumer, Wakeup
 from clickbus.log.group_offsets import GroupOffsets
@@ -27,6 +29,7 @@ from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic, Top
 from clickbus.log.segment_reader import ReaderSet, log_end
 from clickbus.logging_setup import ENV_WORKER
 from clickbus.metrics import Metrics, default_metrics
+from clickbus.private_files import make_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class EmbeddedLog:
         # The sync thread needs the GIL for a moment after each fdatasync to wake the loop; a short
         # switch interval lets it have it at once rather than after 5 ms of a busy loop.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-        await asyncio.to_thread(self.path.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(make_dirs, self.path)
         self._running = True
         self._retainer = asyncio.create_task(self._retain_every(), name="clickbus-log-retention")
 
@@ -102,7 +105,7 @@ class EmbeddedLog:
         for writer in self._writers.values():
             if writer.error is not None:
                 return Health(False, f"embedded log write failed: {writer.error}")
-        return Health(True)
+        return Health(True, warnings=tuple(damage.reported(self.path)))
 
     async def append(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         writer = self._writers.get(topic)
@@ -126,7 +129,8 @@ class EmbeddedLog:
             if (writer := self._writers.get(topic)) is not None:
                 return writer
             try:
-                opened = await asyncio.to_thread(open_partition, self.path, topic, self.partition)
+                committed = functools.partial(self._highest_commit, topic)
+                opened = await asyncio.to_thread(open_partition, self.path, topic, self.partition, committed)
             except OSError as exc:
                 raise LogUnavailable(f"embedded log cannot open {topic}: {exc}") from exc
             writer = PartitionWriter(
@@ -142,6 +146,10 @@ class EmbeddedLog:
                 raise LogUnavailable("embedded log is not running")
             self._writers[topic] = writer
             return writer
+
+    def _highest_commit(self, topic: str, partition: int) -> int:
+        """The highest offset a group committed in the partition (blocking): the writer never gives one below it."""
+        return max(self.offsets.groups(topic, partition).values(), default=0)
 
     def limits(self) -> dict[TopicPartition, int]:
         """Per partition this process writes, the end of what is synced: readers here stop there."""

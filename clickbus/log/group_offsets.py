@@ -6,12 +6,14 @@ processes at once (the notifier, `clickbus dlq replay`), which SQLite serialises
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from clickbus.log.port import TopicPartition
+from clickbus.private_files import PRIVATE_FILE
 
 BUSY_TIMEOUT_S = 30.0
 _SCHEMA = """
@@ -36,6 +38,8 @@ class GroupOffsets:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            # SQLite gives its -wal and -shm files the database file's mode: create it private first
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from clickbus.private_files import PRIVATE_FILE, make_dirs
+
 LOCK_NAME = "writer.lock"
 MAX_WRITERS = 1024  # how far past its preferred index a process looks for a free directory
 
@@ -30,10 +32,10 @@ class Held:
 def try_lock(directory: Path) -> int | None:
     """Create `directory` if needed (durably) and take its writer lock: the lock's fd, or None if it is held."""
     created = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     if created:
         fsync_dir(directory.parent)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

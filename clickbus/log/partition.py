@@ -18,24 +18,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clickbus.errors import LogUnavailable
+from clickbus.log.damage import report
 from clickbus.log.locks import lock_first_free
 from clickbus.log.port import Headers
 from clickbus.log.segment import (
     INDEX_EVERY,
     INDEX_SUFFIX,
     bases,
-    load_index,
     pack_index,
     partition_dir,
+    read_high_water,
     scan,
-    seek_position,
     segment_path,
+    write_high_water,
 )
 from clickbus.log.spool_format import SpooledRecord, encode_record
+from clickbus.private_files import PRIVATE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -100,46 +102,73 @@ class Opened:
     index: list[tuple[int, int]]
 
 
-def open_partition(root: Path, topic: str, preferred: int) -> Opened:
-    """Lock the first free partition of `topic` from `preferred` on and recover its active segment (blocking)."""
+def open_partition(root: Path, topic: str, preferred: int, committed: Callable[[int], int] = lambda _: 0) -> Opened:
+    """Lock the first free partition of `topic` from `preferred` on and recover its active segment (blocking).
+
+    `committed(partition)` is the highest offset any consumer group committed there: no offset below it is given again.
+    """
     held = lock_first_free(lambda partition: partition_dir(root, topic, partition), preferred)
     if held is None:
         raise LogUnavailable(f"embedded log: every partition of {topic} from {preferred} on has a writer")
     try:
-        return _recover(held.directory, held.index, held.fd)
+        recovered = _recover(held.directory, topic, held.index, held.fd)
+        return _above(recovered, max(committed(held.index), read_high_water(held.directory)))
     except BaseException:
         os.close(held.fd)
         raise
 
 
-def _recover(directory: Path, partition: int, lock_fd: int) -> Opened:
-    """Cut a torn tail (a crash mid-write) off the active segment and rebuild its index."""
+def _recover(directory: Path, topic: str, partition: int, lock_fd: int) -> Opened:
+    """Check every frame of the active segment, cut a torn tail (a crash mid-write) and rebuild its index."""
     found = bases(directory)
     base = found[-1] if found else 0
     path = segment_path(directory, base)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
-        index = load_index(directory, base)
-        start = seek_position(fd, index, base, 1 << 62)
-        found_scan = scan(fd, base, start)
+        # From the first frame, not the last index entry: damage before it would stop readers there for good.
+        checked = scan(fd, base)
         size = os.fstat(fd).st_size
-        if found_scan.end < size:
+        if checked.end < size:
             logger.warning(
                 "embedded log %s: cut a torn tail of %d bytes at offset %d",
                 path,
-                size - found_scan.end,
-                found_scan.next_offset,
+                size - checked.end,
+                checked.next_offset,
             )
-            os.ftruncate(fd, found_scan.end)
+            os.ftruncate(fd, checked.end)
             os.fsync(fd)
     finally:
         os.close(fd)
-    kept = [entry for entry in index if entry[1] < start[1]] + found_scan.index
-    segment_path(directory, base, INDEX_SUFFIX).write_bytes(pack_index(kept, base))
+    for damage in checked.damaged:
+        report(directory, topic, partition, damage, segment=base)
+    segment_path(directory, base, INDEX_SUFFIX).write_bytes(pack_index(checked.index, base))
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     if not found:
         os.fsync(dir_fd)
-    return Opened(directory, partition, lock_fd, dir_fd, base, found_scan.end, found_scan.next_offset, kept)
+    return Opened(directory, partition, lock_fd, dir_fd, base, checked.end, checked.next_offset, checked.index)
+
+
+def _above(opened: Opened, floor: int) -> Opened:
+    """`opened`, or a new segment at `floor` when offsets up to it were given before and are gone (a cut tail)."""
+    if floor <= opened.next_offset:
+        return opened
+    logger.error(
+        "embedded log %s: offsets %d-%d were given before and are gone (a cut tail or a lost segment):"
+        " the next record gets offset %d, none is given twice",
+        opened.directory,
+        opened.next_offset,
+        floor - 1,
+        floor,
+    )
+    if opened.size == 0:  # an empty segment would only make readers report a gap: the new one takes its place
+        for suffix in (INDEX_SUFFIX, ".log"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(segment_path(opened.directory, opened.base, suffix))
+    fd = os.open(segment_path(opened.directory, floor), os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
+    os.close(fd)
+    segment_path(opened.directory, floor, INDEX_SUFFIX).write_bytes(b"")
+    os.fsync(opened.dir_fd)
+    return replace(opened, base=floor, size=0, next_offset=floor, index=[])
 
 
 class PartitionWriter:
@@ -171,8 +200,8 @@ class PartitionWriter:
         self._next = opened.next_offset
         self._index = list(opened.index)
         self._last_indexed = opened.index[-1][1] if opened.index else -INDEX_EVERY
-        self._fd = os.open(segment_path(self.directory, self._base), _APPEND, 0o644)
-        self._index_fd = os.open(segment_path(self.directory, self._base, INDEX_SUFFIX), _APPEND, 0o644)
+        self._fd = os.open(segment_path(self.directory, self._base), _APPEND, PRIVATE_FILE)
+        self._index_fd = os.open(segment_path(self.directory, self._base, INDEX_SUFFIX), _APPEND, PRIVATE_FILE)
         self._new_segment = False
         self._pending: list[_Pending] = []
         self._inflight: _Group | None = None
@@ -250,8 +279,8 @@ class PartitionWriter:
 
     def _roll(self) -> None:
         """Close the full segment (already synced: no group is in flight) and start the next one."""
-        fd = os.open(segment_path(self.directory, self._next), _APPEND, 0o644)
-        index_fd = os.open(segment_path(self.directory, self._next, INDEX_SUFFIX), _APPEND | os.O_TRUNC, 0o644)
+        fd = os.open(segment_path(self.directory, self._next), _APPEND, PRIVATE_FILE)
+        index_fd = os.open(segment_path(self.directory, self._next, INDEX_SUFFIX), _APPEND | os.O_TRUNC, PRIVATE_FILE)
         os.close(self._fd)
         os.close(self._index_fd)
         self._fd, self._index_fd = fd, index_fd
@@ -308,6 +337,8 @@ class PartitionWriter:
                     record.future.set_exception(LogUnavailable("embedded log stopped before the append was durable"))
             return  # the helper thread may still hold the file: leave it open rather than close it under it
         await asyncio.to_thread(self._syncer.join, timeout)
+        with contextlib.suppress(OSError):  # only a guard: without it a later cut tail is found from the commits alone
+            await asyncio.to_thread(write_high_water, self.directory, self.synced_end)
         for fd in (self._fd, self._index_fd, self._opened.dir_fd, self._opened.lock_fd):
             os.close(fd)
 

@@ -46,8 +46,11 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Health:
+    """Whether the log accepts writes (`reason` says why not); `warnings`: what an operator should know even so."""
+
     ready: bool
     reason: str = "ok"
+    warnings: tuple[str, ...] = ()
 
 
 class Consumer(Protocol):

@@ -5,7 +5,9 @@ offset of its first record (`00000000000000000042.log`) holding CRC-framed recor
 spool's framing, `spool_format`; a frame's seq is the record's offset) and a sparse
 index beside it (`.index`: pairs of offset-from-base and byte position, one every
 `INDEX_EVERY` bytes or so). The index is a hint: it is never fsync'd, and every entry is
-checked against the frame it points at before it is trusted.
+checked against the frame it points at before it is trusted. `high-water`, written when a
+writer stops cleanly, is the next offset it would have given: a partition whose tail is later
+cut short never gives those offsets again.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from clickbus.log.damage import Damage, next_good
+from clickbus.log.locks import fsync_dir
 from clickbus.log.spool_format import RECORD, Frame, read_frames
+from clickbus.private_files import PRIVATE_FILE
 
 LOG_SUFFIX = ".log"
+HIGH_WATER = "high-water"
 INDEX_SUFFIX = ".index"
 INDEX_EVERY = 4096
 READ_BYTES = 256 * 1024
@@ -58,6 +64,28 @@ def bases(directory: Path) -> list[int]:
     return sorted(int(n[: -len(LOG_SUFFIX)]) for n in names if n.endswith(LOG_SUFFIX) and n[:-4].isdigit())
 
 
+def read_high_water(directory: Path) -> int:
+    """The next offset the partition had when its writer last stopped cleanly (0 when unknown)."""
+    try:
+        text = (directory / HIGH_WATER).read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def write_high_water(directory: Path, offset: int) -> None:
+    """Record durably that the partition's offsets below `offset` were given out (blocking)."""
+    tmp = directory / f"{HIGH_WATER}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        os.write(fd, b"%d\n" % offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / HIGH_WATER)
+    fsync_dir(directory)
+
+
 def pack_index(entries: list[tuple[int, int]], base: int) -> bytes:
     return b"".join(_ENTRY.pack(offset - base, position) for offset, position in entries)
 
@@ -74,11 +102,12 @@ def load_index(directory: Path, base: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True, slots=True)
 class Scan:
-    """What an intact prefix of a segment holds: its end, the next offset, and a fresh index."""
+    """What a segment holds up to its tail: its end, the next offset, a fresh index, and the damage skipped."""
 
     end: int
     next_offset: int
     index: list[tuple[int, int]]
+    damaged: tuple[Damage, ...] = ()
 
 
 def frames_at(fd: int, position: int, size: int = READ_BYTES) -> tuple[list[Frame], int]:
@@ -93,24 +122,34 @@ def frames_at(fd: int, position: int, size: int = READ_BYTES) -> tuple[list[Fram
 
 
 def scan(fd: int, base: int, start: tuple[int, int] | None = None) -> Scan:
-    """Walk a segment's frames from `start` (offset, position), stopping at a torn, corrupt or out-of-order one."""
-    offset, position = start if start is not None else (base, 0)
+    """Walk a segment's frames from `start` (offset, position) to its tail (the first bad frame no good one follows).
+
+    A damaged stretch that good frames follow is skipped and listed: they hold answered records.
+    """
+    offset, at = start if start is not None else (base, 0)
     index: list[tuple[int, int]] = []
+    damaged: list[Damage] = []
     last_indexed = -INDEX_EVERY
     while True:
-        frames, _ = frames_at(fd, position)
-        if not frames:
-            return Scan(position, offset, index)
-        at = position
+        read_at = at
+        frames, _ = frames_at(fd, read_at)
         for frame in frames:
             if frame.kind != RECORD or frame.seq != offset:
-                return Scan(at, offset, index)
+                break
             if at - last_indexed >= INDEX_EVERY:
                 index.append((offset, at))
                 last_indexed = at
             offset += 1
-            at = position + frame.end
-        position = at
+            at = read_at + frame.end
+        else:
+            if frames:
+                continue
+        found = next_good(fd, at - 1, offset)  # from `at` itself: its frame may be whole but of a later offset
+        if found is None:
+            return Scan(at, offset, index, tuple(damaged))
+        resume, frame = found
+        damaged.append(Damage(at, resume, offset, frame.seq))
+        at, offset = resume, frame.seq
 
 
 def seek_position(fd: int, index: list[tuple[int, int]], base: int, offset: int) -> tuple[int, int]:

@@ -3,7 +3,10 @@
 A reader keeps its segment open and its byte position, so reading on costs one `pread`;
 the index is used only to seek. A reader never passes a partition's `limit` (in the writing
 process, the end of what is synced), and one whose offset retention has deleted goes on
-from the oldest record left, as Kafka's `auto.offset.reset = earliest` does.
+from the oldest record left, as Kafka's `auto.offset.reset = earliest` does; one past the end
+(a group's commit above a tail that was cut) goes back to the end, as an out-of-range reset
+does. A reader that meets damaged bytes reports them (`damage.py`) and reads on from the next
+good frame: only the damaged frames are lost.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from clickbus.log.damage import Damage, next_good, report
 from clickbus.log.port import Entry, TopicPartition
 from clickbus.log.segment import (
     bases,
@@ -42,6 +46,8 @@ class PartitionReader:
         self._fd: int | None = None
         self._base = 0
         self._at = 0  # byte position of the frame holding `position` (or one before it)
+        self._checked_end = False
+        self._hopeless: tuple[int, int] | None = None  # (position, file size) past which no good frame was found
 
     def read(self, max_records: int, limit: int | None = None) -> list[Entry]:
         """Up to `max_records` records from the position on, below `limit`."""
@@ -53,7 +59,7 @@ class PartitionReader:
             assert self._fd is not None
             frames, _ = frames_at(self._fd, self._at)
             if not frames:
-                if self._next_segment():
+                if self._skip_damage() or self._next_segment():
                     continue
                 break
             start = self._at
@@ -77,13 +83,54 @@ class PartitionReader:
             return False
         if self.position < found[0]:
             self.position = found[0]  # retention deleted what this reader had not read (reported by the writer)
+        if not self._checked_end:
+            self._checked_end = True
+            self._reset_past_end()
         base = found[bisect.bisect_right(found, self.position) - 1]
         try:
             fd = os.open(self.directory / f"{base:020d}.log", os.O_RDONLY)
         except FileNotFoundError:  # deleted by retention just now: look again
             return self._locate()
-        self._fd, self._base = fd, base
+        self._fd, self._base, self._hopeless = fd, base, None
         _, self._at = seek_position(fd, load_index(self.directory, base), base, self.position)
+        return True
+
+    def _reset_past_end(self) -> None:
+        """A position (a group's commit) past the partition's end goes back to the end, as Kafka's reset does."""
+        end = log_end(self.directory.parent, self.topic, self.partition)
+        if self.position > end:
+            logger.warning(
+                "embedded log %s: position %d is past the end %d (the tail was cut): reading from %d;"
+                " the writer gives no offset below %d again",
+                self.directory,
+                self.position,
+                end,
+                end,
+                self.position,
+                extra={"topic": self.topic, "partition": self.partition},
+            )
+            self.position = end
+
+    def _skip_damage(self) -> bool:
+        """At bytes that hold no good frame: jump to the next good frame past them, if there is one yet."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if self._at >= size or self._hopeless == (self._at, size):
+            return False
+        found = next_good(self._fd, self._at - 1, self.position)
+        if found is None:  # a torn tail, or a frame still being written: looked at again when the file grows
+            self._hopeless = (self._at, size)
+            return False
+        resume, frame = found
+        report(
+            self.directory,
+            self.topic,
+            self.partition,
+            Damage(self._at, resume, self.position, frame.seq),
+            segment=self._base,
+        )
+        self._at = resume
+        self.position = max(self.position, frame.seq)
         return True
 
     def _next_segment(self) -> bool:
@@ -92,9 +139,14 @@ class PartitionReader:
         if not later:
             return False
         if self.position < later[0]:
-            logger.error(
-                "embedded log %s: offsets %d-%d unreadable, skipped", self.directory, self.position, later[0] - 1
-            )
+            assert self._fd is not None
+            if self._at < os.fstat(self._fd).st_size:  # damaged to its end: nothing good followed in it
+                damage = Damage(self._at, self._at, self.position, later[0])
+                report(self.directory, self.topic, self.partition, damage, segment=self._base)
+            else:
+                logger.error(
+                    "embedded log %s: offsets %d-%d unreadable, skipped", self.directory, self.position, later[0] - 1
+                )
             self.position = later[0]
         self.close()
         return True

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 RECORD, DONE, SHIPPED = 1, 2, 3
 _HEAD = struct.Struct(">IIQB")  # payload length, crc32 of the rest, seq, kind
+HEAD_SIZE = _HEAD.size
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
