@@ -16,6 +16,7 @@ from clickbus.config import Config
 from clickbus.errors import ClickbusError, ConfigError
 from clickbus.log.port import Entry, Log, Topic
 from clickbus.metrics import default_metrics
+from clickbus.private_files import restrict_umask, warn_if_shared
 
 DEFAULT_CONFIG = Path("conf/clickbus.toml")
 Command = Callable[[argparse.Namespace], int]
@@ -34,6 +35,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     logging_setup.configure(args.log_level)
     config = _load(args)
+    if not args.worker:
+        warn_if_shared(config.data_dir)
     runtime.share_metrics(config, first=not args.worker)
     if args.worker:
         return runtime.serve_edge(config, announce=False, notifier=False)
@@ -84,7 +87,9 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     from clickbus import logging_setup
 
     logging_setup.configure(args.log_level)
-    runtime.run(_notify(_load(args)))
+    config = _load(args)
+    warn_if_shared(config.data_dir)
+    runtime.run(_notify(config))
     return 0
 
 
@@ -297,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restrict_umask()  # what any command creates in data_dir (the log, keys, offsets) is the owner's alone
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clickbus.config import Config, KeyConfig
 from clickbus.errors import ConfigError
+from clickbus.private_files import make_dirs
 from clickbus.tokens import KEY_BYTES, Keyring, new_key
 
 AUTO_KEY_FILE = "signing.key"
@@ -67,7 +68,7 @@ def _read_material(spec: KeyConfig) -> str:
 def _auto_key(path: Path) -> tuple[str, bytes]:
     """Read `key_id:key` from `path`, generating it atomically if it does not exist."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -40,6 +40,7 @@ from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
 from clickbus.log import Log
 from clickbus.metrics import Metrics, default_metrics
+from clickbus.private_files import make_dirs
 from clickbus.tokens import Keyring
 
 BUCKETS_FILE = "rate-buckets"
@@ -104,7 +105,7 @@ async def _sharing_buckets(app: web.Application) -> AsyncIterator[None]:
     limiter = app[RATE_LIMITER]
     if limiter:
         data_dir = app[CONFIG].data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(data_dir)
         limiter.share(FileBuckets(data_dir / BUCKETS_FILE, len(app[CONFIG].api_keys)))
     yield
     limiter.close()

@@ -23,4 +23,6 @@ async def readyz(request: web.Request) -> web.Response:
     health = request.app[LOG].health
     if not health.ready:
         return web.json_response({"status": "unavailable", "reason": health.reason}, status=503)
+    if health.warnings:  # still ready (the log writes), but an operator should know: e.g. records lost to corruption
+        return web.json_response({"status": "ok", "warnings": list(health.warnings)})
     return web.json_response({"status": "ok"})

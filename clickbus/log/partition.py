@@ -35,6 +35,7 @@ from clickbus.log.segment import (
     scan,
     segment_path,
     write_high_water,
+    write_index,
 )
 from clickbus.log.spool_format import SpooledRecord, encode_record
 from clickbus.private_files import PRIVATE_FILE
@@ -141,7 +142,7 @@ def _recover(directory: Path, topic: str, partition: int, lock_fd: int) -> Opene
         os.close(fd)
     for damage in checked.damaged:
         report(directory, topic, partition, damage, segment=base)
-    segment_path(directory, base, INDEX_SUFFIX).write_bytes(pack_index(checked.index, base))
+    write_index(directory, base, checked.index)
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     if not found:
         os.fsync(dir_fd)
@@ -166,7 +167,7 @@ def _above(opened: Opened, floor: int) -> Opened:
                 os.unlink(segment_path(opened.directory, opened.base, suffix))
     fd = os.open(segment_path(opened.directory, floor), os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
     os.close(fd)
-    segment_path(opened.directory, floor, INDEX_SUFFIX).write_bytes(b"")
+    write_index(opened.directory, floor, [])
     os.fsync(opened.dir_fd)
     return replace(opened, base=floor, size=0, next_offset=floor, index=[])
 

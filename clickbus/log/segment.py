@@ -90,6 +90,15 @@ def pack_index(entries: list[tuple[int, int]], base: int) -> bytes:
     return b"".join(_ENTRY.pack(offset - base, position) for offset, position in entries)
 
 
+def write_index(directory: Path, base: int, entries: list[tuple[int, int]]) -> None:
+    """Replace a segment's index (not synced: it is a hint)."""
+    fd = os.open(segment_path(directory, base, INDEX_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        os.write(fd, pack_index(entries, base))
+    finally:
+        os.close(fd)
+
+
 def load_index(directory: Path, base: int) -> list[tuple[int, int]]:
     """(offset, position) pairs of a segment's index; empty when it is missing."""
     try:
