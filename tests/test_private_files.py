@@ -62,7 +62,7 @@ async def test_clickbus_run_creates_its_data_dir_and_files_for_its_owner_only(tm
 
 
 @pytest.mark.parametrize(("mode", "warned"), [(0o755, True), (0o700, False)])
-async def test_an_existing_data_dir_open_to_others_is_warned_about_once(tmp_path: Path, mode: int, warned: bool) -> None:
+async def test_an_existing_data_dir_open_to_others_is_warned_about(tmp_path: Path, mode: int, warned: bool) -> None:
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     data_dir.chmod(mode)

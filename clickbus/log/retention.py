@@ -70,7 +70,8 @@ def closed_segments(directory: Path, active_base: int) -> list[Segment]:
     """The partition's segments before the active one (blocking)."""
     found = [b for b in bases(directory) if b < active_base]
     out = []
-    for base, end in zip(found, [*found[1:], active_base], strict=True):
+    ends = [*found[1:], active_base] if found else []  # no closed segment yet: nothing to pair
+    for base, end in zip(found, ends, strict=True):
         with contextlib.suppress(FileNotFoundError):
             stat = os.stat(segment_path(directory, base))
             out.append(Segment(base, end, stat.st_size, stat.st_mtime))

@@ -29,10 +29,11 @@ _auctions = itertools.count(FIRST_AUCTION)  # shared: no two loads in one proces
 _pair_auctions = itertools.count(FIRST_PAIR_AUCTION)
 
 
-async def click(session: aiohttp.ClientSession, url: str) -> int:
+async def click(session: aiohttp.ClientSession, url: str, referer: str | None = None) -> int:
     """One browser click on `url`: the status it got, or NO_ANSWER."""
+    headers = {"User-Agent": BROWSER_UA} | ({"Referer": referer} if referer else {})
     try:
-        async with session.get(url, headers={"User-Agent": BROWSER_UA}, allow_redirects=False) as response:
+        async with session.get(url, headers=headers, allow_redirects=False) as response:
             return response.status
     except (TimeoutError, aiohttp.ClientError):
         await asyncio.sleep(0.05)  # the edge is down: do not spin
@@ -48,6 +49,7 @@ class ClickLoad:
     members: tuple[int, ...]
     concurrency: int = 8
     rate_per_s: float | None = None
+    referer: str | None = None  # a long one makes big records (segments that roll sooner)
     statuses: dict[int, int] = field(default_factory=dict)
     paused: bool = False
     busy: int = 0
@@ -114,7 +116,7 @@ class ClickLoad:
     async def _click(self, auction: int) -> None:
         assert self._session is not None
         self.statuses[auction] = NO_ANSWER
-        self.statuses[auction] = await click(self._session, self.url(auction))
+        self.statuses[auction] = await click(self._session, self.url(auction), self.referer)
 
 
 @dataclass

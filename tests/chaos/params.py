@@ -19,6 +19,7 @@ class Params:
     settle_s: float = 120.0
     scaleout_rounds: int = 3  # each: one edge SIGKILLed and restarted, then the standalone notifier
     scaleout_phase_s: float = 10.0  # load between two kills
+    damage_phase_s: float = 20.0  # load before and after a segment is damaged
 
 
 FULL = Params()
@@ -35,4 +36,5 @@ SHORT = Params(
     settle_s=30.0,
     scaleout_rounds=1,
     scaleout_phase_s=4.0,
+    damage_phase_s=2.0,
 )

@@ -119,6 +119,7 @@ class Stack:
         broker: TansuBroker | None = None,
         member_settings: Mapping[str, Any] | None = None,
         notifier_settings: Mapping[str, Any] | None = None,
+        embedded_settings: Mapping[str, Any] | None = None,
         edges: int = 1,
         edge_notifier: bool = False,
     ) -> None:
@@ -130,6 +131,8 @@ class Stack:
         self.topic_prefix = f"chaos{uuid.uuid4().hex[:8]}"
         notifier = {**FAST_NOTIFIER, **(notifier_settings or {})}
         sections = self._sections(members, broker, member_settings or {}, notifier)
+        if embedded_settings:
+            sections += "[log.embedded]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in embedded_settings.items())
         if edges > 1:  # the generated key is per data directory: edges behind one balancer share a configured one
             sections += _shared_key(directory / "token.key")
         for edge in self.edges:
