@@ -3,10 +3,9 @@
 Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
 through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
 `log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
-`retention_lost`, `log_corrupt`,
-`breaker`. Counts and latencies of the hot paths are summed in the process and written at most
-a second apart (and at every render and shutdown). The processes of one `clickbus run
---workers N` (and the notifier beside them) share a directory of sample files
+`retention_lost`, `log_corrupt`, `breaker`. Counts and latencies of the hot paths are summed in
+the process and written at most a second apart (and at every render and shutdown). The
+processes of one `clickbus run --workers N` (and the notifier beside them) share a directory of sample files
 (prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
 service. `use_multiprocess_dir` must run before the first metric exists; without it, samples
 stay in the process (tests, one-process tools).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,27 +44,24 @@ class Damage:
 
 def next_good(fd: int, position: int, expected: int) -> tuple[int, Frame] | None:
     """The first whole RECORD frame after `position` whose offset is `expected` or later, and where it starts."""
-    prefixes = {((expected >> 16) + k).to_bytes(_PREFIX, "big") for k in (0, 1)}
+    # A header's seq begins with these bytes and its kind byte follows the seq: found by the regex engine, a
+    # run of zeros costs no Python loop per byte.
+    prefixes = [((expected >> 16) + k).to_bytes(_PREFIX, "big") for k in (0, 1)]
+    seq_then_kind = b"(?:" + b"|".join(map(re.escape, prefixes)) + b").." + re.escape(bytes([RECORD]))
+    headers = re.compile(b"(?=" + seq_then_kind + b")", re.DOTALL)
     size = os.fstat(fd).st_size
     at = position + 1
     while at < size:
         chunk = os.pread(fd, CHUNK + HEAD_SIZE, at)
-        for found in sorted(_matches(chunk, prefixes)):
+        for match in headers.finditer(chunk, 0, CHUNK + _PREFIX + 3):
+            found = match.start()
+            if found >= CHUNK:
+                break
             start = at + found - _SEQ_AT
             if start > position and (frame := _frame(fd, chunk, found - _SEQ_AT, start, expected)) is not None:
                 return start, frame
         at += CHUNK
     return None
-
-
-def _matches(chunk: bytes, prefixes: set[bytes]) -> set[int]:
-    out = set()
-    for prefix in prefixes:
-        i = chunk.find(prefix)
-        while 0 <= i < CHUNK:
-            out.add(i)
-            i = chunk.find(prefix, i + 1)
-    return out
 
 
 def _frame(fd: int, chunk: bytes, i: int, start: int, expected: int) -> Frame | None:
