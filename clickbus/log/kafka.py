@@ -238,6 +238,7 @@ class KafkaLog:
 
     def _delivered(self, batch: OpenBatch, delivery: asyncio.Future[Any], in_time: bool) -> None:
         if not in_time:
+            delivery.add_done_callback(_observe)  # its late failure (the producer dropped) is no error of ours
             self._settle(batch, f"kafka did not acknowledge within {self.config.append_budget_ms} ms")
         elif delivery.cancelled() or delivery.exception() is not None:
             self._settle(batch, f"kafka send failed: {_failure(delivery)!r}")
@@ -370,7 +371,10 @@ class KafkaLog:
         sent: list[Sent] = []
         async with asyncio.timeout(timeout):
             await send_batches(self._producer, records, sent)
-        await asyncio.wait([s.delivery for s in sent if s.delivery is not None], timeout=timeout)
+        deliveries = [s.delivery for s in sent if s.delivery is not None]
+        for delivery in deliveries:
+            delivery.add_done_callback(_observe)  # one that fails after the timeout below is not left unread
+        await asyncio.wait(deliveries, timeout=timeout)
         for s in sent:
             if not succeeded(s.delivery):
                 raise _failure(s.delivery)
@@ -398,6 +402,12 @@ class KafkaLog:
         self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None
     ) -> KafkaGroupConsumer:
         return KafkaGroupConsumer(self.config, self.names, topics, group, on_assign)
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    """Read a delivery's outcome so that asyncio does not log it as an exception never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _failure(future: asyncio.Future[Any] | None) -> KafkaError:

@@ -28,6 +28,7 @@ from clickbus.records import ClickRecord, ImpressionRecord
 
 logger = logging.getLogger(__name__)
 
+_KEY_FIELD = b'"idempotency_key":'
 REPEAT_WINDOW_S = 3600.0  # how long a retry record's key is remembered: a copy arriving later starts a second chain
 
 Record = ClickRecord | ImpressionRecord
@@ -200,7 +201,7 @@ class RetryHandler:
             parked = Parked.from_json(entry.value)
         except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
             return self.recorder.outcome(DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED))
-        if self._repeated(entry, parked):
+        if _KEY_FIELD in entry.value and self._repeated(entry, parked):  # records from before keys stand alone
             self.repeats += 1
             logger.info("retry record %s read again (a copy): dropped", parked.idempotency_key)
             return _done()

@@ -29,7 +29,7 @@ from tests.support.waiting import eventually, eventually_async
 def _parked(member_id: int = 13) -> Parked:
     """A click parked after its first step, due now: what a retry record holds."""
     now = time.time_ns() // 1_000_000
-    return Parked(f.click(member_id), 1, now, now, 500, "HTTP 500", "retry")
+    return Parked(f.click(member_id), 1, now, now, 500, "HTTP 500", "retry").next_step()
 
 
 async def _twice(log: Log, topic: Topic, parked: Parked) -> None:
@@ -61,7 +61,7 @@ async def test_a_retry_record_written_twice_runs_one_chain(log: Log, stubs: Star
     await notifier.start()
     try:
         (dead,) = await eventually_async(lambda: records(log, Topic.DLQ), timeout_s=20)
-        await eventually(lambda: getattr(notifier.parked, "repeats", 0) == 1, timeout_s=3)
+        await eventually(lambda: notifier.parked.repeats == 1)
     finally:
         await notifier.stop(5.0)
     outcomes = await records(log, Topic.DELIVERIES)
@@ -126,3 +126,19 @@ class _running:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.notifier.stop(5.0)
+
+
+async def test_records_written_before_keys_existed_are_never_taken_for_copies(
+    log: Log, stubs: StartStub, tmp_path: Path
+) -> None:
+    stub = await stubs(default="200")
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}})
+    parked = _parked()
+    legacy = orjson.loads(parked.to_json())
+    for name in ("step", "click_id", "idempotency_key"):
+        del legacy[name]
+    for _ in range(2):
+        await log.append(Topic.RETRY, parked.click.click_id.encode(), orjson.dumps(legacy))
+    async with _running(Notifier(config, log)) as notifier:
+        await eventually(lambda: len(stub.received) == 2)
+        assert notifier.parked.repeats == 0
