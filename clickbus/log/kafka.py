@@ -369,12 +369,14 @@ class KafkaLog:
         timeout = self.config.request_timeout_ms / 1000
         records = [Outgoing(self._name(r.topic), r.key, r.value, r.headers, r.timestamp_ms) for r in batch]
         sent: list[Sent] = []
-        async with asyncio.timeout(timeout):
-            await send_batches(self._producer, records, sent)
-        deliveries = [s.delivery for s in sent if s.delivery is not None]
-        for delivery in deliveries:
-            delivery.add_done_callback(_observe)  # one that fails after the timeout below is not left unread
-        await asyncio.wait(deliveries, timeout=timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await send_batches(self._producer, records, sent)
+        finally:
+            for s in sent:  # a delivery that fails after we gave up on it is not left unread
+                if s.delivery is not None:
+                    s.delivery.add_done_callback(_observe)
+        await asyncio.wait([s.delivery for s in sent if s.delivery is not None], timeout=timeout)
         for s in sent:
             if not succeeded(s.delivery):
                 raise _failure(s.delivery)

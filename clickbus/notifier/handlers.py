@@ -209,7 +209,9 @@ class RetryHandler:
 
     def _repeated(self, entry: Entry, parked: Parked) -> bool:
         tp = (entry.topic, entry.partition)
-        window = self.windows.get(tp) or self._fresh_window(tp)
+        window = self.windows.get(tp)
+        if window is None:  # not prepared: the rebuild failed, or no assignment was reported
+            window = self._fresh_window(tp)
         also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1]]
         return window.check_and_add(parked.idempotency_key.encode(), entry.timestamp_ms, also)
 
