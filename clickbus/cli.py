@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -146,9 +147,19 @@ async def _tail(config: Config, args: argparse.Namespace) -> None:
         sys.stdout.buffer.flush()
 
 
+def _quiet_reader_logs() -> None:
+    """`clickbus: ...` lines for what the reader says; the Kafka client's retries would repeat every second."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("clickbus: %(message)s"))
+    logging.getLogger("clickbus").addHandler(handler)
+    logging.getLogger("clickbus").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print a topic's records: pretty on a terminal, one JSON record per line when piped."""
     config = _load(args)
+    _quiet_reader_logs()
     if config.log.backend == "embedded" and not config.log_path.exists():
         print(f"clickbus: no log at {config.log_path} yet (start clickbus first)", file=sys.stderr)
         return 1

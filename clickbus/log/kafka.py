@@ -21,6 +21,7 @@ is recognisable by its click_id, a copy dropped is a lost click.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 SHIP_WINDOW = 2000
 BACKOFF_MAX_S = 5.0
 STOP_GRACE_S = 1.0  # how long a producer that cannot reach Kafka may try to flush at stop
+STOP_RESERVE_S = 2.0  # of a stop's time, kept for stopping the producer after shipping the spool
 ABANDON_GRACE_S = 0.1  # how long an abandoned producer may flush before its sends are failed
 
 
@@ -68,6 +70,8 @@ class KafkaLog:
         self._open: OpenBatches | None = None  # the batches direct appends join, of the current producer
         self._batches_out: set[OpenBatch] = set()  # batches of appends not yet settled
         self._wake = asyncio.Event()
+        self._kick = asyncio.Event()  # ends the shipper's backoff now (a stop wants the spool shipped)
+        self._ship_ended = asyncio.Event()  # a shipping attempt ended: the spool is shipped, or it failed
         self._direct_idle = asyncio.Event()
         self._direct_idle.set()
         self._shipper: asyncio.Task[None] | None = None
@@ -115,6 +119,7 @@ class KafkaLog:
         self._stopping = True
         if self._batches_out:  # each is settled within the budget: acknowledged, or spooled
             await asyncio.wait([b.settled for b in self._batches_out], timeout=max(0.1, deadline - time.monotonic()))
+        await self._ship_before_stop(deadline - min(STOP_RESERVE_S, timeout / 4))
         if self._shipper is not None:
             await _cancel_within(self._shipper, max(0.1, deadline - time.monotonic()))
         producer, self._producer = self._producer, None
@@ -125,6 +130,17 @@ class KafkaLog:
         self._budget.close()
         if self.spool.pending:
             logger.warning("kafka log stopped with %d records in the spool; shipped at next start", self.spool.pending)
+
+    async def _ship_before_stop(self, deadline: float) -> None:
+        """Ship the spool now if Kafka takes it, rather than at the next start; give up at its first failure."""
+        if not self.spool.pending or self._shipper is None or self._shipper.done():
+            return
+        self._ship_ended.clear()
+        self._kick.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ship_ended.wait(), max(0.0, deadline - time.monotonic()))
+        if not self.spool.pending:
+            logger.info("kafka log shipped its spool before stopping")
 
     @property
     def health(self) -> Health:
@@ -222,6 +238,7 @@ class KafkaLog:
 
     def _delivered(self, batch: OpenBatch, delivery: asyncio.Future[Any], in_time: bool) -> None:
         if not in_time:
+            delivery.add_done_callback(_observe)  # its late failure (the producer dropped) is no error of ours
             self._settle(batch, f"kafka did not acknowledge within {self.config.append_budget_ms} ms")
         elif delivery.cancelled() or delivery.exception() is not None:
             self._settle(batch, f"kafka send failed: {_failure(delivery)!r}")
@@ -287,17 +304,26 @@ class KafkaLog:
                 await self._abandon_producer()
             try:
                 await self._ship()
+                self._ship_ended.set()
                 backoff = self.config.retry_backoff_ms / 1000
                 continue
             except (KafkaError, LogUnavailable, OSError, TimeoutError) as exc:
+                self._ship_ended.set()
                 self._reason = str(exc) if isinstance(exc, IdempotenceRefused) else f"kafka unavailable: {exc}"
                 logger.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
             except Exception:  # a bug must not end shipping for good: say so, and try again
+                self._ship_ended.set()
                 self._reason = "spool shipping failed unexpectedly (see the log)"
                 logger.exception("spool shipping failed; retrying in %.1fs", backoff)
-            await asyncio.sleep(backoff)
+            await self._back_off(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _back_off(self, seconds: float) -> None:
+        """Wait `seconds` before the next try, or until a stop asks for one now."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), seconds)
+        self._kick.clear()
 
     async def _abandon_producer(self) -> None:
         """Drop the producer that direct appends used, with the sends it still holds.
@@ -343,8 +369,13 @@ class KafkaLog:
         timeout = self.config.request_timeout_ms / 1000
         records = [Outgoing(self._name(r.topic), r.key, r.value, r.headers, r.timestamp_ms) for r in batch]
         sent: list[Sent] = []
-        async with asyncio.timeout(timeout):
-            await send_batches(self._producer, records, sent)
+        try:
+            async with asyncio.timeout(timeout):
+                await send_batches(self._producer, records, sent)
+        finally:
+            for s in sent:  # a delivery that fails after we gave up on it is not left unread
+                if s.delivery is not None:
+                    s.delivery.add_done_callback(_observe)
         await asyncio.wait([s.delivery for s in sent if s.delivery is not None], timeout=timeout)
         for s in sent:
             if not succeeded(s.delivery):
@@ -373,6 +404,12 @@ class KafkaLog:
         self, topics: Sequence[str], group: str, *, on_assign: AssignCallback | None = None
     ) -> KafkaGroupConsumer:
         return KafkaGroupConsumer(self.config, self.names, topics, group, on_assign)
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    """Read a delivery's outcome so that asyncio does not log it as an exception never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _failure(future: asyncio.Future[Any] | None) -> KafkaError:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.abc import ConsumerRebalanceListener  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError  # type: ignore[import-untyped]
 
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 POLL_MS = 500
+PROBE_S = 2.0  # a follower with nothing to read checks the broker this often
 GROUP_REQUEST_TIMEOUT_MS = 40_000  # a JoinGroup waits out the broker's rebalance delay: keep aiokafka's default
 
 
@@ -162,9 +163,14 @@ async def read_topic(
 
     Without `follow` the read is bounded: every request to the broker, and every
     wait for the next records, is limited by `request_timeout_ms`; a broker that
-    stops answering ends the read with `LogUnavailable`.
+    stops answering ends the read with `LogUnavailable`. With `follow` it waits for
+    the broker to come back, and a partition that restarted below the position
+    read (a broker replaced by an empty one) is read again from its beginning.
     """
-    consumer = AIOKafkaConsumer(**connection_options(config), group_id=None, enable_auto_commit=False)
+    reset = "none" if follow else "latest"  # following: an offset out of range is a replaced log, handled here
+    consumer = AIOKafkaConsumer(
+        **connection_options(config), group_id=None, enable_auto_commit=False, auto_offset_reset=reset
+    )
     name = names.full(topic)
     try:
         await start_bounded(consumer, config.connect_timeout_ms / 1000)
@@ -178,7 +184,11 @@ async def read_topic(
         consumer.assign(partitions)
         seek = consumer.seek_to_beginning if from_beginning else consumer.seek_to_end
         await _bounded(seek(*partitions), step, name)
-        ends = None if follow else await _bounded(consumer.end_offsets(partitions), step, name)
+        if follow:
+            async for entry in _follow(consumer, names, partitions, config.request_timeout_ms / 1000):
+                yield entry
+            return
+        ends = await _bounded(consumer.end_offsets(partitions), step, name)
         async for entry in _drain(consumer, names, partitions, ends, step):
             yield entry
     finally:
@@ -237,3 +247,67 @@ async def _drain(
             raise LogUnavailable(f"kafka stopped answering before the end offsets {left} were read")
         for entry in entries:
             yield entry
+
+
+async def _follow(consumer: Any, names: TopicNames, partitions: list[Any], timeout: float) -> AsyncIterator[Entry]:
+    """Entries forever, through broker outages and replacements (each said once, as a warning)."""
+    watch = _Watch(consumer, partitions, timeout)
+    quiet_since = time.monotonic()
+    while True:
+        try:
+            entries = to_entries(names, await consumer.getmany(*partitions, timeout_ms=POLL_MS))
+        except OffsetOutOfRangeError as exc:
+            await watch.restarted(list(exc.args[0]) if exc.args and isinstance(exc.args[0], dict) else partitions)
+            continue
+        if entries:
+            quiet_since = time.monotonic()
+            watch.reachable()
+        elif time.monotonic() - quiet_since > PROBE_S:
+            quiet_since = time.monotonic()
+            await watch.probe()
+        for entry in entries:
+            yield entry
+
+
+class _Watch:
+    """What a follower knows of the broker: whether it answers, and whether a partition restarted."""
+
+    def __init__(self, consumer: Any, partitions: list[Any], timeout: float) -> None:
+        self.consumer = consumer
+        self.partitions = partitions
+        self.timeout = timeout
+        self.lost: str | None = None  # why the broker is unreachable, while it is
+
+    async def probe(self) -> None:
+        """Ask for the end offsets: an unreachable broker is said once; a partition now shorter than read restarted."""
+        name = self.partitions[0].topic
+        try:
+            behind = await _bounded(self._behind(), self.timeout, name)
+        except (LogUnavailable, KafkaError) as exc:
+            if self.lost is None:
+                self.lost = str(exc)
+                logger.warning("kafka unreachable (%s); following %s again once it is back", exc, name)
+            return
+        self.reachable()
+        if behind:
+            await self.restarted(behind)
+
+    async def _behind(self) -> list[Any]:
+        ends = await self.consumer.end_offsets(self.partitions)
+        return [tp for tp in self.partitions if ends[tp] < await self.consumer.position(tp)]
+
+    def reachable(self) -> None:
+        if self.lost is not None:
+            self.lost = None
+            logger.warning("kafka reachable again; following %s", self.partitions[0].topic)
+
+    async def restarted(self, partitions: list[Any]) -> None:
+        """Partitions whose log restarted below our position (a replaced broker): read them from their beginning."""
+        self.reachable()
+        for tp in partitions:
+            logger.warning(
+                "%s[%d] restarted below the offset read (the broker was replaced?): reading it from its beginning",
+                tp.topic,
+                tp.partition,
+            )
+        await self.consumer.seek_to_beginning(*partitions)

@@ -59,7 +59,7 @@ class Dispatcher:
         if result.verdict is Verdict.HELD:  # saturated, or its breaker opened while the click waited
             await self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, result.error)
             return
-        parked = Parked(parked.click, parked.attempt + 1, parked.due_ms, parked.first_ms, parked.last_status)
+        parked = replace(parked, attempt=parked.attempt + 1, last_error="", reason="")
         if result.status == RATE_LIMITED:
             pass  # alive and asking us to slow down: Retry-After paces it, the breaker is for failures
         elif result.verdict in (Verdict.RETRY, Verdict.REFUSED):
@@ -90,7 +90,7 @@ class Dispatcher:
         status = result.status if result else parked.last_status
         again = replace(parked, due_ms=due, last_status=status, last_error=why, reason=outcome.value)
         record = self._attempt_outcome(again, result, outcome) if result else self._outcome(again, outcome, error=why)
-        await self.recorder.park(again, replace(record, due_ms=due))
+        await self.recorder.park(again.next_step(), replace(record, due_ms=due))
 
     async def _dead(self, parked: Parked, reason: str, error: str = "", result: Attempt | None = None) -> None:
         status = result.status if result else parked.last_status
@@ -101,7 +101,9 @@ class Dispatcher:
     @staticmethod
     def _outcome(parked: Parked, outcome: Outcome, *, error: str = "") -> DeliveryOutcome:
         click = parked.click
-        return DeliveryOutcome(click.click_id, click.member_id, parked.attempt, outcome, error=error, test=click.test)
+        return DeliveryOutcome(
+            click.click_id, click.member_id, parked.attempt, outcome, error=error, test=click.test, step=parked.step
+        )
 
     @staticmethod
     def _attempt_outcome(parked: Parked, result: Attempt, outcome: Outcome) -> DeliveryOutcome:
@@ -116,4 +118,5 @@ class Dispatcher:
             error=result.error,
             click_response=result.click_response,
             test=click.test,
+            step=parked.step,
         )

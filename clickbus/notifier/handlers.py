@@ -28,6 +28,9 @@ from clickbus.records import ClickRecord, ImpressionRecord
 
 logger = logging.getLogger(__name__)
 
+_KEY_FIELD = b'"idempotency_key":'
+REPEAT_WINDOW_S = 3600.0  # how long a retry record's key is remembered: a copy arriving later starts a second chain
+
 Record = ClickRecord | ImpressionRecord
 
 
@@ -52,6 +55,36 @@ def decode(entry: Entry) -> Record | None:
         return cls(**{k: v for k, v in data.items() if k in known})
     except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
+
+
+async def replay_windows(
+    log: Log,
+    topic: str,
+    before: Mapping[int, int],
+    windows: Mapping[int, DedupWindow],
+    feed: Callable[[Entry, DedupWindow], None],
+) -> None:
+    """`feed` each partition's records of the last window, up to its first unprocessed offset (`before`)."""
+    since = _now_ms() - max(w.window_ms for w in windows.values())
+    pending = {p for p, first in before.items() if first > 0}
+    if not pending:
+        return
+    entries = log.read(short_topic(topic), from_beginning=True, follow=False)
+    try:
+        async for entry in entries:
+            p = entry.partition
+            if p not in pending:
+                continue
+            if entry.offset >= before[p]:
+                pending.discard(p)
+                if not pending:
+                    return
+                continue
+            if entry.timestamp_ms >= since:
+                feed(entry, windows[p])
+    finally:
+        if (aclose := getattr(entries, "aclose", None)) is not None:  # release the reader now, not at GC
+            await aclose()
 
 
 def _now_ms() -> int:
@@ -95,27 +128,12 @@ class IntakeHandler:
 
     async def _replay(self, topic: str, before: dict[int, int], windows: dict[int, DedupWindow]) -> None:
         """Feed each partition's records from the last window, up to its first unprocessed offset."""
-        since = _now_ms() - max(w.window_ms for w in windows.values())
-        pending = {p for p, first in before.items() if first > 0}
-        if not pending:
-            return
-        entries = self.log.read(short_topic(topic), from_beginning=True, follow=False)
-        try:
-            async for entry in entries:
-                p = entry.partition
-                if p not in pending:
-                    continue
-                if entry.offset >= before[p]:
-                    pending.discard(p)
-                    if not pending:
-                        return
-                    continue
-                if entry.timestamp_ms >= since and (record := decode(entry)) is not None:
-                    key = record.dedup_key()
-                    verdict(record, key, entry.timestamp_ms, is_crawler=self.is_crawler, window=windows[p])
-        finally:
-            if (aclose := getattr(entries, "aclose", None)) is not None:  # release the reader now, not at GC
-                await aclose()
+
+        def feed(entry: Entry, window: DedupWindow) -> None:
+            if (record := decode(entry)) is not None:
+                verdict(record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
+
+        await replay_windows(self.log, topic, before, windows, feed)
 
     def accept(self, entry: Entry) -> Awaitable[None]:
         record = decode(entry)
@@ -146,21 +164,56 @@ class IntakeHandler:
 
 @dataclass(slots=True)
 class RetryHandler:
-    """Parked deliveries: wait until due, then take the next step."""
+    """Parked deliveries: wait until due, then take the next step; one chain per click.
+
+    A parked record can reach `Topic.RETRY` twice (the Kafka spool ships a copy of an append
+    whose first send arrived late; a click processed again after a crash is parked again for
+    the same step). Each copy would start a retry chain of its own: the click delivered and
+    dead-lettered twice. So a record whose `idempotency_key` was already taken is dropped,
+    within `REPEAT_WINDOW_S`, over every partition of the topic. As for the intake's dedup
+    windows, each assigned partition's window is rebuilt from the records before its first
+    unprocessed offset: a record read again after a rebalance is then taken again, and a copy
+    of a record processed before the restart is still known.
+    """
 
     dispatcher: Dispatcher
     recorder: Recorder
+    log: Log | None = None  # to rebuild windows; None: start empty
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    windows: dict[TopicPartition, DedupWindow] = field(default_factory=dict)
+    repeats: int = 0  # copies dropped since start
 
     async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
-        return None
+        fresh = {tp: self._fresh_window(tp) for tp in firsts}
+        if self.log is None:
+            return
+        for topic in {tp[0] for tp in fresh}:
+            before = {tp[1]: firsts[tp] for tp in fresh if tp[0] == topic}
+            windows = {p: fresh[(topic, p)] for p in before}
+            await replay_windows(self.log, topic, before, windows, _remember)
+
+    def _fresh_window(self, tp: TopicPartition) -> DedupWindow:
+        window = self.windows[tp] = DedupWindow(int(REPEAT_WINDOW_S * 1000))
+        return window
 
     def accept(self, entry: Entry) -> Awaitable[None]:
         try:
             parked = Parked.from_json(entry.value)
         except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
             return self.recorder.outcome(DeliveryOutcome(entry.key.decode("utf-8", "replace"), 0, 0, Outcome.MALFORMED))
+        if _KEY_FIELD in entry.value and self._repeated(entry, parked):  # records from before keys stand alone
+            self.repeats += 1
+            logger.info("retry record %s read again (a copy): dropped", parked.idempotency_key)
+            return _done()
         return self._when_due(parked)
+
+    def _repeated(self, entry: Entry, parked: Parked) -> bool:
+        tp = (entry.topic, entry.partition)
+        window = self.windows.get(tp)
+        if window is None:  # not prepared: the rebuild failed, or no assignment was reported
+            window = self._fresh_window(tp)
+        also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1]]
+        return window.check_and_add(parked.idempotency_key.encode(), entry.timestamp_ms, also)
 
     async def _when_due(self, parked: Parked) -> None:
         depth = self.recorder.retry_depth
@@ -175,3 +228,13 @@ class RetryHandler:
             await self.dispatcher.deliver(parked)  # parking it again counts its new record before this one ends
         finally:
             depth.finished()
+
+
+def _remember(entry: Entry, window: DedupWindow) -> None:
+    """Note the key of a retry record processed before the group's position."""
+    try:
+        key = orjson.loads(entry.value).get("idempotency_key")
+    except (orjson.JSONDecodeError, AttributeError):
+        return
+    if isinstance(key, str):
+        window.check_and_add(key.encode(), entry.timestamp_ms)

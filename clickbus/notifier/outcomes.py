@@ -22,7 +22,7 @@ import orjson
 from clickbus.errors import LogUnavailable
 from clickbus.log.port import Log, Topic
 from clickbus.metrics import Metrics
-from clickbus.notifier.retry import Parked
+from clickbus.notifier.retry import Parked, idempotency_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ class DeliveryOutcome:
     due_ms: int | None = None
     test: bool = False
     ts_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    step: int = 0  # the decision this records (see retry.py): with `click_id`, what makes it unique
+    idempotency_key: str = field(init=False)  # `<click_id>/<step>`: copies of one record share it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "idempotency_key", idempotency_key(self.click_id, self.step))
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)

@@ -5,13 +5,19 @@ a `Parked` envelope holding the click, how many attempts were made and when the
 next one is due. Parked deliveries live in the log, so they survive restarts.
 Delays grow exponentially with "equal jitter" (half fixed, half random) and
 honour a bidder's `Retry-After`; past the horizon a click is dead-lettered.
+
+Every record about a click carries its `step`: the number of the decision it
+is about, counted from 0 over the click's whole life (a replay is a step too),
+and `idempotency_key`, `"<click_id>/<step>"`. The Kafka spool may write a
+record twice (its late first send and its spooled copy); readers treat records
+with the same key as one.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -34,6 +40,13 @@ class Parked:
     last_status: int | None = None
     last_error: str = ""
     reason: str = ""
+    step: int = 0  # the decision this envelope is for: on `Topic.RETRY` the next one, in the DLQ the last one
+    click_id: str = field(init=False)  # the click's id again, beside `attempt`, for readers that skip `click`
+    idempotency_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "click_id", self.click.click_id)
+        object.__setattr__(self, "idempotency_key", idempotency_key(self.click.click_id, self.step))
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -42,12 +55,23 @@ class Parked:
     def from_json(cls, raw: bytes) -> Parked:
         data: dict[str, Any] = orjson.loads(raw)
         click = ClickRecord.from_json(orjson.dumps(data.pop("click")))
-        known = {"attempt", "due_ms", "first_ms", "last_status", "last_error", "reason"}
-        return cls(click=click, **{k: v for k, v in data.items() if k in known})
+        return cls(click=click, **{k: v for k, v in data.items() if k in _PARKED_FIELDS})
+
+    def next_step(self) -> Parked:
+        """This envelope for the decision after this one (what a park writes to `Topic.RETRY`)."""
+        return replace(self, step=self.step + 1)
 
     def replayed(self, now_ms: int) -> Parked:
-        """This dead letter as a fresh parked delivery, due now, with a new horizon."""
-        return replace(self, attempt=0, due_ms=now_ms, first_ms=now_ms, reason="replay")
+        """This dead letter as a fresh parked delivery, due now, with a new horizon (its next step)."""
+        return replace(self, attempt=0, due_ms=now_ms, first_ms=now_ms, reason="replay", step=self.step + 1)
+
+
+_PARKED_FIELDS = frozenset({"attempt", "due_ms", "first_ms", "last_status", "last_error", "reason", "step"})
+
+
+def idempotency_key(click_id: str, step: int) -> str:
+    """The key shared by every copy of one record about one step of one click: `<click_id>/<step>`."""
+    return f"{click_id}/{step}"
 
 
 @dataclass(frozen=True, slots=True)

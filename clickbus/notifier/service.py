@@ -48,7 +48,7 @@ class Notifier:
             drain_s=drain_s,
             metrics=self.metrics,
         )
-        self.parked = RetryHandler(self.dispatcher, self.recorder)
+        self.parked = RetryHandler(self.dispatcher, self.recorder, log)
         self.retries = GroupLoop(
             log,
             [Topic.RETRY],

@@ -294,3 +294,48 @@ async def test_the_spool_survives_a_sigkill_of_the_edge(
 
     messages = await consume_all(config, Topic.CLICKS)
     assert sorted(referer_number(m) for m in messages) == list(range(30))
+
+
+async def test_a_stop_with_the_broker_back_ships_the_spool_before_exiting(
+    own_broker: TansuBroker, kafka_config: KafkaConfigFactory, tmp_path: Path
+) -> None:
+    """SIGTERM while the shipper waits out its backoff (5 s here): the spool goes to Kafka now, not at next start."""
+    config = kafka_config(own_broker)
+    conf = tmp_path / "clickbus.toml"
+    conf.write_text(
+        f'[log]\ntopic_prefix = "{config.log.topic_prefix}"\n'
+        "[log.kafka]\nidempotence = false\nrequest_timeout_ms = 2000\nconnect_timeout_ms = 2000\n"
+        "retry_backoff_ms = 5000\n"
+    )
+    keyring = load_keyring(config)
+    port = free_port()
+    path = urlsplit(Inserter(keyring, f"http://127.0.0.1:{port}", ttl_s=3600).click_url(AD)).path
+    base = f"http://127.0.0.1:{port}"
+    own_broker.stop()
+
+    edge = edge_process(conf, tmp_path, port, own_broker.bootstrap)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_http(session, f"{base}/healthz", 200)
+            for n in range(30):
+                headers = {"Referer": f"https://pub.example/{n}"}
+                async with session.get(base + path, headers=headers, allow_redirects=False) as response:
+                    assert response.status == 302
+            await wait_http(session, f"{base}/readyz", 503)  # spooling, and the shipper backing off
+        own_broker.start()
+        edge.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(edge.wait, 20) == 0
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+            edge.wait()
+
+    messages = await consume_all(config, Topic.CLICKS)
+    assert sorted(referer_number(m) for m in messages) == list(range(30))
+    spool = Spool(config.data_dir / config.log.kafka.spool_dir, max_bytes=1 << 30)
+    await spool.open()
+    try:
+        assert spool.pending == 0
+    finally:
+        await spool.close()
+    assert not list((config.data_dir / config.log.kafka.spool_dir).glob("*.spool"))

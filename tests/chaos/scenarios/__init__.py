@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.chaos.accounting import Figures
 from tests.chaos.params import Params
-from tests.chaos.scenarios import bidders, broker, damage, edge_kill, notifier_kill, scaleout, soak
+from tests.chaos.scenarios import bidders, broker, damage, edge_kill, notifier_kill, scaleout, soak, spooled_outcomes
 
 Scenario = Callable[[Path, Params], Awaitable[Figures]]
 
@@ -21,4 +21,5 @@ SCENARIOS: dict[str, Scenario] = {
     "torn-tail": damage.torn_tail,
     "flipped-byte-active": damage.flipped_byte_active,
     "flipped-byte-closed": damage.flipped_byte_closed,
+    "spooled-outcomes": spooled_outcomes.run,
 }
