@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    restrict_umask()  # what any command creates in data_dir (the log, keys, offsets) is the owner's alone
+    previous = restrict_umask()  # what any command creates in data_dir (the log, keys, offsets) is the owner's alone
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -322,3 +322,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClickbusError as exc:
         print(f"clickbus: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(previous)  # called in-process (tests, embedding), the caller's umask is its own again

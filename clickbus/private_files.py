@@ -21,9 +21,11 @@ PRIVATE_UMASK = 0o077
 _OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
 
-def restrict_umask() -> None:
-    """Create every later file and directory of this process (and its children) for its owner only."""
-    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
+def restrict_umask() -> int:
+    """Create every later file and directory of this process (and its children) for its owner only; the old umask."""
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
+    return previous
 
 
 def make_dirs(path: Path) -> None:

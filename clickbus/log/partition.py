@@ -6,6 +6,11 @@ cache: microseconds), then hands the file to the helper thread, which only calls
 `fdatasync` (the GIL is released meanwhile) and wakes the loop. Each append is answered
 when its group is synced. A partition has one writer: an exclusive `flock` on its
 `writer.lock` (`locks.py`) is held for as long as it is open, so two processes can never share one.
+
+Opening a partition checks every frame of its active segment, and never gives an offset twice:
+the first offset it gives is the highest of the last good frame + 1, every group's committed
+offset and the high-water mark of the last clean stop (a tail cut after it was consumed would
+otherwise hand its offsets to new records, which a group past them never reads).
 """
 
 from __future__ import annotations
