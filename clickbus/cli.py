@@ -43,19 +43,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return runtime.serve_edge(config, announce=False, notifier=False, listeners=sockets.inherited())
     _check_workers(args.workers, force=args.force)
     hold_data_dir(config.data_dir)  # held until this process exits
-    listeners = sockets.open_listeners(config.edge)  # before anything starts: a port in use stops the run here
+    # before anything starts: a port in use stops the run here; held until this process exits
+    listeners = sockets.open_listeners(config.edge, args.workers)
     runtime.share_metrics(config, first=True)
     _migrate_legacy_log(config)
     config_args = ("--config", args.config, "--log-level", args.log_level)
     extras = [] if args.no_notifier else supervisor.extra_children(config_args)
     if args.workers == 1:  # one process: the notifier runs inside it
-        return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier, listeners=listeners)
+        return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier, listeners=listeners[0])
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
     workers = [
-        supervisor.ChildSpec(
-            f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i), **listeners.env()}, listeners.fds()
-        )
-        for i in range(args.workers)
+        supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i), **own.env()}, own.fds())
+        for i, own in enumerate(listeners)
     ]
     print(
         f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "

@@ -70,8 +70,7 @@ def test_a_second_run_on_the_same_data_dir_is_refused_naming_it_and_its_holder(r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("listener", ["public", "admin"])
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("listener", "workers"), [("public", 1), ("admin", 2)])
 def test_a_second_run_on_a_port_in_use_is_refused_in_one_line(
     running: Service, tmp_path: Path, listener: str, workers: int
 ) -> None:

@@ -159,7 +159,7 @@ def handler_factory(runner: web.AppRunner, deadlines: Deadlines, *, access_log: 
 async def listen(runner: web.AppRunner, where: socket.socket | HostPort, edge: EdgeConfig) -> asyncio.Server:
     """Accept connections for `runner`'s app on a listening socket (see `clickbus.edge.sockets`), or on an address."""
     factory = handler_factory(runner, Deadlines.of(edge), access_log=edge.access_log)
-    sock = where if isinstance(where, socket.socket) else bind(where, "address")[0]
+    sock = where if isinstance(where, socket.socket) else bind(where, "address")[0][0]
     return await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=BACKLOG)
 
 

@@ -1,7 +1,7 @@
 """Serving the edge in one process: accept on both listeners, run until a signal, drain within a limit.
 
 The listening sockets come from `clickbus.edge.sockets`: bound here, or inherited from the
-supervisor of `clickbus run --workers N`, which binds them once for all its workers.
+supervisor of `clickbus run --workers N`, which binds them once, a set for each worker.
 
 The first SIGTERM or SIGINT turns `/readyz` to 503 at once and stops accepting connections;
 requests in flight finish, then the application's cleanup flushes and stops the log, all
@@ -73,7 +73,7 @@ async def serve(
     `clickbus run` always has.
     """
     if listeners is None:
-        listeners = open_listeners(config.edge)
+        listeners = open_listeners(config.edge)[0]
     shutdown = Shutdown(public[DRAINING])
     shutdown.install(asyncio.get_running_loop())
     runners: list[web.AppRunner] = []

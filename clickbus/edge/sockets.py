@@ -1,11 +1,15 @@
 """The edge's listening sockets: bound once per `clickbus run`, never shared with another run.
 
-`clickbus run` binds both listeners itself, without SO_REUSEPORT, before anything else starts,
-and its workers inherit the bound sockets (their descriptors are named in `CLICKBUS_LISTEN_FDS`).
-The kernel then refuses the address to every other process, whether it asks for SO_REUSEPORT or
-not, for as long as the run lives; a restarted worker gets the very same socket back, so there is
-no moment when the address is free for someone else to take, and connections waiting in the
-accept queue are kept while a worker restarts (the other workers accept them meanwhile).
+`clickbus run` binds both listeners itself, before anything else starts, and hands each worker
+its own listening socket per address (their descriptors named in `CLICKBUS_LISTEN_FDS`); it keeps
+them all for as long as it lives. The first socket of an address is bound *without* SO_REUSEPORT,
+so the bind fails if anything else listens there (another `clickbus run` included, whether or not
+it asked for SO_REUSEPORT); only then is SO_REUSEPORT turned on, for the run's own sockets to join
+it. The kernel then spreads connections over the workers by hash, as before (one shared socket
+would leave them to whichever worker accepts first: 59 of 64 keep-alive connections on one of
+two workers in a test), while a second run's bind fails on the first socket. A restarted worker
+gets its own socket back, so the address is never free for someone else to take, and the
+connections queued on that socket wait for it rather than being reset.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ BACKLOG = 128  # aiohttp's TCPSite default
 
 @dataclass(frozen=True, slots=True)
 class Listeners:
-    """The bound, listening sockets of both listeners (one per address a host name resolves to)."""
+    """One process's listening sockets for both listeners (one per address a host name resolves to)."""
 
     public: tuple[socket.socket, ...]
     admin: tuple[socket.socket, ...]
@@ -40,20 +44,17 @@ class Listeners:
         admin = ",".join(str(sock.fileno()) for sock in self.admin)
         return {ENV_LISTEN_FDS: f"{public};{admin}"}
 
-    def close(self) -> None:
-        for sock in (*self.public, *self.admin):
-            sock.close()
 
-
-def open_listeners(edge: EdgeConfig) -> Listeners:
-    """Bind and listen on `edge.listen` and `edge.admin_listen`; `CannotStart` (one line) when either cannot be."""
-    public = bind(edge.listen, "edge.listen")
+def open_listeners(edge: EdgeConfig, workers: int = 1) -> list[Listeners]:
+    """Bind and listen on `edge.listen` and `edge.admin_listen`, a socket each per worker; `CannotStart` if not."""
+    public = bind(edge.listen, "edge.listen", workers)
     try:
-        return Listeners(public, bind(edge.admin_listen, "edge.admin_listen"))
+        admin = bind(edge.admin_listen, "edge.admin_listen", workers)
     except BaseException:
-        for sock in public:
+        for sock in (s for copy in public for s in copy):
             sock.close()
         raise
+    return [Listeners(p, a) for p, a in zip(public, admin, strict=True)]
 
 
 def inherited(env: Mapping[str, str] = os.environ) -> Listeners | None:
@@ -69,28 +70,36 @@ def _adopt(fds: str) -> tuple[socket.socket, ...]:
     return tuple(socket.socket(fileno=int(fd)) for fd in fds.split(",") if fd)
 
 
-def bind(address: HostPort, key: str) -> tuple[socket.socket, ...]:
-    """Listening sockets on every address `address` resolves to, taken by this process alone."""
-    sockets: list[socket.socket] = []
+def bind(address: HostPort, key: str, copies: int = 1) -> list[tuple[socket.socket, ...]]:
+    """`copies` sets of listening sockets on every address `address` resolves to, taken by this process alone."""
+    sockets: list[list[socket.socket]] = [[] for _ in range(copies)]
     try:
         for family, kind, proto, sockaddr in _resolved(address, key):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            # SO_REUSEADDR only lets a restart bind past connections in TIME_WAIT: unlike SO_REUSEPORT,
-            # it never lets a second socket listen on the address
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio's own servers do
-            try:
-                sock.bind(sockaddr)
-                sock.listen(BACKLOG)  # at once: connections queue while the workers start
-            except OSError as exc:
-                raise _refusal(address, key, exc) from None
+            for n, copy in enumerate(sockets):
+                sock = socket.socket(family, kind, proto)
+                copy.append(sock)
+                _listen(sock, sockaddr, exclusive=n == 0, shared=copies > 1, address=address, key=key)
     except BaseException:
-        for sock in sockets:
+        for sock in (s for copy in sockets for s in copy):
             sock.close()
         raise
-    return tuple(sockets)
+    return [tuple(copy) for copy in sockets]
+
+
+def _listen(sock: socket.socket, sockaddr: Any, *, exclusive: bool, shared: bool, address: HostPort, key: str) -> None:
+    # SO_REUSEADDR only lets a restart bind past connections in TIME_WAIT: it never lets two sockets listen
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio's own servers do
+    if shared and not exclusive:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(sockaddr)  # the first without SO_REUSEPORT: it fails if anything at all listens there
+        if shared and exclusive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # now, for this run's own sockets only
+        sock.listen(BACKLOG)  # at once: connections queue while the workers start
+    except OSError as exc:
+        raise _refusal(address, key, exc) from None
 
 
 def _resolved(address: HostPort, key: str) -> Iterator[tuple[socket.AddressFamily, socket.SocketKind, int, Any]]:

@@ -19,6 +19,8 @@ class Params:
     settle_s: float = 120.0
     scaleout_rounds: int = 3  # each: one edge SIGKILLed and restarted, then the standalone notifier
     scaleout_phase_s: float = 10.0  # load between two kills
+    supervisor_kills: int = 5
+    supervisor_kill_every_s: float = 3.0  # load between a restart and the next kill
 
 
 FULL = Params()
@@ -35,4 +37,6 @@ SHORT = Params(
     settle_s=30.0,
     scaleout_rounds=1,
     scaleout_phase_s=4.0,
+    supervisor_kills=1,
+    supervisor_kill_every_s=1.0,
 )

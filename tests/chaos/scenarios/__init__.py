@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.chaos.accounting import Figures
 from tests.chaos.params import Params
-from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, scaleout, soak
+from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, scaleout, soak, supervisor_kill
 
 Scenario = Callable[[Path, Params], Awaitable[Figures]]
 
@@ -15,6 +15,7 @@ SCENARIOS: dict[str, Scenario] = {
     "broker": broker.run,
     "edge-kill": edge_kill.run,
     "notifier-kill": notifier_kill.run,
+    "supervisor-kill": supervisor_kill.run,
     "bidders": bidders.run,
     "scaleout": scaleout.run,
     "soak": soak.run,
