@@ -78,7 +78,8 @@ def bind(address: HostPort, key: str, copies: int = 1) -> list[tuple[socket.sock
             for n, copy in enumerate(sockets):
                 sock = socket.socket(family, kind, proto)
                 copy.append(sock)
-                _listen(sock, sockaddr, exclusive=n == 0, shared=copies > 1, address=address, key=key)
+                at = sockets[0][-1].getsockname() if n else sockaddr  # port 0: the one the first was given
+                _listen(sock, at, exclusive=n == 0, shared=copies > 1, address=address, key=key)
     except BaseException:
         for sock in (s for copy in sockets for s in copy):
             sock.close()
