@@ -42,8 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime.share_metrics(config, first=False)
         return runtime.serve_edge(config, announce=False, notifier=False, listeners=sockets.inherited())
     _check_workers(args.workers, force=args.force)
-    hold_data_dir(config.data_dir)  # held until this process exits
-    # before anything starts: a port in use stops the run here; held until this process exits
+    hold_data_dir(config.data_dir)  # the lock's fd stays open, and the lock held, until this process exits
+    # before anything starts: a port in use stops the run here; the sockets live as long as this process
     listeners = sockets.open_listeners(config.edge, args.workers)
     runtime.share_metrics(config, first=True)
     _migrate_legacy_log(config)

@@ -1,8 +1,8 @@
 """The supervisor of `clickbus run --workers N`: starts the worker processes, forwards signals, restarts.
 
-The workers accept on listening sockets the supervisor bound once and handed down
-(`clickbus.edge.sockets`). Processes that must run once per service (the notifier) are extra children, named by
-`extra_children`. On the first SIGTERM/SIGINT every child is sent SIGTERM and given
+The workers accept on listening sockets bound once for them and handed down
+(`clickbus.edge.sockets`). Processes that must run once per service (the notifier) are extra
+children, named by `extra_children`. On the first SIGTERM/SIGINT every child is sent SIGTERM and given
 `edge.shutdown_timeout_s` (plus a grace) to drain; a second signal kills them and exits.
 A child that dies while the service runs is restarted, with a growing delay if it keeps dying.
 No child outlives the supervisor (`clickbus.lifeline`); children are started from the main thread
