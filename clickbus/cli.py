@@ -14,12 +14,14 @@ import orjson
 from clickbus import __version__, runtime
 from clickbus import config as configuration
 from clickbus.config import Config
-from clickbus.errors import ClickbusError, ConfigError
+from clickbus.errors import AddressInUse, CannotStart, ClickbusError, ConfigError
 from clickbus.log.port import Entry, Log, Topic
 from clickbus.metrics import default_metrics
 from clickbus.private_files import restrict_umask, warn_if_shared
+from clickbus.run_lock import hold_data_dir
 
 DEFAULT_CONFIG = Path("conf/clickbus.toml")
+WORKERS_PER_CPU = 4
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -33,23 +35,29 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the edge on the configured address (`--workers N`: N processes sharing it)."""
     from clickbus import logging_setup, supervisor
+    from clickbus.edge import sockets
 
     logging_setup.configure(args.log_level)
     config = _load(args)
-    if not args.worker:
-        warn_if_shared(config.data_dir)
-    runtime.share_metrics(config, first=not args.worker)
     if args.worker:
-        return runtime.serve_edge(config, announce=False, notifier=False)
+        _hold_supervisor(config.edge.shutdown_timeout_s + supervisor.GRACE_S)
+        runtime.share_metrics(config, first=False)
+        return runtime.serve_edge(config, announce=False, notifier=False, listeners=sockets.inherited())
+    _check_workers(args.workers, force=args.force)
+    warn_if_shared(config.data_dir)
+    hold_data_dir(config.data_dir)  # the lock's fd stays open, and the lock held, until this process exits
+    # before anything starts: a port in use stops the run here; the sockets live as long as this process
+    listeners = sockets.open_listeners(config.edge, args.workers)
+    runtime.share_metrics(config, first=True)
     _migrate_legacy_log(config)
     config_args = ("--config", args.config, "--log-level", args.log_level)
     extras = [] if args.no_notifier else supervisor.extra_children(config_args)
     if args.workers == 1:  # one process: the notifier runs inside it
-        return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier)
+        return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier, listeners=listeners[0])
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
     workers = [
-        supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i)})
-        for i in range(args.workers)
+        supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i), **own.env()}, own.fds())
+        for i, own in enumerate(listeners)
     ]
     print(
         f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
@@ -57,6 +65,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
+
+
+def _check_workers(workers: int, *, force: bool) -> None:
+    """Refuse more than `WORKERS_PER_CPU` workers per CPU without `--force` (1000 forked until the OOM killer came)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > WORKERS_PER_CPU * cpus and not force:
+        raise CannotStart(
+            f"--workers {workers} is more than {WORKERS_PER_CPU} per CPU ({WORKERS_PER_CPU * cpus} on {cpus}); "
+            "add --force to start them anyway"
+        )
+
+
+def _hold_supervisor(stop_within_s: float) -> None:
+    """In a child of `clickbus run --workers N`: stop when the supervisor dies."""
+    from clickbus import lifeline
+
+    lifeline.hold(stop_within_s)
 
 
 def _migrate_legacy_log(config: Config) -> None:
@@ -90,6 +115,7 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     logging_setup.configure(args.log_level)
     config = _load(args)
     warn_if_shared(config.data_dir)
+    _hold_supervisor(2 * config.log.stop_timeout_s + 5.0)  # its own stop, then the log's, with a grace
     runtime.run(_notify(config))
     return 0
 
@@ -271,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = command("dlq", cmd_dlq)
     dlq.add_argument("dlq_command", choices=["list", "replay"])
-    run.add_argument("--workers", type=_positive_int, default=1, help="edge processes sharing the port (SO_REUSEPORT)")
+    run.add_argument("--workers", type=_positive_int, default=1, help="edge processes sharing the listening sockets")
+    run.add_argument("--force", action="store_true", help=f"allow --workers above {WORKERS_PER_CPU} per CPU")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the supervisor on its children
 
@@ -317,6 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        print(f"clickbus: {exc}", file=sys.stderr)
+        return 2
+    except AddressInUse as exc:  # the line alone: `127.0.0.1:8080 is already in use`
+        print(exc, file=sys.stderr)
+        return 2
+    except CannotStart as exc:
         print(f"clickbus: {exc}", file=sys.stderr)
         return 2
     except ClickbusError as exc:

@@ -162,6 +162,19 @@ class EdgeConfig:
     max_text_chars: Annotated[PositiveInt, Doc("longest free-text field a beacon/server click may record")] = 1024
 
 
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def _listeners_apart(edge: EdgeConfig) -> EdgeConfig:
+    public, admin = edge.listen, edge.admin_listen
+    hosts = {public.host, admin.host}
+    # a wildcard host takes its port on every address, the other listener's included
+    if public.port == admin.port and (len(hosts) == 1 or hosts & _WILDCARDS):
+        message = f"{admin} overlaps edge.listen ({public}): the two listeners need different addresses"
+        raise invalid(message, at="admin_listen")
+    return edge
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddedLogConfig:
     """The embedded log, on this machine's disk."""
@@ -332,7 +345,7 @@ class Config:
     data_dir: Annotated[FilePath, Doc("the log, spool and generated signing key live here", env=ENV_DATA_DIR)] = Path(
         "var"
     )
-    edge: EdgeConfig = EdgeConfig()
+    edge: Annotated[EdgeConfig, AfterValidator(_listeners_apart)] = EdgeConfig()
     log: Annotated[LogConfig, AfterValidator(_kafka_has_servers)] = LogConfig()
     tokens: Annotated[TokensConfig, AfterValidator(_signing_key_active)] = TokensConfig()
     members: Annotated[

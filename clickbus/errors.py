@@ -54,3 +54,15 @@ class BodyError(ClickbusError):
 
 class AddressRefused(ClickbusError):
     """A bidder's address is loopback, private, link-local or metadata, and the bidder may not use one."""
+
+
+class CannotStart(ClickbusError):
+    """`clickbus run` cannot start: its data directory is held, or a listener's address cannot be taken."""
+
+
+class AddressInUse(CannotStart):
+    """Something else listens on a listener's address (another `clickbus run`, or any other program)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__(f"{address} is already in use")

@@ -28,6 +28,7 @@ from clickbus.metrics import (
 )
 
 if TYPE_CHECKING:
+    from clickbus.edge.sockets import Listeners
     from clickbus.notifier import Notifier
 
 T = TypeVar("T")
@@ -46,14 +47,17 @@ def share_metrics(config: Config, *, first: bool) -> None:
         use_multiprocess_dir(multiprocess_dir() or private_dir(os.getppid()), clean=False)
 
 
-def serve_edge(config: Config, *, announce: bool, notifier: bool) -> int:
-    """Serve the edge (with the notifier inside when `notifier`) until a stop signal; the exit status."""
+def serve_edge(config: Config, *, announce: bool, notifier: bool, listeners: Listeners | None = None) -> int:
+    """Serve the edge (with the notifier inside when `notifier`) until a stop signal; the exit status.
+
+    `listeners`: the sockets bound for it (see `clickbus.edge.sockets`); by default it binds its own.
+    """
     from clickbus.edge import create_admin_app, create_app
     from clickbus.edge.serve import serve
 
     try:
         public = create_app(config, notifier=notifier)
-        run(serve(public, create_admin_app(public), config, announce=announce))
+        run(serve(public, create_admin_app(public), config, announce=announce, listeners=listeners))
     finally:
         mark_process_dead(os.getpid())
     return 0

@@ -1,10 +1,12 @@
 """The supervisor of `clickbus run --workers N`: starts the worker processes, forwards signals, restarts.
 
-Each worker binds the same address with SO_REUSEPORT, so the kernel spreads connections over
-them. Processes that must run once per service (the notifier) are extra children, named by
-`extra_children`. On the first SIGTERM/SIGINT every child is sent SIGTERM and given
+The workers accept on listening sockets bound once for them and handed down
+(`clickbus.edge.sockets`). Processes that must run once per service (the notifier) are extra
+children, named by `extra_children`. On the first SIGTERM/SIGINT every child is sent SIGTERM and given
 `edge.shutdown_timeout_s` (plus a grace) to drain; a second signal kills them and exits.
 A child that dies while the service runs is restarted, with a growing delay if it keeps dying.
+No child outlives the supervisor (`clickbus.lifeline`); children are started from the main thread
+only, as the kernel's parent-death signal follows the thread that forked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from clickbus.lifeline import Lifeline
 from clickbus.metrics import mark_process_dead
 
 logger = logging.getLogger(__name__)
@@ -31,11 +34,12 @@ EXIT_FORCED = 1
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
-    """One process to keep running: a name for the logs, its command line and extra environment."""
+    """One process to keep running: a name for the logs, its command line, extra environment and inherited fds."""
 
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    pass_fds: tuple[int, ...] = ()
 
 
 def clickbus_argv(*args: str) -> tuple[str, ...]:
@@ -49,9 +53,10 @@ def extra_children(config_args: Sequence[str]) -> list[ChildSpec]:
 
 
 class _Child:
-    def __init__(self, spec: ChildSpec, base_env: Mapping[str, str]) -> None:
+    def __init__(self, spec: ChildSpec, base_env: Mapping[str, str], lifeline: Lifeline) -> None:
         self.spec = spec
-        self.env = {**base_env, **spec.env}
+        self.env = {**base_env, **spec.env, **lifeline.env()}
+        self.pass_fds = (*spec.pass_fds, lifeline.read_fd)
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.delay_s = 0.0
@@ -59,7 +64,7 @@ class _Child:
 
     def start(self) -> None:
         # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which forwards it once.
-        self.process = subprocess.Popen(self.spec.argv, env=self.env, process_group=0)
+        self.process = subprocess.Popen(self.spec.argv, env=self.env, process_group=0, pass_fds=self.pass_fds)
         self.started_at = time.monotonic()
         logger.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
 
@@ -80,7 +85,8 @@ class Supervisor:
     """Keeps a set of child processes running until told to stop."""
 
     def __init__(self, specs: Sequence[ChildSpec], base_env: Mapping[str, str], stop_timeout_s: float) -> None:
-        self.children = [_Child(spec, base_env) for spec in specs]
+        self.lifeline = Lifeline()  # held, never closed, until this process exits
+        self.children = [_Child(spec, base_env, self.lifeline) for spec in specs]
         self.stop_timeout_s = stop_timeout_s
         self.deadline: float | None = None
         self.failed = False

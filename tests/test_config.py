@@ -274,3 +274,20 @@ def test_callers_keep_positional_constructors_and_replace() -> None:
     campaign = CampaignConfig(1, 13, ("a",))
     assert dataclasses.replace(campaign, member_id=14) == CampaignConfig(1, 14, ("a",))
     assert dataclasses.replace(Config(), edge=EdgeConfig(HostPort("h", 1))).edge.listen == HostPort("h", 1)
+
+
+@pytest.mark.parametrize(
+    ("listen", "admin_listen"),
+    [("127.0.0.1:8080", "127.0.0.1:8080"), ("0.0.0.0:8080", "127.0.0.1:8080"), ("[::1]:9000", "[::]:9000")],
+)
+def test_the_two_listeners_on_one_address_are_refused_naming_both_keys(listen: str, admin_listen: str) -> None:
+    """Before the fix the second listener silently shared the first's port (SO_REUSEPORT)."""
+    with pytest.raises(ConfigError) as caught:
+        from_mapping({"edge": {"listen": listen, "admin_listen": admin_listen}}, env={})
+    (problem,) = caught.value.problems
+    assert problem.startswith("edge.admin_listen: ") and f"overlaps edge.listen ({listen})" in problem
+
+
+def test_listeners_on_one_port_of_different_hosts_are_allowed() -> None:
+    config = from_mapping({"edge": {"listen": "127.0.0.2:8080", "admin_listen": "127.0.0.1:8080"}}, env={})
+    assert config.edge.listen.port == config.edge.admin_listen.port

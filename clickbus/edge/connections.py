@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -27,11 +28,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from clickbus.compat.aiohttp import BareResponse, heads_parsed
 from clickbus.config import EdgeConfig, HostPort
+from clickbus.edge.sockets import BACKLOG, bind
 from clickbus.logging_setup import JsonAccessLogger, access_logger
 
 logger = logging.getLogger(__name__)
-
-BACKLOG = 128  # aiohttp's TCPSite default
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +156,11 @@ def handler_factory(runner: web.AppRunner, deadlines: Deadlines, *, access_log: 
     )
 
 
-async def listen(runner: web.AppRunner, address: HostPort, edge: EdgeConfig) -> asyncio.Server:
-    """Accept connections on `address` (SO_REUSEPORT: shared with sibling workers) for `runner`'s app."""
+async def listen(runner: web.AppRunner, where: socket.socket | HostPort, edge: EdgeConfig) -> asyncio.Server:
+    """Accept connections for `runner`'s app on a listening socket (see `clickbus.edge.sockets`), or on an address."""
     factory = handler_factory(runner, Deadlines.of(edge), access_log=edge.access_log)
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, address.host, address.port, reuse_port=True, backlog=BACKLOG)
+    sock = where if isinstance(where, socket.socket) else bind(where, "address")[0][0]
+    return await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=BACKLOG)
 
 
 def bound(server: asyncio.Server) -> str:

@@ -1,4 +1,7 @@
-"""Serving the edge in one process: bind both listeners with SO_REUSEPORT, run until a signal, drain within a limit.
+"""Serving the edge in one process: accept on both listeners, run until a signal, drain within a limit.
+
+The listening sockets come from `clickbus.edge.sockets`: bound here, or inherited from the
+supervisor of `clickbus run --workers N`, which binds them once, a set for each worker.
 
 The first SIGTERM or SIGINT turns `/readyz` to 503 at once and stops accepting connections;
 requests in flight finish, then the application's cleanup flushes and stops the log, all
@@ -19,6 +22,7 @@ from aiohttp import web
 from clickbus.config import Config
 from clickbus.edge.appkeys import DRAINING
 from clickbus.edge.connections import bound, listen
+from clickbus.edge.sockets import Listeners, open_listeners
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +58,22 @@ def make_runner(app: web.Application, config: Config) -> web.AppRunner:
     return web.AppRunner(app, shutdown_timeout=config.edge.shutdown_timeout_s * IN_FLIGHT_SHARE)
 
 
-async def serve(public: web.Application, admin: web.Application, config: Config, *, announce: bool = False) -> None:
+async def serve(
+    public: web.Application,
+    admin: web.Application,
+    config: Config,
+    *,
+    announce: bool = False,
+    listeners: Listeners | None = None,
+) -> None:
     """Serve `public` on `edge.listen` and `admin` on `edge.admin_listen` until a stop signal, then drain.
 
-    Both addresses are shared with sibling workers (SO_REUSEPORT). `announce` also prints the
-    listening line on stdout, as `clickbus run` always has.
+    `listeners` are the sockets already bound for them (by default both are bound here, or
+    `CannotStart` says why not). `announce` also prints the listening line on stdout, as
+    `clickbus run` always has.
     """
+    if listeners is None:
+        listeners = open_listeners(config.edge)[0]
     shutdown = Shutdown(public[DRAINING])
     shutdown.install(asyncio.get_running_loop())
     runners: list[web.AppRunner] = []
@@ -68,9 +82,9 @@ async def serve(public: web.Application, admin: web.Application, config: Config,
         for app in (public, admin):  # the public app first: its cleanup context starts the log
             runners.append(make_runner(app, config))
             await runners[-1].setup()
-        servers.append(await listen(runners[0], config.edge.listen, config.edge))
-        servers.append(await listen(runners[1], config.edge.admin_listen, config.edge))
-        public_at, admin_at = bound(servers[0]), bound(servers[1])
+        for runner, sockets in ((runners[0], listeners.public), (runners[1], listeners.admin)):
+            servers += [await listen(runner, sock, config.edge) for sock in sockets]
+        public_at, admin_at = bound(servers[0]), bound(servers[len(listeners.public)])
         public_url = config.edge.public_url
         extra = {"address": public_at, "admin_address": admin_at, "public_url": public_url}
         logger.info("listening", extra=extra)

@@ -1,17 +1,28 @@
-"""A consumer group member on the embedded log: every partition of its topics, resumed from the group's commits.
+"""A consumer group member on the embedded log: the partitions it holds, resumed from the group's commits.
 
-The embedded log has no group coordinator: a member is assigned every partition there is,
-and finds partitions that appear later (a worker started after it) as it fetches.
+The embedded log has no group coordinator; the kernel is one. A member holds a partition by an
+exclusive `flock` on `groups/<group>/<topic>-<partition>.lock` under the log, so each partition
+has exactly one member: two members never deliver one click twice. A member takes every partition
+nobody holds, at its start and then as it fetches: partitions that appear later (a worker started
+after it), and those of a member that has gone (stopped, or killed: the kernel drops its locks),
+each from the group's last commit. It keeps what it holds until it stops, so one member normally
+holds a topic's every partition, as the notifier's dedup wants: on this log a duplicate may sit in
+any partition (a partition per writing process, not per key), and only a member holding both sees
+the pair. A second member is a standby until it finds partitions free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from clickbus.log.locks import try_lock_file
 from clickbus.log.port import AssignCallback, Entry, TopicPartition
 from clickbus.log.segment_reader import ReaderSet
 
@@ -20,6 +31,12 @@ if TYPE_CHECKING:
 
 POLL_S = 0.05
 DISCOVER_S = 1.0
+GROUPS_DIR = "groups"
+
+
+def group_dir(root: Path, group: str) -> Path:
+    """Where `group`'s partition locks live: any group name is one safe file name (dots too, so never `..`)."""
+    return root / GROUPS_DIR / quote(group, safe="").replace(".", "%2E")
 
 
 class Wakeup:
@@ -50,25 +67,45 @@ class EmbeddedConsumer:
         self.on_assign = on_assign
         self._readers = ReaderSet(log.path, topics)
         self._committed: dict[TopicPartition, int] = {}
+        self._locks: dict[TopicPartition, int] = {}  # the flock fd of each partition held
         self._discovered_at = 0.0
 
     async def start(self) -> None:
-        for topic in self._readers.topics:
-            for partition, offset in (await asyncio.to_thread(self.log.offsets.committed, self.group, topic)).items():
-                self._committed[(topic, partition)] = offset
         await self._discover(always=True)
 
     async def _discover(self, *, always: bool = False) -> None:
-        """Take every partition that has appeared since the last look (all of them at the start)."""
+        """Take every partition nobody holds (all of them at the start, unless another member has them)."""
         self._discovered_at = time.monotonic()
-        found = await asyncio.to_thread(self._readers.unknown)
-        for tp in found:
+        taken = await asyncio.to_thread(self._take_free)
+        for tp, (fd, committed) in taken.items():
+            self._locks[tp] = fd
+            if committed is not None:
+                self._committed[tp] = committed
             self._readers.add(tp, self._committed.get(tp, 0))  # below the oldest record left: from there
-        if (found or always) and self.on_assign is not None:
+        if (taken or always) and self.on_assign is not None:
             await self.on_assign(sorted(self._readers.readers))
+
+    def _take_free(self) -> dict[TopicPartition, tuple[int, int | None]]:
+        """Lock the free partitions (blocking): per partition, its lock and the group's commit read after taking it."""
+        directory = group_dir(self.log.path, self.group)
+        held: dict[TopicPartition, int] = {}
+        try:
+            for tp in self._readers.unknown():
+                if (fd := try_lock_file(directory / f"{tp[0]}-{tp[1]}.lock")) is not None:
+                    held[tp] = fd
+            # read now, not at the start: a member gone since may have committed after it
+            commits = {topic: self.log.offsets.committed(self.group, topic) for topic in {tp[0] for tp in held}}
+        except BaseException:
+            for fd in held.values():
+                os.close(fd)
+            raise
+        return {tp: (fd, commits[tp[0]].get(tp[1])) for tp, fd in held.items()}
 
     async def stop(self, timeout: float) -> None:
         self._readers.close()
+        locks, self._locks = self._locks, {}
+        for fd in locks.values():  # after the owner's last commit: the next member resumes from it
+            os.close(fd)
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Entry]:
         deadline = time.monotonic() + timeout_s

@@ -20,6 +20,8 @@ class Params:
     scaleout_rounds: int = 3  # each: one edge SIGKILLed and restarted, then the standalone notifier
     scaleout_phase_s: float = 10.0  # load between two kills
     damage_phase_s: float = 20.0  # load before and after a segment is damaged
+    supervisor_kills: int = 5
+    supervisor_kill_every_s: float = 3.0  # load between a restart and the next kill
 
 
 FULL = Params()
@@ -37,4 +39,6 @@ SHORT = Params(
     scaleout_rounds=1,
     scaleout_phase_s=4.0,
     damage_phase_s=2.0,
+    supervisor_kills=1,
+    supervisor_kill_every_s=1.0,
 )

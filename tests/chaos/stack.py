@@ -108,7 +108,8 @@ def _shared_key(path: Path) -> str:
 class Stack:
     """Edge and notifier processes in `directory`; `members` maps member ids to click URIs.
 
-    `edges` > 1 adds edges in `directory/edge2`, ...; `edge_notifier` runs each edge's in-process notifier.
+    `edges` > 1 adds edges in `directory/edge2`, ...; `edge_notifier` runs each edge's in-process notifier
+    (a supervised child beside them when `edge_workers` > 1).
     """
 
     def __init__(
@@ -122,8 +123,9 @@ class Stack:
         embedded_settings: Mapping[str, Any] | None = None,
         edges: int = 1,
         edge_notifier: bool = False,
+        edge_workers: int = 1,
     ) -> None:
-        self.edges = [Service(directory, shutdown_timeout_s=5.0, notifier=edge_notifier)]
+        self.edges = [Service(directory, workers=edge_workers, shutdown_timeout_s=5.0, notifier=edge_notifier)]
         for n in range(2, edges + 1):
             (directory / f"edge{n}").mkdir()
             self.edges.append(Service(directory / f"edge{n}", shutdown_timeout_s=5.0, notifier=edge_notifier))

@@ -7,7 +7,17 @@ from pathlib import Path
 
 from tests.chaos.accounting import Figures
 from tests.chaos.params import Params
-from tests.chaos.scenarios import bidders, broker, damage, edge_kill, notifier_kill, scaleout, soak, spooled_outcomes
+from tests.chaos.scenarios import (
+    bidders,
+    broker,
+    damage,
+    edge_kill,
+    notifier_kill,
+    scaleout,
+    soak,
+    spooled_outcomes,
+    supervisor_kill,
+)
 
 Scenario = Callable[[Path, Params], Awaitable[Figures]]
 
@@ -15,6 +25,7 @@ SCENARIOS: dict[str, Scenario] = {
     "broker": broker.run,
     "edge-kill": edge_kill.run,
     "notifier-kill": notifier_kill.run,
+    "supervisor-kill": supervisor_kill.run,
     "bidders": bidders.run,
     "scaleout": scaleout.run,
     "soak": soak.run,
