@@ -68,6 +68,7 @@ async def consumed_then_stopped(root: Path, count: int) -> None:
     consumer = log.consumer([Topic.CLICKS], GROUP)
     await consumer.start()
     await consume(consumer, count)
+    await consumer.stop(5)  # a member holds its partitions until it stops
     await log.stop(5)
 
 
