@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -149,7 +150,16 @@ class EmbeddedLog:
 
     def _highest_commit(self, topic: str, partition: int) -> int:
         """The highest offset a group committed in the partition (blocking): the writer never gives one below it."""
-        return max(self.offsets.groups(topic, partition).values(), default=0)
+        try:
+            return max(self.offsets.groups(topic, partition).values(), default=0)
+        except (OSError, sqlite3.Error) as exc:  # a full disk must not also stop the log: it writes again once freed
+            logger.error(
+                "embedded log: cannot read the commits of %s[%d] (%s); its high-water mark alone keeps offsets unique",
+                topic,
+                partition,
+                exc,
+            )
+            return 0
 
     def limits(self) -> dict[TopicPartition, int]:
         """Per partition this process writes, the end of what is synced: readers here stop there."""

@@ -6,6 +6,7 @@ processes at once (the notifier, `clickbus dlq replay`), which SQLite serialises
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -39,11 +40,16 @@ class GroupOffsets:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             # SQLite gives its -wal and -shm files the database file's mode: create it private first
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error:  # a full or read-only disk: tried again at the next call
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
