@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from clickbus import tasks
 from clickbus.metrics import mark_process_dead
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Supervisor:
         self.stop_timeout_s = stop_timeout_s
         self.deadline: float | None = None
         self.failed = False
+        self.watch_delay_s = 0.0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.deadline is not None:
@@ -102,9 +104,21 @@ class Supervisor:
             signal.signal(signum, self._on_signal)
         for child in self.children:
             child.start()
-        while self._tick():
+        while self._watch():
             time.sleep(POLL_S)
         return 1 if self.failed else 0
+
+    def _watch(self) -> bool:
+        """One tick; one that fails (no fork: EAGAIN, ENOMEM) is logged, counted and tried again, later each time."""
+        try:
+            alive = self._tick()
+        except Exception as exc:
+            self.watch_delay_s = min(MAX_DELAY_S, self.watch_delay_s * 2 or POLL_S)
+            tasks.report("supervisor-watch", exc, f"watching again in {self.watch_delay_s:.1f} s")
+            time.sleep(self.watch_delay_s)
+            return True
+        self.watch_delay_s = 0.0
+        return alive
 
     def _tick(self) -> bool:
         now = time.monotonic()

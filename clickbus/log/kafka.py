@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import-untyped]
 
+from clickbus import tasks
 from clickbus.compat.aiokafka import halt_sender, sender_died
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
@@ -95,7 +96,7 @@ class KafkaLog:
         self._direct = self._producer is not None and self.spool.pending == 0
         if not self._direct and self.spool.pending:
             self._reason = f"shipping {self.spool.pending} spooled records to kafka"
-        self._shipper = asyncio.create_task(self._ship_forever(), name="clickbus-kafka-shipper")
+        self._shipper = tasks.supervise("kafka-shipper", self._ship_forever)
 
     async def _connect(self) -> None:
         names = [self.names.full(t) for t in self.topics]
