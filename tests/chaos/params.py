@@ -19,6 +19,7 @@ class Params:
     settle_s: float = 120.0
     scaleout_rounds: int = 3  # each: one edge SIGKILLed and restarted, then the standalone notifier
     scaleout_phase_s: float = 10.0  # load between two kills
+    readonly_s: float = 30.0  # the edge restarted on a read-only data_dir, this long
 
 
 FULL = Params()
@@ -35,4 +36,5 @@ SHORT = Params(
     settle_s=30.0,
     scaleout_rounds=1,
     scaleout_phase_s=4.0,
+    readonly_s=3.0,
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.chaos.accounting import Figures
 from tests.chaos.params import Params
-from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, scaleout, soak
+from tests.chaos.scenarios import bidders, broker, edge_kill, notifier_kill, readonly, scaleout, soak
 
 Scenario = Callable[[Path, Params], Awaitable[Figures]]
 
@@ -18,4 +18,5 @@ SCENARIOS: dict[str, Scenario] = {
     "bidders": bidders.run,
     "scaleout": scaleout.run,
     "soak": soak.run,
+    "readonly": readonly.run,
 }
