@@ -61,7 +61,6 @@ class BreakerState(IntEnum):
 M = TypeVar("M", Counter, Gauge, Histogram)
 P = ParamSpec("P")
 FLUSH_EVERY_S = 1.0
-_said: set[str] = set()  # the recording methods whose failure was logged already
 
 
 def _never_raises(method: Callable[Concatenate[Metrics, P], None]) -> Callable[Concatenate[Metrics, P], None]:
@@ -152,6 +151,7 @@ class Metrics:
     # Member ids that get a `member` label of their own; any other id a click carries (anyone can
     # send one) counts under `member="other"`, so strangers cannot add series.
     _members: set[int] = field(default_factory=set, repr=False)
+    _said: set[str] = field(default_factory=set, repr=False)  # methods whose failure was logged already
 
     def label_members(self, member_ids: Iterable[int]) -> None:
         """Give these configured members a `member` label of their own (every other id is `other`)."""
@@ -163,8 +163,8 @@ class Metrics:
         self._child(self.task_failures, task).inc()
 
     def _failed(self, what: str, exc: Exception) -> None:
-        if what not in _said:
-            _said.add(what)
+        if what not in self._said:
+            self._said.add(what)
             logger.error("metrics: %s failed; the request goes on, later failures are counted", what, exc_info=exc)
         try:
             self._child(self.metric_errors, what).inc()

@@ -19,12 +19,13 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from clickbus import config as configuration
 from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring
 from clickbus.log.port import Topic
-from clickbus.metrics import MULTIPROC_ENV, private_dir
+from clickbus.metrics import MULTIPROC_ENV, create_metrics, private_dir
 from clickbus.tokens import AdContext
 from tests.support.ports import free_port
 from tests.support.records import recorded
@@ -101,3 +102,19 @@ async def test_a_restart_keeps_a_live_worker_samples_and_a_lost_sample_file_neve
         if restarted is not None:
             restarted.stop()
         shutil.rmtree(samples, ignore_errors=True)
+
+
+def test_a_metric_that_fails_is_logged_once_and_counted_never_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = create_metrics()
+
+    def gone(*labels: str) -> None:  # what a vanished sample file does to a new series (the test above, for real)
+        raise FileNotFoundError(2, "No such file or directory", "/dev/shm/clickbus-metrics-0-1/histogram_2.db")
+
+    monkeypatch.setattr(metrics.append_seconds, "labels", gone)
+    for _ in range(3):
+        metrics.log_append("clicks", 0.001, True)
+    said = [r for r in caplog.records if "metrics: log_append failed" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "ERROR" and said[0].exc_info is not None
+    assert metrics.registry.get_sample_value("clickbus_metric_errors_total", {"method": "log_append"}) == 3
