@@ -102,9 +102,7 @@ class Supervisor:
         """Run until a stop signal and every child has exited; 0 when every child stopped cleanly."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        for child in self.children:
-            child.start()
-        while self._watch():
+        while self._watch():  # its first tick starts every child
             time.sleep(POLL_S)
         return 1 if self.failed else 0
 
@@ -127,7 +125,7 @@ class Supervisor:
             if code is not None:
                 self._exited(child, code, now)
             elif child.process is None and self.deadline is None and now >= child.start_after:
-                child.start()
+                self._start(child, now)
         if self.deadline is None:
             return True
         if now > self.deadline:
@@ -135,6 +133,15 @@ class Supervisor:
             for child in self.children:
                 child.send(signal.SIGKILL)
         return any(child.process is not None for child in self.children)
+
+    def _start(self, child: _Child, now: float) -> None:
+        """Start `child`; one that cannot start (EAGAIN, ENOMEM, no program) is tried again later, the others go on."""
+        try:
+            child.start()
+        except OSError as exc:
+            child.delay_s = min(MAX_DELAY_S, child.delay_s * 2 or 0.5)
+            child.start_after = now + child.delay_s
+            tasks.report("supervisor-watch", exc, f"starting {child.spec.name} again in {child.delay_s:.1f} s")
 
     def _exited(self, child: _Child, code: int, now: float) -> None:
         if self.deadline is not None:
