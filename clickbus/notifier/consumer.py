@@ -101,7 +101,12 @@ class GroupLoop:
         if not self._fresh:
             self._consumer = self._log.consumer(self._topics, self.group, on_assign=self._on_assign)
         self._fresh = False
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # whatever it had opened; the start's failure is the one to tell
+                await self._consumer.stop(self.drain_s)
+            raise
         self._joined = True
 
     async def _life(self) -> None:
