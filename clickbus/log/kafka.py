@@ -294,9 +294,9 @@ class KafkaLog:
                 self._reason = str(exc) if isinstance(exc, IdempotenceRefused) else f"kafka unavailable: {exc}"
                 logger.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
-            except Exception:  # a bug must not end shipping for good: say so, and try again
+            except Exception:  # a bug: tasks.supervise logs it with its traceback, counts it, ships again later
                 self._reason = "spool shipping failed unexpectedly (see the log)"
-                logger.exception("spool shipping failed; retrying in %.1fs", backoff)
+                raise
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
