@@ -8,10 +8,8 @@ import pytest
 
 from tests.chaos.accounting import details, table
 from tests.chaos.params import SHORT
-from tests.chaos.scenarios import SCENARIOS
+from tests.chaos.scenarios import NEEDS_MOUNTS, SCENARIOS
 from tests.support.mounts import mount_skip_reason
-
-NEEDS_MOUNTS = frozenset({"readonly"})
 
 
 @pytest.mark.slow

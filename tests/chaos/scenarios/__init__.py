@@ -20,3 +20,4 @@ SCENARIOS: dict[str, Scenario] = {
     "soak": soak.run,
     "readonly": readonly.run,
 }
+NEEDS_MOUNTS = frozenset({"readonly"})  # skipped, saying why, where this machine cannot mount (not root)
