@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -102,9 +103,14 @@ async def _notify(config: Config) -> None:
     notifier = runtime.notifier(config, log, metrics)  # before starting anything: a bad secret fails here
     limit_s = config.log.stop_timeout_s
     async with runtime.stop_signal() as stop, runtime.started(log, limit_s), runtime.flushing(metrics, log):
-        await notifier.start()
-        print(f"clickbus notifier running for members {sorted(config.members)}", flush=True)
-        await stop.wait()
+        starting = asyncio.create_task(runtime.start_notifier(notifier, metrics))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            print(f"clickbus notifier running for members {sorted(config.members)}", flush=True)
+            await stopping
+        starting.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
         await notifier.stop(limit_s)
 
 

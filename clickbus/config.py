@@ -186,6 +186,7 @@ class EmbeddedLogConfig:
     ] = 64
     retention_hours: Annotated[PositiveInt, Doc("closed segments last written longer ago are deleted")] = 168
     retention_mb: Annotated[PositiveInt, Doc("the oldest closed segments go while a partition holds more")] = 10240
+    retention_check_s: Annotated[PositiveFloat, Doc("how often retention looks for segments to delete")] = 60.0
 
 
 @dataclass(frozen=True, slots=True)

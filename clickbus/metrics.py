@@ -20,22 +20,26 @@ by the next start).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from clickbus.compat.prometheus import add_observations, bucket_bounds, choose_value_class
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PRIVATE_PREFIX = "clickbus-metrics-"
@@ -55,7 +59,25 @@ class BreakerState(IntEnum):
 
 
 M = TypeVar("M", Counter, Gauge, Histogram)
+P = ParamSpec("P")
 FLUSH_EVERY_S = 1.0
+
+
+def _never_raises(method: Callable[Concatenate[Metrics, P], None]) -> Callable[Concatenate[Metrics, P], None]:
+    """Record with `method`, or log (the first time) and count its failure: a metric never fails a request.
+
+    A sample file may vanish under a process (a restart that took a live service's directory for a dead
+    one's, before #16), or its disk may fail; the click it counts is recorded all the same.
+    """
+
+    def recording(self: Metrics, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            self._failed(method.__name__, exc)
+
+    recording.__name__, recording.__doc__ = method.__name__, method.__doc__
+    return recording
 
 
 class _Batch:
@@ -122,20 +144,38 @@ class Metrics:
     breakers: Gauge
     retention_lost_records: Counter
     corrupt_records: Counter
+    task_failures: Counter
+    metric_errors: Counter
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
     # Member ids that get a `member` label of their own; any other id a click carries (anyone can
     # send one) counts under `member="other"`, so strangers cannot add series.
     _members: set[int] = field(default_factory=set, repr=False)
+    _said: set[str] = field(default_factory=set, repr=False)  # methods whose failure was logged already
 
     def label_members(self, member_ids: Iterable[int]) -> None:
         """Give these configured members a `member` label of their own (every other id is `other`)."""
         self._members.update(member_ids)
 
+    @_never_raises
+    def task_failure(self, task: str) -> None:
+        """A supervised background task failed (see tasks.py)."""
+        self._child(self.task_failures, task).inc()
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if what not in self._said:
+            self._said.add(what)
+            logger.error("metrics: %s failed; the request goes on, later failures are counted", what, exc_info=exc)
+        try:
+            self._child(self.metric_errors, what).inc()
+        except Exception as again:  # the counter of failures fails too: the log line said it
+            logger.debug("metrics: cannot count a failure of %s: %s", what, again)
+
     def _member(self, member_id: int) -> str:
         return str(member_id) if member_id in self._members else OTHER_MEMBER
 
+    @_never_raises
     def flush(self) -> None:
         """Write the samples gathered since the last flush (done at most a second apart, and before rendering)."""
         self._batch.flush()
@@ -147,55 +187,68 @@ class Metrics:
             child = self._bound[key] = family.labels(*labels)
         return child
 
+    @_never_raises
     def click(self, source: str, reason: str | None) -> None:
         """One click recorded; `reason` is None for valid clicks."""
         self._batch.count(self._child(self.clicks, source, reason or VALID))
 
+    @_never_raises
     def impression(self, source: str, reason: str | None) -> None:
         """One impression recorded; `reason` is None for valid impressions."""
         self._batch.count(self._child(self.impressions, source, reason or VALID))
 
+    @_never_raises
     def insertion(self, outcome: str) -> None:
         """One insertion request: `ok`, or the kind of refusal (`invalid`, `bad_body`)."""
         self._batch.count(self._child(self.insertions, outcome))
 
+    @_never_raises
     def log_append(self, topic: str, seconds: float, ok: bool) -> None:
         """One append to the log and how long it took to become durable (or to fail)."""
         self._batch.observe(self._child(self.append_seconds, topic, "ok" if ok else "error"), seconds)
 
+    @_never_raises
     def redirect(self, status: int, seconds: float) -> None:
         """One answer of the click redirect and how long it took."""
         self._batch.observe(self._child(self.redirect_seconds, str(status)), seconds)
 
+    @_never_raises
     def spool(self, records: int, oldest_age_s: float) -> None:
         """The local spool of this process: how many records, the oldest one's age."""
         self.spool_records.set(records)
         self.spool_age.set(oldest_age_s)
 
+    @_never_raises
     def delivery(self, member_id: int, status: str) -> None:
         """One delivery attempt: `delivered`, `retry`, `failed`, `rejected`, ... (a short word, not a URL)."""
         self._child(self.deliveries, self._member(member_id), status).inc()
 
+    @_never_raises
     def retry_depth(self, records: int) -> None:
         """Clicks this process holds for a later delivery attempt."""
         self.retry_records.set(records)
 
+    @_never_raises
     def dead_letter(self, member_id: int) -> None:
         """One click given up on and written to the dead-letter topic."""
         self._child(self.dead_letters, self._member(member_id)).inc()
 
+    @_never_raises
     def consumer_lag(self, group: str, topic: str, partition: int, records: int) -> None:
         """Records of one partition the group has not yet committed."""
         self._child(self.lag, group, topic, str(partition)).set(records)
 
+    @_never_raises
     def retention_lost(self, group: str, topic: str, records: int) -> None:
         """Records the embedded log's retention deleted before `group` had consumed them."""
         self._child(self.retention_lost_records, group, topic).inc(records)
 
+    @_never_raises
     def log_corrupt(self, topic: str, records: int) -> None:
         """Records of the embedded log lost to damaged bytes, skipped by a reader that met them."""
         self._child(self.corrupt_records, topic).inc(records)
 
+    @_never_raises
     def breaker(self, member_id: int, state: BreakerState) -> None:
         """The circuit breaker state of one bidder."""
         self._child(self.breakers, self._member(member_id)).set(int(state))
@@ -276,6 +329,18 @@ def _declare(r: CollectorRegistry) -> Metrics:
             ["topic"],
             registry=r,
         ),
+        task_failures=Counter(
+            "clickbus_task_failures",
+            "Failures of supervised background tasks, each restarted or stopping the process (see /readyz)",
+            ["task"],
+            registry=r,
+        ),
+        metric_errors=Counter(
+            "clickbus_metric_errors",
+            "Metric samples that could not be recorded (the request they belonged to went on)",
+            ["method"],
+            registry=r,
+        ),
     )
 
 
@@ -322,12 +387,25 @@ def use_private_dir() -> Path:
     """Take this process's own `private_dir`, emptied, removed at exit; remove those of dead processes."""
     path = private_dir()
     for stale in path.parent.glob(f"{PRIVATE_PREFIX}{os.getuid()}-*"):
-        pid = stale.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if stale != path and not _writers_alive(stale):
             shutil.rmtree(stale, ignore_errors=True)
     use_multiprocess_dir(path, clean=True)
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def _writers_alive(directory: Path) -> bool:
+    """Whether the `clickbus run` that owns `directory`, or any process writing samples in it, still runs.
+
+    prometheus-client's multiprocess mode wants a directory emptied only between runs of the service,
+    never under a live process (whose next new series would open a file there); its files are named
+    `<kind>_<pid>.db`.
+    """
+    owner = directory.name.rsplit("-", 1)[1]
+    pids = {int(owner)} if owner.isdigit() else set()
+    with contextlib.suppress(OSError):
+        pids |= {int(f.stem.rsplit("_", 1)[1]) for f in directory.glob("*_*.db") if f.stem.rsplit("_", 1)[1].isdigit()}
+    return any(_alive(pid) for pid in pids)
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from clickbus import tasks
 from clickbus.config import Config
 from clickbus.log import Log, open_log
 from clickbus.log.metered import MeteredLog
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+NOTIFIER_START_MAX_DELAY_S = 30.0
 
 
 def share_metrics(config: Config, *, first: bool) -> None:
@@ -75,6 +77,14 @@ def notifier(config: Config, log: Log, metrics: Metrics) -> Notifier:
     return Notifier(config, log, metrics)
 
 
+async def start_notifier(notifier: Notifier, metrics: Metrics) -> None:
+    """Start `notifier`, trying again with a growing delay while it cannot (a read-only data_dir, no broker).
+
+    Returns once it has started; cancel it to give up (at a stop signal).
+    """
+    await tasks.supervise("notifier-start", notifier.start, metrics=metrics, max_delay_s=NOTIFIER_START_MAX_DELAY_S)
+
+
 @contextlib.asynccontextmanager
 async def started(log: Log, stop_timeout_s: float) -> AsyncIterator[Log]:
     """`log` started for the block, and stopped within `stop_timeout_s` after it, however it ends."""
@@ -96,7 +106,7 @@ async def flushing(metrics: Metrics, log: Log) -> AsyncIterator[None]:
                 log.report()
             metrics.flush()
 
-    task = asyncio.create_task(loop(), name="clickbus-metrics-flush")
+    task = tasks.supervise("metrics-flush", loop, metrics=metrics)
     try:
         yield
     finally:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from clickbus import tasks
 from clickbus.lifeline import Lifeline
 from clickbus.metrics import mark_process_dead
 
@@ -90,6 +91,7 @@ class Supervisor:
         self.stop_timeout_s = stop_timeout_s
         self.deadline: float | None = None
         self.failed = False
+        self.watch_delay_s = 0.0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.deadline is not None:
@@ -106,11 +108,21 @@ class Supervisor:
         """Run until a stop signal and every child has exited; 0 when every child stopped cleanly."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        for child in self.children:
-            child.start()
-        while self._tick():
+        while self._watch():  # its first tick starts every child
             time.sleep(POLL_S)
         return 1 if self.failed else 0
+
+    def _watch(self) -> bool:
+        """One tick; one that fails (no fork: EAGAIN, ENOMEM) is logged, counted and tried again, later each time."""
+        try:
+            alive = self._tick()
+        except Exception as exc:
+            self.watch_delay_s = min(MAX_DELAY_S, self.watch_delay_s * 2 or POLL_S)
+            tasks.report("supervisor-watch", exc, f"watching again in {self.watch_delay_s:.1f} s")
+            time.sleep(self.watch_delay_s)
+            return True
+        self.watch_delay_s = 0.0
+        return alive
 
     def _tick(self) -> bool:
         now = time.monotonic()
@@ -119,7 +131,7 @@ class Supervisor:
             if code is not None:
                 self._exited(child, code, now)
             elif child.process is None and self.deadline is None and now >= child.start_after:
-                child.start()
+                self._start(child, now)
         if self.deadline is None:
             return True
         if now > self.deadline:
@@ -127,6 +139,15 @@ class Supervisor:
             for child in self.children:
                 child.send(signal.SIGKILL)
         return any(child.process is not None for child in self.children)
+
+    def _start(self, child: _Child, now: float) -> None:
+        """Start `child`; one that cannot start (EAGAIN, ENOMEM, no program) is tried again later, the others go on."""
+        try:
+            child.start()
+        except OSError as exc:
+            child.delay_s = min(MAX_DELAY_S, child.delay_s * 2 or 0.5)
+            child.start_after = now + child.delay_s
+            tasks.report("supervisor-watch", exc, f"starting {child.spec.name} again in {child.delay_s:.1f} s")
 
     def _exited(self, child: _Child, code: int, now: float) -> None:
         if self.deadline is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -36,7 +35,6 @@ from clickbus.edge.appkeys import (
 )
 from clickbus.edge.buckets import FileBuckets
 from clickbus.edge.connections import drop_server_header
-from clickbus.errors import ClickbusError
 from clickbus.keystore import load_keyring
 from clickbus.log import Log
 from clickbus.metrics import Metrics, default_metrics
@@ -93,7 +91,8 @@ def create_admin_app(edge: web.Application) -> web.Application:
     admin[METRICS] = edge[METRICS]
     admin[LOG] = edge[LOG]
     admin[DRAINING] = edge[DRAINING]
-    for module in (health, insert, prometheus, openapi):
+    admin.add_routes(health.admin_routes)
+    for module in (insert, prometheus, openapi):
         admin.add_routes(module.routes)
     admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
@@ -126,19 +125,13 @@ def _during(
 def _notifying(config: Config, log: Log, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         notifier = runtime.notifier(config, log, metrics)
-        # Joining a Kafka consumer group can take several session timeouts: serve clicks meanwhile.
-        starting = asyncio.create_task(notifier.start(), name="clickbus-notifier-start")
-        starting.add_done_callback(_report_failed_start)
+        # Joining a Kafka consumer group can take several session timeouts, and a start that fails (a
+        # read-only data_dir) is tried again: serve clicks meanwhile.
+        starting = asyncio.create_task(runtime.start_notifier(notifier, metrics), name="clickbus-notifier-start")
         yield
-        if not starting.done():
-            starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ClickbusError):
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
             await starting
         await notifier.stop(config.edge.shutdown_timeout_s)
 
     return ctx
-
-
-def _report_failed_start(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logging.getLogger(__name__).error("notifier did not start: %s", task.exception())

@@ -23,4 +23,5 @@ def open_log(config: Config) -> Log:
         max_batch=embedded.max_batch,
         segment_bytes=embedded.segment_mb * MB,
         retention=Retention(embedded.retention_hours * HOUR_S, embedded.retention_mb * MB),
+        retention_check_s=embedded.retention_check_s,
     )

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
+from clickbus import tasks
 from clickbus.errors import LogUnavailable
 from clickbus.log import damage
 from clickbus.log import retention as retain
@@ -41,6 +42,9 @@ OFFSETS_NAME = "offsets.sqlite3"
 MB = 1024 * 1024
 HOUR_S = 3600.0
 DEFAULT_RETENTION = retain.Retention(168 * HOUR_S, 10240 * MB)
+PROBE_NAME = ".writable"
+PROBE_FAILING_S = 1.0  # while the log cannot write: how soon readiness sees that it can again
+PROBE_IDLE_S = 10.0  # while no append has succeeded for this long: how soon it sees that it cannot
 
 
 def worker_partition() -> int:
@@ -77,8 +81,14 @@ class EmbeddedLog:
         self._opening: dict[str, asyncio.Lock] = {}
         self._wakeup = Wakeup()
         self._running = False
-        self._retainer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._roll = asyncio.Event()
+        # Why the log cannot write, until a write succeeds: the last append's failure (any topic's: the
+        # disk is shared), and the probe's, which only a probe clears (new files cannot be made).
+        self._append_failure: str | None = None
+        self._probe_failure: str | None = None
+        self._appended = 0  # appends that succeeded: the probe skips the disk while they go on
+        self._trouble = asyncio.Event()  # an append failed: the probe starts looking for the way back
 
     async def start(self) -> None:
         # The sync thread needs the GIL for a moment after each fdatasync to wake the loop; a short
@@ -86,15 +96,19 @@ class EmbeddedLog:
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         await asyncio.to_thread(make_dirs, self.path)
         self._running = True
-        self._retainer = asyncio.create_task(self._retain_every(), name="clickbus-log-retention")
+        await self.probe()  # a read-only or full data_dir: not ready (and saying why) from the start
+        metrics = self._metrics
+        self._tasks = [
+            tasks.supervise("log-retention", self._retain_every, metrics=metrics),
+            tasks.supervise("log-probe", self._probe_every, metrics=metrics),
+        ]
 
     async def stop(self, timeout: float) -> None:
         """Sync what is queued and release every partition, waiting at most `timeout` seconds."""
         self._running = False
-        if self._retainer is not None:
-            self._retainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retainer
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         writers, self._writers = list(self._writers.values()), {}
         await asyncio.gather(*(w.close(timeout) for w in writers))
         await asyncio.to_thread(self.offsets.close)
@@ -103,23 +117,73 @@ class EmbeddedLog:
     def health(self) -> Health:
         if not self._running:
             return Health(False, "embedded log is not running")
-        for writer in self._writers.values():
-            if writer.error is not None:
-                return Health(False, f"embedded log write failed: {writer.error}")
+        failure = self._probe_failure or self._append_failure
+        if failure is not None:
+            return Health(False, failure)
         return Health(True, warnings=tuple(damage.reported(self.path)))
 
     async def append(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         writer = self._writers.get(topic)
-        if writer is None:
-            writer = await self._open_writer(topic)
-        await writer.append(key, value, headers)
+        try:
+            if writer is None:
+                writer = await self._open_writer(topic)
+            await writer.append(key, value, headers)
+        except LogUnavailable as exc:
+            self._append_failed(exc)
+            raise
+        self._append_failure = None
+        self._appended += 1
 
     async def append_at(self, topic: str, key: bytes, value: bytes, headers: Headers, timestamp_ms: int) -> None:
         """Append a record that keeps its own time (a migrated one)."""
         writer = self._writers.get(topic)
-        if writer is None:
-            writer = await self._open_writer(topic)
-        await writer.append(key, value, headers, timestamp_ms)
+        try:
+            if writer is None:
+                writer = await self._open_writer(topic)
+            await writer.append(key, value, headers, timestamp_ms)
+        except LogUnavailable as exc:
+            self._append_failed(exc)
+            raise
+        self._append_failure = None
+        self._appended += 1
+
+    def _append_failed(self, exc: LogUnavailable) -> None:
+        if self._running:  # else the log is stopping: health says so already
+            self._append_failure = str(exc)
+            self._trouble.set()
+
+    # -- writability -----------------------------------------------------------------------
+
+    async def probe(self) -> bool:
+        """Whether a new file can be written and synced in the log's directory now; readiness follows."""
+        try:
+            await asyncio.to_thread(_write_probe, self.path)
+        except OSError as exc:
+            if self._probe_failure is None:
+                logger.error("embedded log cannot write in %s: %s", self.path, exc.strerror or exc)
+            self._probe_failure = f"embedded log cannot write in {self.path}: {exc.strerror or exc}"
+            return False
+        if self._probe_failure is not None or self._append_failure is not None:
+            logger.info("embedded log can write in %s again", self.path)
+        self._probe_failure = self._append_failure = None
+        return True
+
+    async def _probe_every(self) -> None:
+        seen = self._appended
+        while True:
+            if self._probe_failure is not None or self._append_failure is not None:
+                await asyncio.sleep(PROBE_FAILING_S)
+                await self.probe()
+                continue
+            self._trouble.clear()
+            try:
+                await asyncio.wait_for(self._trouble.wait(), PROBE_IDLE_S)
+                continue  # an append failed: probe from now on until the disk takes writes
+            except TimeoutError:
+                pass
+            if self._appended == seen:  # appends that succeed say the disk takes writes: no probe needed
+                await self.probe()
+            seen = self._appended
 
     async def _open_writer(self, topic: str) -> PartitionWriter:
         if not self._running:
@@ -133,7 +197,7 @@ class EmbeddedLog:
                 committed = functools.partial(self._highest_commit, topic)
                 opened = await asyncio.to_thread(open_partition, self.path, topic, self.partition, committed)
             except OSError as exc:
-                raise LogUnavailable(f"embedded log cannot open {topic}: {exc}") from exc
+                raise LogUnavailable(f"embedded log cannot open {topic}: {exc.strerror or exc}") from exc
             writer = PartitionWriter(
                 topic,
                 opened,
@@ -219,6 +283,7 @@ class EmbeddedLog:
                 await self.enforce_retention()
             except OSError as exc:  # retention is retried at the next check; appends go on
                 logger.error("embedded log retention failed: %s", exc)
+            # any other failure is a bug: tasks.supervise logs it with its traceback, counts it, restarts
 
     async def enforce_retention(self) -> None:
         """Delete the segments retention allows in every partition this process writes."""
@@ -253,3 +318,17 @@ class EmbeddedLog:
         )
         metrics = self._metrics if self._metrics is not None else default_metrics()
         metrics.retention_lost(loss.group, topic, loss.records)
+
+
+def _write_probe(directory: Path) -> None:
+    """Create, write and sync a new file in `directory`, then remove it (blocking; OSError when it cannot)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PROBE_NAME
+    path.unlink(missing_ok=True)  # a new file each time: rewriting an old one's block proves nothing on a full disk
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"\n")
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)

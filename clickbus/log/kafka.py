@@ -31,6 +31,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import-untyped]
 
+from clickbus import tasks
 from clickbus.compat.aiokafka import halt_sender, sender_died
 from clickbus.config import KafkaConfig
 from clickbus.errors import LogUnavailable
@@ -99,7 +100,7 @@ class KafkaLog:
         self._direct = self._producer is not None and self.spool.pending == 0
         if not self._direct and self.spool.pending:
             self._reason = f"shipping {self.spool.pending} spooled records to kafka"
-        self._shipper = asyncio.create_task(self._ship_forever(), name="clickbus-kafka-shipper")
+        self._shipper = tasks.supervise("kafka-shipper", self._ship_forever)
 
     async def _connect(self) -> None:
         names = [self.names.full(t) for t in self.topics]
@@ -312,10 +313,10 @@ class KafkaLog:
                 self._reason = str(exc) if isinstance(exc, IdempotenceRefused) else f"kafka unavailable: {exc}"
                 logger.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
-            except Exception:  # a bug must not end shipping for good: say so, and try again
-                self._ship_ended.set()
+            except Exception:  # a bug: tasks.supervise logs it with its traceback, counts it, ships again later
+                self._ship_ended.set()  # a stop waiting for this attempt goes on without the spool
                 self._reason = "spool shipping failed unexpectedly (see the log)"
-                logger.exception("spool shipping failed; retrying in %.1fs", backoff)
+                raise
             await self._back_off(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 

@@ -9,6 +9,7 @@ caller logs it loudly and counts it (`clickbus_log_retention_lost_records_total`
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,8 +71,7 @@ def closed_segments(directory: Path, active_base: int) -> list[Segment]:
     """The partition's segments before the active one (blocking)."""
     found = [b for b in bases(directory) if b < active_base]
     out = []
-    ends = [*found[1:], active_base] if found else []  # no closed segment yet: nothing to pair
-    for base, end in zip(found, ends, strict=True):
+    for base, end in itertools.pairwise([*found, active_base]):  # none before the first roll
         with contextlib.suppress(FileNotFoundError):
             stat = os.stat(segment_path(directory, base))
             out.append(Segment(base, end, stat.st_size, stat.st_mtime))

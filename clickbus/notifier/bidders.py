@@ -72,6 +72,8 @@ class Bidder:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        if self._session is not None and not self._session.closed:  # a notifier start tried again
+            return
         resolver = None if self.member.allow_private else GuardedResolver()
         connector = aiohttp.TCPConnector(limit=self.member.concurrency, resolver=resolver, ttl_dns_cache=10)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)

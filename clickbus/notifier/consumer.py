@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from clickbus import tasks
 from clickbus.log.port import Consumer, Entry, Log, TopicPartition
 from clickbus.metrics import Metrics
 from clickbus.notifier.offsets import OffsetTracker
@@ -75,7 +76,11 @@ class GroupLoop:
         self.commit_interval_s = commit_interval_s
         self.drain_s = drain_s
         self.tracker = OffsetTracker()
+        self._log = log
+        self._topics = list(topics)
         self._consumer: Consumer = log.consumer(topics, group, on_assign=self._on_assign)
+        self._joined = False  # the consumer is started and its loop may use it
+        self._fresh = True  # never started: a rejoin after a failure needs a new one
         self._assigned: set[TopicPartition] = set()
         self._unprepared: set[TopicPartition] = set()
         self._assignments = 0  # how many the group gave: a rebuild that spans a new one must be done again
@@ -85,8 +90,36 @@ class GroupLoop:
         self._runner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        self._runner = asyncio.create_task(self._run(), name="clickbus-notifier-loop")
+        """Join the group and run the loop (supervised: see `_life`); may be called again after a failure."""
+        self._stopping.clear()
+        await self._join()
+        self._runner = tasks.supervise(f"notifier-loop:{self.group}", self._life, metrics=self.metrics)
+
+    async def _join(self) -> None:
+        if self._joined:
+            return
+        if not self._fresh:
+            self._consumer = self._log.consumer(self._topics, self.group, on_assign=self._on_assign)
+        self._fresh = False
+        try:
+            await self._consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # whatever it had opened; the start's failure is the one to tell
+                await self._consumer.stop(self.drain_s)
+            raise
+        self._joined = True
+
+    async def _life(self) -> None:
+        """One run of the loop. A run that fails leaves the group: the next rejoins from the committed
+        offsets, so that records fetched and never started are read again (at-least-once)."""
+        await self._join()
+        try:
+            await self._run()
+        except Exception:
+            self._joined = False
+            with contextlib.suppress(Exception):  # the failure that matters is the one being raised
+                await self._consumer.stop(self.drain_s)
+            raise
 
     async def stop(self, timeout: float) -> None:
         """Stop fetching, let in-flight work finish for a while, commit, and leave the group."""
@@ -97,7 +130,9 @@ class GroupLoop:
                 await asyncio.wait_for(asyncio.shield(self._runner), timeout)
             if not self._runner.done():
                 self._runner.cancel()
-        await self._consumer.stop(timeout)
+        if self._joined:
+            self._joined = False
+            await self._consumer.stop(timeout)
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
         assigned = set(tps)
@@ -107,7 +142,7 @@ class GroupLoop:
         self.tracker.reset(assigned)
 
     async def _run(self) -> None:
-        committer = asyncio.create_task(self._commit_every(), name="clickbus-notifier-commit")
+        committer = tasks.supervise(f"notifier-commit:{self.group}", self._commit_every, metrics=self.metrics)
         try:
             while not self._stopping.is_set():
                 await self._fetch_some()

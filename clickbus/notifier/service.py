@@ -20,6 +20,7 @@ from clickbus.notifier.retry import Schedule
 logger = logging.getLogger(__name__)
 
 RETRY_GROUP_SUFFIX = ".retry"
+FAILED_START_STOP_S = 1.0  # the retry loop it had started has nothing in flight yet
 
 
 class Notifier:
@@ -66,11 +67,16 @@ class Notifier:
         return self.recorder.counts
 
     async def start(self) -> None:
+        """Start the bidders' clients and both loops; one that fails leaves nothing running, to be tried again."""
         for member_id, bidder in self.bidders.items():
             await bidder.start()
             self.metrics.breaker(member_id, bidder.breaker.state)  # every bidder shows, healthy or not
         await self.retries.start()
-        await self.intake.start()
+        try:
+            await self.intake.start()
+        except BaseException:
+            await self.retries.stop(FAILED_START_STOP_S)
+            raise
         logger.info("notifier started for members %s", sorted(self.bidders))
 
     async def stop(self, timeout: float) -> None:

@@ -15,12 +15,16 @@ from pathlib import Path
 
 from tests.chaos.accounting import Figures, details, table
 from tests.chaos.params import FULL, SHORT, Params
-from tests.chaos.scenarios import SCENARIOS
+from tests.chaos.scenarios import NEEDS_MOUNTS, SCENARIOS
+from tests.support.mounts import mount_skip_reason
 
 
 async def run_all(names: list[str], params: Params, root: Path) -> list[Figures]:
     results = []
     for name in names:
+        if name in NEEDS_MOUNTS and (why := mount_skip_reason()) is not None:
+            print(f"== {name} skipped: {why}", flush=True)
+            continue
         started = time.monotonic()
         print(f"== {name} ...", flush=True)
         figures = await SCENARIOS[name](root / name, params)

@@ -22,6 +22,7 @@ class Params:
     damage_phase_s: float = 20.0  # load before and after a segment is damaged
     supervisor_kills: int = 5
     supervisor_kill_every_s: float = 3.0  # load between a restart and the next kill
+    readonly_s: float = 30.0  # the edge restarted on a read-only data_dir, this long
 
 
 FULL = Params()
@@ -41,4 +42,5 @@ SHORT = Params(
     damage_phase_s=2.0,
     supervisor_kills=1,
     supervisor_kill_every_s=1.0,
+    readonly_s=3.0,
 )

@@ -23,7 +23,7 @@ from clickbus.log import EmbeddedLog
 from clickbus.log.port import Headers
 from clickbus.metrics import create_metrics
 from tests.support.configs import edge_config
-from tests.support.edgeapp import click_path
+from tests.support.edgeapp import admin_client, click_path
 from tests.support.records import recorded
 from tests.support.service import Service
 
@@ -53,7 +53,10 @@ async def test_readyz_turns_503_while_draining(tmp_path: Path, aiohttp_client: A
     Shutdown(app[DRAINING]).signal(signal.SIGTERM)
     response = await client.get("/readyz")
     assert response.status == 503
-    assert await response.json() == {"status": "unavailable", "reason": "shutting down"}
+    assert await response.json() == {"status": "unavailable"}  # the reason is on the internal listener
+    async with admin_client(app) as admin:
+        internal = await admin.get("/readyz")
+        assert await internal.json() == {"status": "unavailable", "reason": "shutting down"}
 
 
 async def test_requests_in_flight_finish_and_the_log_flushes(tmp_path: Path) -> None:

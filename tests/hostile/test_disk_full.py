@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.hostile.harness import AD, CAMPAIGN, Tally, click_path, fetch, insert_url, session, start_service
@@ -82,6 +83,35 @@ async def test_full_data_disk_answers_503_keeps_health_and_recovers(small_disk: 
 
             await eventually_async(recovered, timeout_s=15)
         tally.report()
+    finally:
+        assert service.stop() == 0, service.logs()[-2000:]
+
+
+async def test_readyz_tells_strangers_only_unavailable_and_recovers_once_the_disk_takes_writes(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """Before: the public /readyz showed the errno text, and stayed 503 until the topic that failed was written."""
+    service: Service = await asyncio.to_thread(start_service, tmp_path)
+    try:
+        async with session() as client:
+            assert (await fetch(client, "GET", service.url + click_path(service))).status == 302
+            filler = fill(small_disk)
+
+            async def refused() -> bool:
+                path = click_path(service, replace(AD, auction_id_64=int(time.time() * 1000)))
+                return (await fetch(client, "GET", service.url + path)).status == 503
+
+            await eventually_async(refused, timeout_s=15)
+            public = await fetch(client, "GET", service.url + "/readyz")
+            assert (public.status, orjson.loads(public.body)) == (503, {"status": "unavailable"})
+            internal = await fetch(client, "GET", service.admin_url + "/readyz")
+            assert internal.status == 503 and "No space left" in orjson.loads(internal.body)["reason"]
+            filler.unlink()
+
+            async def ready() -> bool:  # no click meanwhile: the log's probe sees the disk take writes again
+                return (await fetch(client, "GET", service.url + "/readyz")).status == 200
+
+            await eventually_async(ready, timeout_s=15)
     finally:
         assert service.stop() == 0, service.logs()[-2000:]
 

@@ -21,6 +21,7 @@ from clickbus.records import SCHEMA_VERSION, ClickRecord
 from clickbus.tokens import AdContext, Keyring, new_key
 from tests.log.conftest import KafkaConfigFactory
 from tests.log.kafka_helpers import consume_all
+from tests.support.edgeapp import admin_client
 from tests.support.kafka_broker import TansuBroker
 
 AD = AdContext(
@@ -110,9 +111,10 @@ async def test_an_edge_without_a_broker_still_redirects_and_is_not_ready(
     client = await aiohttp_client(create_app(config, keyring=keyring))
     response = await client.get(urlsplit(url).path, allow_redirects=False)
     assert response.status == 302
-    ready = await client.get("/readyz")
-    assert ready.status == 503
-    assert "spooling to disk (1 records pending)" in (await ready.json())["reason"]
+    async with admin_client(client.app) as admin:  # the reason is for operators: the internal listener
+        ready = await admin.get("/readyz")
+        assert ready.status == 503
+        assert "spooling to disk (1 records pending)" in (await ready.json())["reason"]
 
 
 async def test_a_broker_that_refuses_the_idempotent_producer_is_named_once_with_the_setting_to_change(
@@ -128,8 +130,9 @@ async def test_a_broker_that_refuses_the_idempotent_producer_is_named_once_with_
     assert (await client.get(urlsplit(url).path, allow_redirects=False)).status == 302
     await asyncio.sleep(1.0)  # the shipper tries again meanwhile, and is refused again
 
-    ready = await client.get("/readyz")
-    reason = (await ready.json())["reason"]
+    async with admin_client(client.app) as admin:
+        ready = await admin.get("/readyz")
+        reason = (await ready.json())["reason"]
     assert ready.status == 503
     assert "refused the idempotent producer" in reason and "log.kafka.idempotence = false" in reason
     refusals = [r for r in caplog.records if "refused the idempotent producer" in r.getMessage()]

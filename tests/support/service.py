@@ -80,14 +80,26 @@ class Service:
         """The internal listener: insertion, metrics, OpenAPI."""
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self) -> Service:
+    def start(self, *, ready: bool = True) -> Service:
+        """Start and wait until ready, or (`ready=False`: a data_dir it cannot write) only until it listens."""
         self.listening_before = self.listening()
         argv = [sys.executable, "-m", "clickbus", "run", "--config", str(self.config_path)]
         argv += ["--workers", str(self.workers)] + ([] if self.notifier else ["--no-notifier"])
         with self.stderr_path.open("ab") as err:
             self.process = subprocess.Popen(argv, stderr=err, stdout=subprocess.DEVNULL)
-        self.wait_ready()
+        if ready:
+            self.wait_ready()
+        else:
+            self.wait_listening()
         return self
+
+    def wait_listening(self) -> None:
+        """Wait until every worker of this start listens, ready or not."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while self.listening() < self.listening_before + self.workers:
+            assert self.process is not None and self.process.poll() is None, self.logs()
+            assert time.monotonic() < deadline, f"service not listening in {START_TIMEOUT_S}s:\n{self.logs()}"
+            time.sleep(0.05)
 
     def listening(self) -> int:
         """How many worker processes have started listening since this service's log began."""

@@ -13,6 +13,7 @@ from tests.chaos.scenarios import (
     damage,
     edge_kill,
     notifier_kill,
+    readonly,
     scaleout,
     soak,
     spooled_outcomes,
@@ -33,4 +34,6 @@ SCENARIOS: dict[str, Scenario] = {
     "flipped-byte-active": damage.flipped_byte_active,
     "flipped-byte-closed": damage.flipped_byte_closed,
     "spooled-outcomes": spooled_outcomes.run,
+    "readonly": readonly.run,
 }
+NEEDS_MOUNTS = frozenset({"readonly"})  # skipped, saying why, where this machine cannot mount (not root)

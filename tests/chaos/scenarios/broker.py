@@ -82,7 +82,7 @@ async def run(directory: Path, params: Params) -> Figures:
             await followers[-1].stop()
             outage = params.broker_outage_s if last else SHORT_OUTAGE_S
             await asyncio.sleep(min(2.0, outage / 2))
-            during = during or await asyncio.to_thread(readiness, stack.edge.url)
+            during = during or await asyncio.to_thread(readiness, stack.edge.admin_url)  # the reason: internal only
             await asyncio.sleep(outage - min(2.0, outage / 2))
             broker.start()  # a new, empty broker on the same port
             await ensure_topics(stack.config.log.kafka, [f"{stack.topic_prefix}.{t}" for t in Topic], 5.0)

@@ -59,7 +59,7 @@ async def _metric(stack: Stack, name: str) -> float:
 
 
 async def _readyz(stack: Stack) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.get(stack.edge.url + "/readyz") as response:
+    async with aiohttp.ClientSession() as session, session.get(stack.edge.admin_url + "/readyz") as response:
         return response.status, await response.json()
 
 
