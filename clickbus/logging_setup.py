@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import re
 import sys
 import time
@@ -21,8 +20,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from clickbus.records import truncate_ip
+from clickbus.worker import ENV_WORKER as ENV_WORKER  # where it was declared before clickbus.worker
+from clickbus.worker import worker_name
 
-ENV_WORKER = "CLICKBUS_WORKER"
 MASK = "***"
 ACCESS_LOGGER = "clickbus.access"
 _SECRET_NAME = re.compile(r"secret|passw|token|authoriz|cookie|api_?key|signature", re.IGNORECASE)
@@ -88,7 +88,7 @@ def _iso(created: float) -> str:
 def configure(level: str = "info", *, stream: TextIO | None = None) -> None:
     """Send every log record of this process, as JSON lines, to `stream` (stderr by default)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter(os.environ.get(ENV_WORKER)))
+    handler.setFormatter(JsonFormatter(worker_name()))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

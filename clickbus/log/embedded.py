@@ -25,8 +25,8 @@ from clickbus.log.group_offsets import GroupOffsets
 from clickbus.log.partition import PartitionWriter, open_partition
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic, TopicPartition
 from clickbus.log.segment_reader import ReaderSet, log_end
-from clickbus.logging_setup import ENV_WORKER
 from clickbus.metrics import Metrics, default_metrics
+from clickbus.worker import worker_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ DEFAULT_RETENTION = retain.Retention(168 * HOUR_S, 10240 * MB)
 
 def worker_partition() -> int:
     """The partition this process prefers to write: its worker index under `--workers N`, else 0."""
-    text = os.environ.get(ENV_WORKER, "")
+    text = worker_name() or ""
     return int(text) if text.isdigit() else 0
 
 

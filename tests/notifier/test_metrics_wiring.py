@@ -14,9 +14,9 @@ from typing import Any
 
 from pytest_aiohttp import AiohttpClient
 
+from clickbus import runtime
 from clickbus.config import Config, HostPort, KafkaConfig
 from clickbus.creative import Insertion
-from clickbus.edge import create_app
 from clickbus.edge.appkeys import INSERTER
 from clickbus.log.kafka import KafkaLog
 from clickbus.log.metered import MeteredLog
@@ -47,7 +47,7 @@ def _config(tmp_path: Path, click_uri: str, **notifier: Any) -> Config:
 
 
 async def _edge(aiohttp_client: AiohttpClient, config: Config) -> EdgeClient:
-    app = create_app(config, metrics=create_metrics(), notifier=True)
+    app = runtime.edge_app(config, metrics=create_metrics(), with_notifier=True)
     # a browser's user agent: the notifier drops crawlers' clicks (aiohttp's own agent is one)
     return await aiohttp_client(app, headers={"User-Agent": f.BROWSER_UA})
 
