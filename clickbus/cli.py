@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -10,22 +11,37 @@ from pathlib import Path
 
 import orjson
 
-from clickbus import __version__, runtime
+from clickbus import __version__, datadir, runtime
 from clickbus import config as configuration
 from clickbus.config import Config
 from clickbus.errors import ClickbusError, ConfigError
 from clickbus.log.port import Entry, Log, Topic
 from clickbus.metrics import default_metrics
 
+logger = logging.getLogger("clickbus.cli")
+
 DEFAULT_CONFIG = Path("conf/clickbus.toml")
 Command = Callable[[argparse.Namespace], int]
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, *, defaults_ok: bool = False) -> Config:
+    """The configuration `--config` names; built-in defaults for a missing default file only if `defaults_ok`."""
     path = Path(args.config)
-    if not path.exists() and path == DEFAULT_CONFIG:
-        return configuration.from_mapping({})
+    if path == DEFAULT_CONFIG and not path.exists():
+        # Elsewhere defaults would mislead: `sign` would mint URLs with a key of its own, which the service refuses.
+        if defaults_ok:
+            return configuration.from_mapping({})
+        raise ConfigError([f"{path} not found in {Path.cwd()}: run clickbus where conf/ is, or give --config FILE"])
     return configuration.load(path)
+
+
+def _say_configuration(config: Config) -> None:
+    """Log which configuration `run` uses: the file, or built-in defaults when there is none."""
+    if config.source is None:
+        where = f"{DEFAULT_CONFIG} not found in {Path.cwd()}"
+        logger.warning("configuration: built-in defaults (%s; give --config FILE)", where, extra={"config": None})
+    else:
+        logger.info("configuration: %s", config.source.resolve(), extra={"config": str(config.source.resolve())})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -33,7 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from clickbus import logging_setup, supervisor
 
     logging_setup.configure(args.log_level)
-    config = _load(args)
+    config = _load(args, defaults_ok=True)
+    datadir.prepare(config.data_dir)
+    if not args.worker:
+        _say_configuration(config)
     runtime.share_metrics(config, first=not args.worker)
     if args.worker:
         return runtime.serve_edge(config, announce=False, notifier=False)
@@ -83,8 +102,10 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     """Run the notifier alone: deliver logged clicks to bidders (for scale-out)."""
     from clickbus import logging_setup
 
+    config = _load(args)
+    datadir.prepare(config.data_dir)
     logging_setup.configure(args.log_level)
-    runtime.run(_notify(_load(args)))
+    runtime.run(_notify(config))
     return 0
 
 
@@ -120,7 +141,9 @@ async def _replay(log: Log, config: Config) -> None:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     """List dead letters not yet replayed, or replay them (re-inject them for delivery)."""
-    runtime.run(_dlq(_load(args), args))
+    config = _load(args)
+    datadir.prepare(config.data_dir)
+    runtime.run(_dlq(config, args))
     return 0
 
 
@@ -164,6 +187,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from clickbus.tokens import AdContext
 
     config = _load(args)
+    if not config.tokens.keys:  # the key is generated into data_dir
+        datadir.prepare(config.data_dir)
     ad = AdContext(
         member_id=args.member,
         auction_id_64=args.auction_id,
@@ -186,7 +211,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(material)
         return 0
-    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ClickbusError(f"{args.out}: already exists (keygen never overwrites a key)") from None
+    except OSError as exc:
+        raise ClickbusError(f"{args.out}: cannot create it ({exc.strerror or exc})") from None
     with os.fdopen(fd, "w") as out:
         out.write(material)
     print(f"wrote {args.out}", file=sys.stderr)
@@ -224,8 +254,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """A live terminal view of the running service, read from its /metrics."""
     from clickbus.status import watch
 
-    config = _load(args)
-    url = args.url or f"http://{config.edge.admin_listen}/metrics"
+    url = args.url or f"http://{_load(args).edge.admin_listen}/metrics"
     return watch(url, interval_s=args.interval, once=args.once)
 
 
@@ -300,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"clickbus: {exc}", file=sys.stderr)
+        print(f"clickbus: {exc.problems[0] if len(exc.problems) == 1 else exc}", file=sys.stderr)
         return 2
     except ClickbusError as exc:
         print(f"clickbus: {exc}", file=sys.stderr)
