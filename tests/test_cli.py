@@ -55,10 +55,11 @@ def test_keygen_into_a_missing_directory_is_one_line(tmp_path: Path, capsys: pyt
     assert one_line(capsys.readouterr().err) == f"clickbus: {out}: cannot create it (No such file or directory)"
 
 
+# (data_dir, or None for a file in the test's directory; what the error says)
 BAD_DATA_DIRS = {
-    "a file": lambda tmp: (tmp / "afile", "is not a directory"),
-    "under /proc": lambda tmp: (Path("/proc/clickbus-test"), "cannot use /proc/clickbus-test"),
-    "/proc itself": lambda tmp: (Path("/proc"), "cannot use /proc"),
+    "a file": (None, "is not a directory"),
+    "under /proc": ("/proc/clickbus-test", "cannot use /proc/clickbus-test"),
+    "/proc itself": ("/proc", "cannot use /proc"),
 }
 
 
@@ -67,8 +68,9 @@ BAD_DATA_DIRS = {
 def test_a_data_dir_that_cannot_be_one_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, command: list[str]
 ) -> None:
+    path, problem = BAD_DATA_DIRS[where]
+    data_dir = tmp_path / "afile" if path is None else Path(path)
     (tmp_path / "afile").write_text("")
-    data_dir, problem = BAD_DATA_DIRS[where](tmp_path)
     config = tmp_path / "clickbus.toml"
     config.write_text(f'data_dir = "{data_dir}"\n')
     assert main([*command, "--config", str(config)]) == 2
