@@ -225,21 +225,31 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_apikey(args: argparse.Namespace) -> int:
     """Print a fresh server-side click API key, its SHA-256 and the configuration snippet."""
-    import json
-    import re
+    import tomllib
 
     from clickbus.edge.apikeys import INSERT_KEY_PREFIX, KEY_PREFIX, new_api_key
 
     key, digest = new_api_key(INSERT_KEY_PREFIX if args.insert else KEY_PREFIX)
+    snippet = _key_snippet(args, digest)
+    configuration.from_mapping(tomllib.loads(snippet), env={})  # checked as at start: never a snippet it refuses
     print(f"key:    {key}\nsha256: {digest}\n")
-    name = args.name if re.fullmatch(r"[A-Za-z0-9_-]+", args.name) else json.dumps(args.name)
+    print(snippet, end="")
+    holder = "ad server" if args.insert else "publisher"
+    print(f"\n# Give the key to the {holder} once; only the hash goes into configuration.", file=sys.stderr)
+    return 0
+
+
+def _key_snippet(args: argparse.Namespace, digest: str) -> str:
+    """The `[api_keys.NAME]` or `[insert_keys.NAME]` table for a key of `digest`."""
+    import json
+    import re
+
+    name = args.name or ("adserver" if args.insert else "publisher")
+    name = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
     if args.insert:
         members = ", ".join(str(m) for m in args.member)
-        print(f'[insert_keys.{name}]\nsha256 = "{digest}"\nmembers = [{members}]   # empty: any member')
-    else:
-        print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
-    print("\n# Give the key to the publisher once; only the hash goes into configuration.", file=sys.stderr)
-    return 0
+        return f'[insert_keys.{name}]\nsha256 = "{digest}"\nmembers = [{members}]   # empty: any member\n'
+    return f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}\n'
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -317,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     apikey = command("apikey", cmd_apikey)
     apikey.add_argument("action", choices=["new"])
-    apikey.add_argument("--name", default="publisher", help="the [api_keys.NAME] table (default: %(default)s)")
+    apikey.add_argument("--name", help="the [api_keys.NAME] table (default: publisher; with --insert: adserver)")
     apikey.add_argument("--rate-per-s", type=float, default=50.0, help="requests per second (default: %(default)s)")
     apikey.add_argument("--insert", action="store_true", help="an [insert_keys.NAME] key for POST /v1/insert")
     apikey.add_argument("--member", type=int, action="append", default=[], help="with --insert: a member it may use")

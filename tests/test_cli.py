@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import orjson
@@ -14,6 +15,7 @@ import pytest
 
 import clickbus
 from clickbus.cli import main
+from clickbus.config import from_mapping
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -149,3 +151,43 @@ def test_run_says_which_configuration_it_uses(tmp_path: Path, given: bool) -> No
             said["msg"]
             == f"configuration: built-in defaults (conf/clickbus.toml not found in {tmp_path}; give --config FILE)"
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--rate-per-s", "-1"], "api_keys.publisher.rate_per_s: expected a positive number, got -1.0"),
+        (["--rate-per-s", "0"], "api_keys.publisher.rate_per_s: expected a positive number, got 0.0"),
+        (["--rate-per-s", "nan"], "api_keys.publisher.rate_per_s: expected a positive number, got nan"),
+        (["--insert", "--member", "-3"], "insert_keys.adserver.members[0]: expected a positive number, got -3"),
+    ],
+)
+def test_apikey_refuses_a_snippet_the_configuration_would_refuse(
+    capsys: pytest.CaptureFixture[str], args: list[str], problem: str
+) -> None:
+    assert main(["apikey", "new", *args]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""  # no key to hand out for a snippet that cannot be used
+    assert one_line(printed.err) == f"clickbus: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("args", "holder"),
+    [
+        (["--name", "pub-a", "--rate-per-s", "2.5"], "publisher"),
+        (["--name", 'odd "name"'], "publisher"),
+        (["--insert", "--member", "13", "--member", "14"], "ad server"),
+    ],
+)
+def test_apikey_snippets_are_accepted_by_the_configuration(
+    capsys: pytest.CaptureFixture[str], args: list[str], holder: str
+) -> None:
+    assert main(["apikey", "new", *args]) == 0
+    printed = capsys.readouterr()
+    snippet = printed.out.split("\n\n", 1)[1]
+    config = from_mapping(tomllib.loads(snippet), env={})
+    digest = printed.out.split("sha256: ", 1)[1].split("\n", 1)[0]
+    keys = config.insert_keys if "--insert" in args else config.api_keys
+    assert [k.sha256.hex() for k in keys] == [digest]
+    assert f"Give the key to the {holder} once" in printed.err
+    assert "--insert" not in args or "publisher" not in printed.err  # an insert key is the ad server's
