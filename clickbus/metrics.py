@@ -121,6 +121,7 @@ class Metrics:
     lag: Gauge
     breakers: Gauge
     retention_lost_records: Counter
+    verdicts: Counter
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
@@ -190,6 +191,10 @@ class Metrics:
     def retention_lost(self, group: str, topic: str, records: int) -> None:
         """Records the embedded log's retention deleted before `group` had consumed them."""
         self._child(self.retention_lost_records, group, topic).inc(records)
+
+    def verdict(self, kind: str, reason: str | None) -> None:
+        """The notifier judged one click or impression (`kind`): valid (`reason` None) or invalid, and why."""
+        self._batch.count(self._child(self.verdicts, kind, reason or VALID))
 
     def breaker(self, member_id: int, state: BreakerState) -> None:
         """The circuit breaker state of one bidder."""
@@ -263,6 +268,12 @@ def _declare(r: CollectorRegistry) -> Metrics:
             "clickbus_log_retention_lost_records",
             "Records the embedded log's retention deleted before a consumer group had consumed them",
             ["group", "topic"],
+            registry=r,
+        ),
+        verdicts=Counter(
+            "clickbus_verdicts",
+            "The notifier's verdicts, by kind (click, impression) and reason (valid, or why invalid)",
+            ["kind", "reason"],
             registry=r,
         ),
     )

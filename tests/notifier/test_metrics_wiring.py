@@ -202,3 +202,23 @@ async def test_clicks_for_unknown_members_count_under_one_label(
     await eventually_async(all_counted)
     text = await (await client.get("/metrics")).text()
     assert not any(f'member="{m}"' in text for m in strangers)
+
+
+async def test_the_notifiers_verdicts_are_counted_by_reason(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
+    """The edge records three clicks valid; the notifier judges one a duplicate and one a crawler's."""
+    stub = await stubs()
+    client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
+    click_url = _path(_insertion(client).click_url or "")
+    for user_agent in (f.BROWSER_UA, f.BROWSER_UA, "Googlebot/2.1 (+http://www.google.com/bot.html)"):
+        response = await client.get(click_url, headers={"User-Agent": user_agent}, allow_redirects=False)
+        assert response.status == 302
+    verdicts = {reason: 1.0 for reason in ("valid", "duplicate", "bot")}
+
+    async def counted() -> bool:
+        scraped = await _scrape(client)
+        return all(sample(scraped, "clickbus_verdicts_total", kind="click", reason=r) == n for r, n in verdicts.items())
+
+    await eventually_async(counted)
+    assert await _metric(client, "clickbus_clicks_total", source="redirect", reason="valid") == 3
