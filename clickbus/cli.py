@@ -17,6 +17,7 @@ from clickbus.config import Config
 from clickbus.errors import ClickbusError, ConfigError
 from clickbus.log.port import Entry, Log, Topic
 from clickbus.metrics import default_metrics
+from clickbus.worker import ENV_WORKER
 
 logger = logging.getLogger("clickbus.cli")
 
@@ -63,15 +64,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier)
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
     workers = [
-        supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i)})
+        supervisor.ChildSpec(f"worker-{i}", worker_argv, {ENV_WORKER: str(i)}, listens=True)
         for i in range(args.workers)
     ]
-    print(
-        f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
-        f"public URL {config.edge.public_url} ({args.workers} workers)",
-        flush=True,
-    )
-    return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
+
+    def listening() -> None:  # once every worker listens: on Kafka they connect to the brokers first
+        print(
+            f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
+            f"public URL {config.edge.public_url} ({args.workers} workers)",
+            flush=True,
+        )
+
+    timeout_s = config.edge.shutdown_timeout_s
+    return supervisor.Supervisor([*workers, *extras], os.environ, timeout_s, on_listening=listening).run()
 
 
 def _migrate_legacy_log(config: Config) -> None:

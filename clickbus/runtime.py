@@ -58,10 +58,11 @@ def serve_edge(config: Config, *, announce: bool, notifier: bool) -> int:
     """Serve the edge (with the notifier inside when `notifier`) until a stop signal; the exit status."""
     from clickbus.edge import create_admin_app
     from clickbus.edge.serve import serve
+    from clickbus.supervisor import tell_listening
 
     try:
         public = edge_app(config, with_notifier=notifier)
-        run(serve(public, create_admin_app(public), config, announce=announce))
+        run(serve(public, create_admin_app(public), config, announce=announce, on_listening=tell_listening))
     finally:
         mark_process_dead(os.getpid())
     return 0

@@ -5,16 +5,22 @@ them. Processes that must run once per service (the notifier) are extra children
 `extra_children`. On the first SIGTERM/SIGINT every child is sent SIGTERM and given
 `edge.shutdown_timeout_s` (plus a grace) to drain; a second signal kills them and exits.
 A child that dies while the service runs is restarted, with a growing delay if it keeps dying.
+Children that serve (`ChildSpec.listens`) say when they listen, through a pipe named in their
+environment (`tell_listening`); once every one of them has, the supervisor calls `on_listening`,
+which `clickbus run` uses to print its "listening" line: not before, since on Kafka a worker
+connects to the brokers before it listens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -27,6 +33,7 @@ GRACE_S = 5.0
 STABLE_S = 30.0  # a child that lived this long has its restart delay reset
 MAX_DELAY_S = 30.0
 EXIT_FORCED = 1
+ENV_LISTENING_FD = "CLICKBUS_LISTENING_FD"  # a child that listens writes its pid there once it does
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,16 @@ class ChildSpec:
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    listens: bool = False  # says when it listens (see `tell_listening`)
+
+
+def tell_listening() -> None:
+    """Tell the supervisor, if this process has one, that it listens now (once: the pipe is closed after)."""
+    fd = os.environ.pop(ENV_LISTENING_FD, "")
+    if fd.isdigit():
+        with contextlib.suppress(OSError):  # a supervisor gone meanwhile: nobody to tell
+            os.write(int(fd), f"{os.getpid()}\n".encode())
+            os.close(int(fd))
 
 
 def clickbus_argv(*args: str) -> tuple[str, ...]:
@@ -57,9 +74,13 @@ class _Child:
         self.delay_s = 0.0
         self.start_after = 0.0
 
-    def start(self) -> None:
+    def start(self, listening_fd: int | None = None) -> None:
         # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which forwards it once.
-        self.process = subprocess.Popen(self.spec.argv, env=self.env, process_group=0)
+        env: Mapping[str, str] = self.env
+        fds: tuple[int, ...] = ()
+        if listening_fd is not None and self.spec.listens:
+            env, fds = {**self.env, ENV_LISTENING_FD: str(listening_fd)}, (listening_fd,)
+        self.process = subprocess.Popen(self.spec.argv, env=env, process_group=0, pass_fds=fds)
         self.started_at = time.monotonic()
         logger.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
 
@@ -79,11 +100,21 @@ class _Child:
 class Supervisor:
     """Keeps a set of child processes running until told to stop."""
 
-    def __init__(self, specs: Sequence[ChildSpec], base_env: Mapping[str, str], stop_timeout_s: float) -> None:
+    def __init__(
+        self,
+        specs: Sequence[ChildSpec],
+        base_env: Mapping[str, str],
+        stop_timeout_s: float,
+        on_listening: Callable[[], None] | None = None,
+    ) -> None:
         self.children = [_Child(spec, base_env) for spec in specs]
         self.stop_timeout_s = stop_timeout_s
         self.deadline: float | None = None
         self.failed = False
+        self.on_listening = on_listening
+        self._listening_pids: set[int] = set()
+        self._heard = b""
+        self._pipe: tuple[int, int] | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.deadline is not None:
@@ -100,20 +131,45 @@ class Supervisor:
         """Run until a stop signal and every child has exited; 0 when every child stopped cleanly."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        for child in self.children:
-            child.start()
-        while self._tick():
-            time.sleep(POLL_S)
+        if self.on_listening is not None:
+            self._pipe = os.pipe()
+            os.set_blocking(self._pipe[0], False)
+        try:
+            for child in self.children:
+                self._start(child)
+            while self._tick():
+                time.sleep(POLL_S)
+        finally:
+            if self._pipe is not None:
+                os.close(self._pipe[0])
+                os.close(self._pipe[1])
         return 1 if self.failed else 0
+
+    def _start(self, child: _Child) -> None:
+        child.start(self._pipe[1] if self._pipe is not None else None)
+
+    def _hear_listening(self) -> None:
+        """Note the children that said they listen; once every listening child has, call `on_listening` once."""
+        if self._pipe is None or self.on_listening is None:
+            return
+        with contextlib.suppress(BlockingIOError):
+            self._heard += os.read(self._pipe[0], 4096)
+        *lines, self._heard = self._heard.split(b"\n")
+        self._listening_pids.update(int(line) for line in lines if line.isdigit())
+        listeners = [c for c in self.children if c.spec.listens]
+        if all(c.process is not None and c.process.pid in self._listening_pids for c in listeners):
+            announce, self.on_listening = self.on_listening, None
+            announce()
 
     def _tick(self) -> bool:
         now = time.monotonic()
+        self._hear_listening()
         for child in self.children:
             code = child.reap()
             if code is not None:
                 self._exited(child, code, now)
             elif child.process is None and self.deadline is None and now >= child.start_after:
-                child.start()
+                self._start(child)
         if self.deadline is None:
             return True
         if now > self.deadline:

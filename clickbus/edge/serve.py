@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -54,11 +54,18 @@ def make_runner(app: web.Application, config: Config) -> web.AppRunner:
     return web.AppRunner(app, shutdown_timeout=config.edge.shutdown_timeout_s * IN_FLIGHT_SHARE)
 
 
-async def serve(public: web.Application, admin: web.Application, config: Config, *, announce: bool = False) -> None:
+async def serve(
+    public: web.Application,
+    admin: web.Application,
+    config: Config,
+    *,
+    announce: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
     """Serve `public` on `edge.listen` and `admin` on `edge.admin_listen` until a stop signal, then drain.
 
     Both addresses are shared with sibling workers (SO_REUSEPORT). `announce` also prints the
-    listening line on stdout, as `clickbus run` always has.
+    listening line on stdout, as `clickbus run` always has; `on_listening` is called once both listen.
     """
     shutdown = Shutdown(public[DRAINING])
     shutdown.install(asyncio.get_running_loop())
@@ -76,6 +83,8 @@ async def serve(public: web.Application, admin: web.Application, config: Config,
         logger.info("listening", extra=extra)
         if announce:
             print(f"clickbus listening on {public_at} (admin {admin_at}), public URL {public_url}", flush=True)
+        if on_listening is not None:
+            on_listening()
         await shutdown.requested.wait()
     finally:
         for server in servers:
