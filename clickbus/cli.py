@@ -162,7 +162,8 @@ def _format_entry(entry: Entry, pretty: bool) -> bytes:
 async def _tail(config: Config, args: argparse.Namespace) -> None:
     log = runtime.metered_log(config, default_metrics())  # reading needs no start: a reader opens its own
     pretty = sys.stdout.isatty()
-    async for entry in log.read(args.topic, from_beginning=args.from_beginning, follow=args.follow):
+    from_beginning = args.from_beginning or not args.follow  # without --follow: everything there is, then exit
+    async for entry in log.read(args.topic, from_beginning=from_beginning, follow=args.follow):
         if args.member is not None and orjson.loads(entry.value).get("member_id") != args.member:
             continue
         sys.stdout.buffer.write(_format_entry(entry, pretty) + b"\n")
@@ -170,7 +171,7 @@ async def _tail(config: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    """Print a topic's records: pretty on a terminal, one JSON record per line when piped."""
+    """Print a topic's records from the oldest and exit, or follow new ones; pretty on a terminal, JSON lines piped."""
     config = _load(args)
     if config.log.backend == "embedded" and not config.log_path.exists():
         print(f"clickbus: no log at {config.log_path} yet (start clickbus first)", file=sys.stderr)
@@ -311,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = command("tail", cmd_tail)
     tail.add_argument("--topic", default=Topic.CLICKS.value, choices=[t.value for t in Topic])
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
-    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    tail.add_argument("--from-beginning", action="store_true", help="with --follow: start at the oldest record")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records (from the end)")
     tail.add_argument("--member", type=int, help="only records of this member")
 
     sign = command("sign", cmd_sign)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import os
 import signal
@@ -16,6 +17,8 @@ import pytest
 import clickbus
 from clickbus.cli import main
 from clickbus.config import from_mapping
+from clickbus.log.embedded import EmbeddedLog
+from clickbus.log.port import Topic
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -191,3 +194,23 @@ def test_apikey_snippets_are_accepted_by_the_configuration(
     assert [k.sha256.hex() for k in keys] == [digest]
     assert f"Give the key to the {holder} once" in printed.err
     assert "--insert" not in args or "publisher" not in printed.err  # an insert key is the ad server's
+
+
+@pytest.mark.parametrize("topic", ["deliveries", "retry"])
+def test_tail_without_follow_prints_what_the_topic_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], topic: str
+) -> None:
+    """As the README's tour runs it: `clickbus tail --topic deliveries` after the fact (it started at the end)."""
+    config = tmp_path / "clickbus.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n')
+
+    async def write() -> None:
+        log = EmbeddedLog(tmp_path / "log")
+        await log.start()
+        for n in (1, 2):
+            await log.append(Topic(topic), b"k", orjson.dumps({"n": n}))
+        await log.stop(5.0)
+
+    asyncio.run(write())
+    assert main(["tail", "--topic", topic, "--config", str(config)]) == 0
+    assert [orjson.loads(line)["n"] for line in capsys.readouterr().out.splitlines()] == [1, 2]
