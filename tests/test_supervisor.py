@@ -103,7 +103,7 @@ def test_the_listening_line_comes_once_every_worker_listens(tmp_path: Path) -> N
         blackhole.listen(64)
         broker = f"127.0.0.1:{blackhole.getsockname()[1]}"
         kafka = f'[log]\nbackend = "kafka"\n[log.kafka]\nbootstrap_servers = "{broker}"\nidempotence = false\n'
-        kafka += "connect_timeout_ms = 2000\nrequest_timeout_ms = 2000\n"
+        kafka += "connect_timeout_ms = 1000\nrequest_timeout_ms = 1000\n"
         port, admin_port = free_port(), free_port()
         config = write_config(tmp_path, port, admin_port=admin_port, extra="\n" + kafka)
         argv = [sys.executable, "-m", "clickbus", "run", "--config", str(config), "--workers", "2", "--no-notifier"]
