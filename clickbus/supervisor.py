@@ -150,12 +150,14 @@ class Supervisor:
 
     def _hear_listening(self) -> None:
         """Note the children that said they listen; once every listening child has, call `on_listening` once."""
-        if self._pipe is None or self.on_listening is None:
+        if self._pipe is None:
             return
-        with contextlib.suppress(BlockingIOError):
+        with contextlib.suppress(BlockingIOError):  # read even after: a full pipe would block restarted workers
             self._heard += os.read(self._pipe[0], 4096)
         *lines, self._heard = self._heard.split(b"\n")
         self._listening_pids.update(int(line) for line in lines if line.isdigit())
+        if self.on_listening is None:
+            return
         listeners = [c for c in self.children if c.spec.listens]
         if all(c.process is not None and c.process.pid in self._listening_pids for c in listeners):
             announce, self.on_listening = self.on_listening, None
