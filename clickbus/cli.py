@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from clickbus import __version__, runtime
+from clickbus import __version__, datadir, runtime
 from clickbus import config as configuration
 from clickbus.config import Config
 from clickbus.errors import AddressInUse, CannotStart, ClickbusError, ConfigError
@@ -20,17 +20,33 @@ from clickbus.log.port import Entry, Log, Topic
 from clickbus.metrics import default_metrics
 from clickbus.private_files import restrict_umask, warn_if_shared
 from clickbus.run_lock import hold_data_dir
+from clickbus.worker import ENV_WORKER
+
+logger = logging.getLogger("clickbus.cli")
 
 DEFAULT_CONFIG = Path("conf/clickbus.toml")
 WORKERS_PER_CPU = 4
 Command = Callable[[argparse.Namespace], int]
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, *, defaults_ok: bool = False) -> Config:
+    """The configuration `--config` names; built-in defaults for a missing default file only if `defaults_ok`."""
     path = Path(args.config)
-    if not path.exists() and path == DEFAULT_CONFIG:
-        return configuration.from_mapping({})
+    if path == DEFAULT_CONFIG and not path.exists():
+        # Elsewhere defaults would mislead: `sign` would mint URLs with a key of its own, which the service refuses.
+        if defaults_ok:
+            return configuration.from_mapping({})
+        raise ConfigError([f"{path} not found in {Path.cwd()}: run clickbus where conf/ is, or give --config FILE"])
     return configuration.load(path)
+
+
+def _say_configuration(config: Config) -> None:
+    """Log which configuration `run` uses: the file, or built-in defaults when there is none."""
+    if config.source is None:
+        where = f"{DEFAULT_CONFIG} not found in {Path.cwd()}"
+        logger.warning("configuration: built-in defaults (%s; give --config FILE)", where, extra={"config": None})
+    else:
+        logger.info("configuration: %s", config.source.resolve(), extra={"config": str(config.source.resolve())})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,11 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from clickbus.edge import sockets
 
     logging_setup.configure(args.log_level)
-    config = _load(args)
+    config = _load(args, defaults_ok=True)
+    datadir.prepare(config.data_dir)
     if args.worker:
         _hold_supervisor(config.edge.shutdown_timeout_s + supervisor.GRACE_S)
         runtime.share_metrics(config, first=False)
         return runtime.serve_edge(config, announce=False, notifier=False, listeners=sockets.inherited())
+    _say_configuration(config)
     _check_workers(args.workers, force=args.force)
     warn_if_shared(config.data_dir)
     hold_data_dir(config.data_dir)  # the lock's fd stays open, and the lock held, until this process exits
@@ -57,15 +75,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier, listeners=listeners[0])
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
     workers = [
-        supervisor.ChildSpec(f"worker-{i}", worker_argv, {logging_setup.ENV_WORKER: str(i), **own.env()}, own.fds())
+        supervisor.ChildSpec(f"worker-{i}", worker_argv, {ENV_WORKER: str(i), **own.env()}, own.fds(), listens=True)
         for i, own in enumerate(listeners)
     ]
-    print(
-        f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
-        f"public URL {config.edge.public_url} ({args.workers} workers)",
-        flush=True,
-    )
-    return supervisor.Supervisor([*workers, *extras], os.environ, config.edge.shutdown_timeout_s).run()
+
+    def listening() -> None:  # once every worker listens: on Kafka they connect to the brokers first
+        print(
+            f"clickbus listening on {config.edge.listen} (admin {config.edge.admin_listen}), "
+            f"public URL {config.edge.public_url} ({args.workers} workers)",
+            flush=True,
+        )
+
+    timeout_s = config.edge.shutdown_timeout_s
+    return supervisor.Supervisor([*workers, *extras], os.environ, timeout_s, on_listening=listening).run()
 
 
 def _check_workers(workers: int, *, force: bool) -> None:
@@ -103,7 +125,7 @@ async def _notify(config: Config) -> None:
     notifier = runtime.notifier(config, log, metrics)  # before starting anything: a bad secret fails here
     limit_s = config.log.stop_timeout_s
     async with runtime.stop_signal() as stop, runtime.started(log, limit_s), runtime.flushing(metrics, log):
-        starting = asyncio.create_task(runtime.start_notifier(notifier, metrics))
+        starting = asyncio.create_task(notifier.start_retrying())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
@@ -118,8 +140,9 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     """Run the notifier alone: deliver logged clicks to bidders (for scale-out)."""
     from clickbus import logging_setup
 
-    logging_setup.configure(args.log_level)
     config = _load(args)
+    datadir.prepare(config.data_dir)
+    logging_setup.configure(args.log_level)
     warn_if_shared(config.data_dir)
     _hold_supervisor(2 * config.log.stop_timeout_s + 5.0)  # its own stop, then the log's, with a grace
     runtime.run(_notify(config))
@@ -158,7 +181,9 @@ async def _replay(log: Log, config: Config) -> None:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     """List dead letters not yet replayed, or replay them (re-inject them for delivery)."""
-    runtime.run(_dlq(_load(args), args))
+    config = _load(args)
+    datadir.prepare(config.data_dir)
+    runtime.run(_dlq(config, args))
     return 0
 
 
@@ -172,7 +197,8 @@ def _format_entry(entry: Entry, pretty: bool) -> bytes:
 async def _tail(config: Config, args: argparse.Namespace) -> None:
     log = runtime.metered_log(config, default_metrics())  # reading needs no start: a reader opens its own
     pretty = sys.stdout.isatty()
-    async for entry in log.read(args.topic, from_beginning=args.from_beginning, follow=args.follow):
+    from_beginning = args.from_beginning or not args.follow  # without --follow: everything there is, then exit
+    async for entry in log.read(args.topic, from_beginning=from_beginning, follow=args.follow):
         if args.member is not None and orjson.loads(entry.value).get("member_id") != args.member:
             continue
         sys.stdout.buffer.write(_format_entry(entry, pretty) + b"\n")
@@ -189,7 +215,7 @@ def _quiet_reader_logs() -> None:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    """Print a topic's records: pretty on a terminal, one JSON record per line when piped."""
+    """Print a topic's records from the oldest and exit, or follow new ones; pretty on a terminal, JSON lines piped."""
     config = _load(args)
     _quiet_reader_logs()
     if config.log.backend == "embedded" and not config.log_path.exists():
@@ -212,6 +238,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from clickbus.tokens import AdContext
 
     config = _load(args)
+    if not config.tokens.keys:  # the key is generated into data_dir
+        datadir.prepare(config.data_dir)
     ad = AdContext(
         member_id=args.member,
         auction_id_64=args.auction_id,
@@ -234,7 +262,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(material)
         return 0
-    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ClickbusError(f"{args.out}: already exists (keygen never overwrites a key)") from None
+    except OSError as exc:
+        raise ClickbusError(f"{args.out}: cannot create it ({exc.strerror or exc})") from None
     with os.fdopen(fd, "w") as out:
         out.write(material)
     print(f"wrote {args.out}", file=sys.stderr)
@@ -243,21 +276,31 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_apikey(args: argparse.Namespace) -> int:
     """Print a fresh server-side click API key, its SHA-256 and the configuration snippet."""
-    import json
-    import re
+    import tomllib
 
     from clickbus.edge.apikeys import INSERT_KEY_PREFIX, KEY_PREFIX, new_api_key
 
     key, digest = new_api_key(INSERT_KEY_PREFIX if args.insert else KEY_PREFIX)
+    snippet = _key_snippet(args, digest)
+    configuration.from_mapping(tomllib.loads(snippet), env={})  # checked as at start: never a snippet it refuses
     print(f"key:    {key}\nsha256: {digest}\n")
-    name = args.name if re.fullmatch(r"[A-Za-z0-9_-]+", args.name) else json.dumps(args.name)
+    print(snippet, end="")
+    holder = "ad server" if args.insert else "publisher"
+    print(f"\n# Give the key to the {holder} once; only the hash goes into configuration.", file=sys.stderr)
+    return 0
+
+
+def _key_snippet(args: argparse.Namespace, digest: str) -> str:
+    """The `[api_keys.NAME]` or `[insert_keys.NAME]` table for a key of `digest`."""
+    import json
+    import re
+
+    name = args.name or ("adserver" if args.insert else "publisher")
+    name = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
     if args.insert:
         members = ", ".join(str(m) for m in args.member)
-        print(f'[insert_keys.{name}]\nsha256 = "{digest}"\nmembers = [{members}]   # empty: any member')
-    else:
-        print(f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}')
-    print("\n# Give the key to the publisher once; only the hash goes into configuration.", file=sys.stderr)
-    return 0
+        return f'[insert_keys.{name}]\nsha256 = "{digest}"\nmembers = [{members}]   # empty: any member\n'
+    return f'[api_keys.{name}]\nsha256 = "{digest}"\nrate_per_s = {args.rate_per_s:g}\n'
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -272,8 +315,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """A live terminal view of the running service, read from its /metrics."""
     from clickbus.status import watch
 
-    config = _load(args)
-    url = args.url or f"http://{config.edge.admin_listen}/metrics"
+    url = args.url or f"http://{_load(args).edge.admin_listen}/metrics"
     return watch(url, interval_s=args.interval, once=args.once)
 
 
@@ -316,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = command("tail", cmd_tail)
     tail.add_argument("--topic", default=Topic.CLICKS.value, choices=[t.value for t in Topic])
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
-    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    tail.add_argument("--from-beginning", action="store_true", help="with --follow: start at the oldest record")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records (from the end)")
     tail.add_argument("--member", type=int, help="only records of this member")
 
     sign = command("sign", cmd_sign)
@@ -337,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     apikey = command("apikey", cmd_apikey)
     apikey.add_argument("action", choices=["new"])
-    apikey.add_argument("--name", default="publisher", help="the [api_keys.NAME] table (default: %(default)s)")
+    apikey.add_argument("--name", help="the [api_keys.NAME] table (default: publisher; with --insert: adserver)")
     apikey.add_argument("--rate-per-s", type=float, default=50.0, help="requests per second (default: %(default)s)")
     apikey.add_argument("--insert", action="store_true", help="an [insert_keys.NAME] key for POST /v1/insert")
     apikey.add_argument("--member", type=int, action="append", default=[], help="with --insert: a member it may use")
@@ -350,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"clickbus: {exc}", file=sys.stderr)
+        print(f"clickbus: {exc.problems[0] if len(exc.problems) == 1 else exc}", file=sys.stderr)
         return 2
     except AddressInUse as exc:  # the line alone: `127.0.0.1:8080 is already in use`
         print(exc, file=sys.stderr)

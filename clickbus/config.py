@@ -9,6 +9,8 @@ defaults`). Checks that span keys sit beside the table they check.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import os
 import tomllib
@@ -267,13 +269,33 @@ class MemberConfig:
     ] = None
 
 
-def _secret_from_env(member: MemberConfig) -> MemberConfig:
-    if member.secret_env is None:
-        return member
-    secret = os.environ.get(member.secret_env)
-    if not secret:
-        raise invalid(f"environment variable {member.secret_env} is not set", at="secret_env")
-    return replace(member, secret=Secret(secret.encode()))
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def _whsec_problem(secret: bytes) -> str | None:
+    """What keeps `secret` from being a Standard Webhooks secret (`whsec_` + base64 of the key), or None."""
+    prefix = WEBHOOK_SECRET_PREFIX.encode()
+    if not secret.startswith(prefix):
+        return f"expected a Standard Webhooks secret, {WEBHOOK_SECRET_PREFIX} followed by base64"
+    encoded = secret[len(prefix) :]
+    try:
+        key = base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        key = b""
+    return None if key else f"expected {WEBHOOK_SECRET_PREFIX} followed by base64 of the key"
+
+
+def _webhook_secret(member: MemberConfig) -> MemberConfig:
+    """The secret from `secret_env` if named; either way one the bidder's Standard Webhooks library verifies with."""
+    if member.secret_env is not None:
+        secret = os.environ.get(member.secret_env)
+        if not secret:
+            raise invalid(f"environment variable {member.secret_env} is not set", at="secret_env")
+        member = replace(member, secret=Secret(secret.encode()))
+    problem = None if member.secret is None else _whsec_problem(member.secret.value)
+    if problem:  # every callback would fail the bidder's check (401): refuse it now, never showing the value
+        raise invalid(problem, at="secret_env" if member.secret_env is not None else "secret")
+    return member
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +372,7 @@ class Config:
     log: Annotated[LogConfig, AfterValidator(_kafka_has_servers)] = LogConfig()
     tokens: Annotated[TokensConfig, AfterValidator(_signing_key_active)] = TokensConfig()
     members: Annotated[
-        Mapping[int, Annotated[MemberConfig, AfterValidator(_secret_from_env)]],
+        Mapping[int, Annotated[MemberConfig, AfterValidator(_webhook_secret)]],
         Tables("member_id", numbered="member id"),
         Doc("members and their bidders' click handlers (see README, Notifier)", example="13"),
     ] = field(default_factory=dict)

@@ -146,6 +146,7 @@ class Metrics:
     corrupt_records: Counter
     task_failures: Counter
     metric_errors: Counter
+    verdicts: Counter
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
@@ -249,6 +250,11 @@ class Metrics:
         self._child(self.corrupt_records, topic).inc(records)
 
     @_never_raises
+    def verdict(self, kind: str, reason: str | None) -> None:
+        """The notifier judged one click or impression (`kind`): valid (`reason` None) or invalid, and why."""
+        self._batch.count(self._child(self.verdicts, kind, reason or VALID))
+
+    @_never_raises
     def breaker(self, member_id: int, state: BreakerState) -> None:
         """The circuit breaker state of one bidder."""
         self._child(self.breakers, self._member(member_id)).set(int(state))
@@ -339,6 +345,12 @@ def _declare(r: CollectorRegistry) -> Metrics:
             "clickbus_metric_errors",
             "Metric samples that could not be recorded (the request they belonged to went on)",
             ["method"],
+            registry=r,
+        ),
+        verdicts=Counter(
+            "clickbus_verdicts",
+            "The notifier's verdicts, by kind (click, impression) and reason (valid, or why invalid)",
+            ["kind", "reason"],
             registry=r,
         ),
     )

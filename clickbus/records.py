@@ -54,7 +54,6 @@ class Reason:
     """Why a record is invalid (valid records have no reason)."""
 
     EXPIRED = "expired"
-    HEAD = "head"
     DUPLICATE = "duplicate"
     BOT = "bot"
 

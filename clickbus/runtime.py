@@ -1,8 +1,10 @@
 """The composition root: every role and command builds its log, metrics and notifier here.
 
-The edge (`create_app`), `clickbus notifier`, `clickbus dlq` and `clickbus tail` all get the configured
+The edge (`edge_app`), `clickbus notifier`, `clickbus dlq` and `clickbus tail` all get the configured
 log adapter wrapped in `MeteredLog`, the process's metrics, and stop limits from configuration; long-running
 commands wait for SIGINT/SIGTERM through `stop_signal`, and run on `new_loop` (uvloop where it builds).
+The root imports the roles; no role imports the root (`tests/test_imports.py`): the edge gets its log,
+metrics and notifier handed to it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import signal
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from clickbus import tasks
 from clickbus.config import Config
 from clickbus.log import Log, open_log
+from clickbus.log.lifecycle import flushing, started
 from clickbus.log.metered import MeteredLog
 from clickbus.metrics import (
-    FLUSH_EVERY_S,
     Metrics,
+    default_metrics,
     mark_process_dead,
     multiprocess_dir,
     private_dir,
@@ -29,12 +31,16 @@ from clickbus.metrics import (
 )
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from clickbus.edge.sockets import Listeners
     from clickbus.notifier import Notifier
+    from clickbus.tokens import Keyring
+
+__all__ = ["edge_app", "flushing", "metered_log", "new_loop", "notifier", "run", "serve_edge", "started", "stop_signal"]
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-NOTIFIER_START_MAX_DELAY_S = 30.0
 
 
 def share_metrics(config: Config, *, first: bool) -> None:
@@ -54,15 +60,34 @@ def serve_edge(config: Config, *, announce: bool, notifier: bool, listeners: Lis
 
     `listeners`: the sockets bound for it (see `clickbus.edge.sockets`); by default it binds its own.
     """
-    from clickbus.edge import create_admin_app, create_app
+    from clickbus.edge import create_admin_app
     from clickbus.edge.serve import serve
+    from clickbus.supervisor import tell_listening
 
     try:
-        public = create_app(config, notifier=notifier)
-        run(serve(public, create_admin_app(public), config, announce=announce, listeners=listeners))
+        public = edge_app(config, with_notifier=notifier)
+        admin = create_admin_app(public)
+        run(serve(public, admin, config, announce=announce, listeners=listeners, on_listening=tell_listening))
     finally:
         mark_process_dead(os.getpid())
     return 0
+
+
+def edge_app(
+    config: Config,
+    *,
+    with_notifier: bool,
+    log: Log | None = None,
+    keyring: Keyring | None = None,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """The public edge application on the configured (or given) log and metrics, with the notifier on the same log."""
+    from clickbus.edge import create_app
+
+    metrics = metrics if metrics is not None else default_metrics()
+    metered = metered_log(config, metrics, log)
+    inside = notifier(config, metered, metrics) if with_notifier else None
+    return create_app(config, log=metered, keyring=keyring, metrics=metrics, notifier=inside)
 
 
 def metered_log(config: Config, metrics: Metrics, log: Log | None = None) -> MeteredLog:
@@ -75,45 +100,6 @@ def notifier(config: Config, log: Log, metrics: Metrics) -> Notifier:
     from clickbus.notifier import Notifier  # its HTTP client and checks load only where it runs
 
     return Notifier(config, log, metrics)
-
-
-async def start_notifier(notifier: Notifier, metrics: Metrics) -> None:
-    """Start `notifier`, trying again with a growing delay while it cannot (a read-only data_dir, no broker).
-
-    Returns once it has started; cancel it to give up (at a stop signal).
-    """
-    await tasks.supervise("notifier-start", notifier.start, metrics=metrics, max_delay_s=NOTIFIER_START_MAX_DELAY_S)
-
-
-@contextlib.asynccontextmanager
-async def started(log: Log, stop_timeout_s: float) -> AsyncIterator[Log]:
-    """`log` started for the block, and stopped within `stop_timeout_s` after it, however it ends."""
-    await log.start()
-    try:
-        yield log
-    finally:
-        await log.stop(stop_timeout_s)
-
-
-@contextlib.asynccontextmanager
-async def flushing(metrics: Metrics, log: Log) -> AsyncIterator[None]:
-    """Write the metrics summed in this process every second, idle or not, and once more at the end."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY_S)
-            if isinstance(log, MeteredLog):
-                log.report()
-            metrics.flush()
-
-    task = tasks.supervise("metrics-flush", loop, metrics=metrics)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        metrics.flush()
 
 
 @contextlib.asynccontextmanager

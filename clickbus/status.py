@@ -101,12 +101,38 @@ def traffic(before: Snapshot, after: Snapshot) -> Table:
     return _table("Traffic", ("source", "clicks/s", "impressions/s"), rows, caption=redirect)
 
 
+def _verdicts(snapshot: Snapshot, kind: str) -> dict[str, float]:
+    """The notifier's verdicts on records of `kind` (`click`, `impression`), by reason."""
+    counts: dict[str, float] = defaultdict(float)
+    for labels, value in snapshot.series("clickbus_verdicts_total").items():
+        d = dict(labels)
+        if d.get("kind") == kind:
+            counts[d.get("reason", "")] += value
+    return dict(counts)
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
 def validity(after: Snapshot) -> Table:
-    reasons = after.by("clickbus_clicks_total", "reason")
-    total = sum(reasons.values()) or 1.0
-    order = sorted(reasons, key=lambda r: (r != VALID, r))
-    rows = [(r, f"{reasons[r]:.0f}", f"{100 * reasons[r] / total:.1f}%") for r in order]
-    return _table("Validity mix (clicks since start)", ("reason", "clicks", "share"), rows)
+    """The notifier's verdicts (the one judgement; the edge itself only flags expired tokens)."""
+    clicks, impressions = _verdicts(after, "click"), _verdicts(after, "impression")
+    all_clicks, all_impressions = sum(clicks.values()), sum(impressions.values())
+    order = sorted(set(clicks) | set(impressions), key=lambda r: (r != VALID, r))
+    rows = [
+        (
+            r,
+            f"{clicks.get(r, 0):.0f}",
+            _share(clicks.get(r, 0), all_clicks),
+            f"{impressions.get(r, 0):.0f}",
+            _share(impressions.get(r, 0), all_impressions),
+        )
+        for r in order
+    ]
+    caption = None if rows else "no verdicts yet: is the notifier running?"
+    columns = ("reason", "clicks", "share", "impressions", "share")
+    return _table("Validity mix (notifier's verdicts since start)", columns, rows, caption=caption)
 
 
 def log_and_spool(before: Snapshot, after: Snapshot) -> Table:

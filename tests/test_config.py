@@ -99,8 +99,9 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 
 def test_secrets_stay_out_of_reprs() -> None:
-    config = from_mapping({"members": {"13": {"click_uri": "https://b.example/", "secret": "whsec_topsecret"}}}, env={})
-    assert "topsecret" not in repr(config)
+    secret = "whsec_dG9wc2VjcmV0"  # base64 of "topsecret"
+    config = from_mapping({"members": {"13": {"click_uri": "https://b.example/", "secret": secret}}}, env={})
+    assert "dG9wc2VjcmV0" not in repr(config)
 
 
 def test_first_start_generates_a_private_key_and_keeps_it(tmp_path: Path) -> None:
@@ -291,3 +292,31 @@ def test_the_two_listeners_on_one_address_are_refused_naming_both_keys(listen: s
 def test_listeners_on_one_port_of_different_hosts_are_allowed() -> None:
     config = from_mapping({"edge": {"listen": "127.0.0.2:8080", "admin_listen": "127.0.0.1:8080"}}, env={})
     assert config.edge.listen.port == config.edge.admin_listen.port
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("plain-shared-secret", "expected a Standard Webhooks secret, whsec_ followed by base64"),
+        ("whsec_", "expected whsec_ followed by base64 of the key"),
+        ("whsec_not base64!", "expected whsec_ followed by base64 of the key"),
+    ],
+)
+def test_a_member_secret_that_is_not_a_standard_webhooks_secret_is_refused_naming_the_key(
+    secret: str, problem: str
+) -> None:
+    """Every callback signed with it would fail the bidder's Standard Webhooks check (401)."""
+    with pytest.raises(ConfigError) as refused:
+        from_mapping({"members": {"13": {"click_uri": "https://b.example/", "secret": secret}}}, env={})
+    assert refused.value.problems == [f"members.13.secret: {problem}"]
+    assert secret not in str(refused.value) or secret == "whsec_"
+
+
+def test_a_member_secret_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLICKBUS_TEST_MEMBER_SECRET", "shh-plain")
+    raw = {"members": {"13": {"click_uri": "https://b.example/", "secret_env": "CLICKBUS_TEST_MEMBER_SECRET"}}}
+    with pytest.raises(ConfigError) as refused:
+        from_mapping(raw, env={})
+    problem = "members.13.secret_env: expected a Standard Webhooks secret, whsec_ followed by base64"
+    assert refused.value.problems == [problem]
+    assert "shh-plain" not in str(refused.value)

@@ -30,6 +30,7 @@ def test_dashboard_queries_only_declared_metrics() -> None:
     # traffic, validity, redirect latency, delivery health, lag and spool are all on it
     assert {
         "clickbus_clicks",
+        "clickbus_verdicts",  # the validity mix is the notifier's verdicts, not the edge's flags
         "clickbus_redirect_seconds",
         "clickbus_deliveries",
         "clickbus_breaker_state",

@@ -27,6 +27,7 @@ from tests.support.ports import free_port
 from tests.support.service import Service
 
 ROOT = Path(__file__).parent.parent
+CONF = str(ROOT / "conf" / "clickbus.toml")  # outside the checkout a command names its configuration
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def edge(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "CLICKBUS_PUBLIC_URL": base,
         "CLICKBUS_DATA_DIR": str(tmp_path / "data"),
     }
-    command = [sys.executable, "-m", "clickbus", "run", "--config", str(ROOT / "conf" / "clickbus.toml")]
+    command = [sys.executable, "-m", "clickbus", "run", "--config", CONF]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         yield base, env
@@ -86,7 +87,7 @@ async def test_insert_click_land_and_tail(
         assert response.status == 302
         assert response.headers["Location"] == "https://shop.example/p/1"
 
-    tail = [sys.executable, "-m", "clickbus", "tail", "--from-beginning", "--member", "13"]
+    tail = [sys.executable, "-m", "clickbus", "tail", "--config", CONF, "--member", "13"]
     process = await asyncio.create_subprocess_exec(*tail, env=env, cwd=tmp_path, stdout=subprocess.PIPE)
     stdout, _ = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
@@ -95,7 +96,7 @@ async def test_insert_click_land_and_tail(
     assert record["landing_url"] == "https://shop.example/p/1"
     assert record["referer_url"] == "https://pub.example/"
 
-    other = [sys.executable, "-m", "clickbus", "tail", "--from-beginning", "--member", "14"]
+    other = [sys.executable, "-m", "clickbus", "tail", "--config", CONF, "--member", "14"]
     process = await asyncio.create_subprocess_exec(*other, env=env, cwd=tmp_path, stdout=subprocess.PIPE)
     assert (await asyncio.wait_for(process.communicate(), 30))[0] == b""
 

@@ -14,9 +14,11 @@ from aiohttp import ClientSession
 from clickbus.config import HostPort
 from clickbus.edge.connections import bound, listen
 from clickbus.edge.serve import make_runner
+from clickbus.log import open_log
 from clickbus.logging_setup import JsonFormatter, configure, scrub
-from tests.support.configs import edge_config
+from tests.support.configs import edge_config, kafka_config
 from tests.support.edgeapp import make_app
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -50,12 +52,12 @@ def test_scrub_cuts_addresses_only(text: str, expected: str) -> None:
 
 
 def test_a_line_is_one_json_object_with_context(lines: io.StringIO) -> None:
-    log = logging.getLogger("clickbus.test")
+    log = logging.getLogger("clickbus.edge.test")  # the edge serves clients: addresses in its lines are theirs
     log.debug("not shown at info")
     log.warning("click from %s", "192.0.2.55", extra={"click_id": "0190-abc", "member_id": 7, "api_key": "s3cr3t"})
     (record,) = records(lines)
     assert record["level"] == "warning"
-    assert record["logger"] == "clickbus.test"
+    assert record["logger"] == "clickbus.edge.test"
     assert record["msg"] == "click from 192.0.2.0"
     assert record["click_id"] == "0190-abc"
     assert record["member_id"] == 7
@@ -96,3 +98,47 @@ async def test_access_log_only_when_configured(tmp_path: Path, lines: io.StringI
         return
     (line,) = access
     assert (line["method"], line["path"], line["status"], line["client"]) == ("GET", "/healthz", 200, "127.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("logger", "masked"),
+    [
+        ("clickbus.edge.connections", True),
+        ("clickbus.access", True),
+        ("aiohttp.server", True),
+        ("aiohttp.web", True),
+        ("clickbus.log.kafka", False),
+        ("aiokafka", False),
+        ("clickbus.notifier.bidders", False),
+        ("clickbus.edgeways", False),  # a child of the edge's logger is named "clickbus.edge.<...>"
+    ],
+)
+def test_only_the_lines_of_loggers_that_serve_clients_are_masked(lines: io.StringIO, logger: str, masked: bool) -> None:
+    logging.getLogger(logger).warning("peer 203.0.113.77 at ('127.0.0.1', 9092)", extra={"host": "198.51.100.9"})
+    (record,) = records(lines)
+    if masked:
+        assert (record["msg"], record["host"]) == ("peer 203.0.113.0 at ('127.0.0.0', 9092)", "198.51.100.0")
+    else:
+        assert (record["msg"], record["host"]) == ("peer 203.0.113.77 at ('127.0.0.1', 9092)", "198.51.100.9")
+
+
+@pytest.mark.parametrize("field", ["client", "client_ip", "remote", "peer"])
+def test_a_field_named_for_a_client_is_masked_in_any_logger(lines: io.StringIO, field: str) -> None:
+    logging.getLogger("clickbus.notifier.test").info("seen", extra={field: "203.0.113.77"})
+    (record,) = records(lines)
+    assert record[field] == "203.0.113.0"
+
+
+async def test_the_kafka_brokers_address_is_logged_whole(tmp_path: Path, lines: io.StringIO) -> None:
+    """The operator reads which broker is unreachable; /readyz shows the same address."""
+    port = free_port()
+    log = open_log(kafka_config(tmp_path, f"127.0.0.1:{port}", connect_timeout_ms=300, request_timeout_ms=300))
+    await log.start()
+    try:
+        reason = log.health.reason
+    finally:
+        await log.stop(2.0)
+    said = [r for r in records(lines) if r["logger"] == "clickbus.log.kafka" and "unreachable" in str(r["msg"])]
+    assert said and f"('127.0.0.1', {port}" in str(said[0]["msg"])
+    assert "127.0.0.0" not in lines.getvalue()
+    assert f"127.0.0.1', {port}" in reason

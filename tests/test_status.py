@@ -10,11 +10,12 @@ import pytest
 from aiohttp import ClientSession
 from pytest_aiohttp import AiohttpServer
 from rich.console import Console
+from rich.table import Table
 
 from clickbus.cli import main
 from clickbus.edge import create_admin_app
 from clickbus.metrics import BreakerState
-from clickbus.status import parse, quantile
+from clickbus.status import parse, quantile, validity
 from tests.notifier.factory import BROWSER_UA
 from tests.support.bidder import BidderStub
 from tests.support.configs import edge_config
@@ -55,6 +56,8 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
     metrics.breaker(9, BreakerState.OPEN)
     metrics.consumer_lag("notifier", "clicks", 0, 12)
     metrics.click("beacon", "expired")
+    for reason in (None, None, None, "duplicate"):  # the notifier's verdicts: what the validity mix shows
+        metrics.verdict("click", reason)
 
     async def clicks() -> None:
         from aiohttp import ClientSession
@@ -74,12 +77,45 @@ async def test_once_prints_traffic_validity_and_bidders(tmp_path: Path, aiohttp_
     text = out.getvalue()
     traffic = next(line for line in text.splitlines() if "│ redirect" in line)
     assert float(traffic.split("│")[2]) > 0
-    assert "valid" in text and "75.0%" in text and "expired" in text and "25.0%" in text
+    assert "valid" in text and "75.0%" in text and "duplicate" in text and "25.0%" in text
     member_7 = next(line for line in text.splitlines() if line.startswith("│ 7 "))
     assert "retry 1" in member_7 and "closed" not in member_7
     member_9 = next(line for line in text.splitlines() if line.startswith("│ 9 "))
     assert "open" in member_9
     assert "lag: notifier" in text
+
+
+VERDICTS = """
+# TYPE clickbus_clicks_total counter
+clickbus_clicks_total{source="redirect",reason="valid"} 28.0
+# TYPE clickbus_verdicts_total counter
+clickbus_verdicts_total{kind="click",reason="valid"} 22.0
+clickbus_verdicts_total{kind="click",reason="duplicate"} 4.0
+clickbus_verdicts_total{kind="click",reason="bot"} 2.0
+clickbus_verdicts_total{kind="impression",reason="valid"} 10.0
+"""
+
+
+def _rendered(table: Table) -> list[list[str]]:
+    out = io.StringIO()
+    Console(file=out, width=140, color_system=None).print(table)
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.getvalue().splitlines() if "│" in line]
+
+
+def test_the_validity_mix_is_the_notifiers_verdicts_not_the_edges_flags() -> None:
+    """28 clicks the edge recorded valid, of which the notifier judged 6 invalid: the view says 22 valid."""
+    rows = _rendered(validity(parse(VERDICTS, 0.0)))
+    assert rows == [
+        ["valid", "22", "78.6%", "10", "100.0%"],
+        ["bot", "2", "7.1%", "0", "0.0%"],
+        ["duplicate", "4", "14.3%", "0", "0.0%"],
+    ]
+
+
+def test_without_verdicts_the_validity_mix_says_why() -> None:
+    out = io.StringIO()
+    Console(file=out, width=140, color_system=None).print(validity(parse(EXPOSITION, 0.0)))
+    assert "no verdicts yet: is the notifier running?" in " ".join(out.getvalue().split())
 
 
 def test_unreachable_service_is_an_error(capsys: object) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +18,8 @@ from clickbus.creative import Inserter
 from clickbus.keystore import load_keyring
 from clickbus.metrics import private_dir
 from tests.support.edgeapp import click_path
-from tests.support.service import Service
+from tests.support.ports import free_port
+from tests.support.service import Service, write_config
 from tests.test_metrics import sample
 
 
@@ -89,3 +93,32 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_the_listening_line_comes_once_every_worker_listens(tmp_path: Path) -> None:
+    """On Kafka a worker connects before it listens: a broker that never answers holds that for seconds."""
+    with socket.socket() as blackhole:  # accepts connections (the kernel does) and never answers
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+        broker = f"127.0.0.1:{blackhole.getsockname()[1]}"
+        kafka = f'[log]\nbackend = "kafka"\n[log.kafka]\nbootstrap_servers = "{broker}"\nidempotence = false\n'
+        kafka += "connect_timeout_ms = 1000\nrequest_timeout_ms = 1000\n"
+        port, admin_port = free_port(), free_port()
+        config = write_config(tmp_path, port, admin_port=admin_port, extra="\n" + kafka)
+        argv = [sys.executable, "-m", "clickbus", "run", "--config", str(config), "--workers", "2", "--no-notifier"]
+        with (tmp_path / "stderr.log").open("wb") as err:
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            logs = (tmp_path / "stderr.log").read_text()
+            listening = logs.count('"msg":"listening"')
+            health = get(f"http://127.0.0.1:{port}/healthz")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+    assert line.startswith(f"clickbus listening on 127.0.0.1:{port}") and "(2 workers)" in line
+    assert listening == 2, logs
+    assert health == 200
+    assert "kafka unreachable at start" in logs  # the workers did wait for the broker first

@@ -6,6 +6,9 @@ admin application serves the ad server and operators (insertion, metrics, OpenAP
 `edge.admin_listen`; it shares the public application's objects and owns none of them, so the
 public application's cleanup contexts start and stop everything once, except the thread each
 application's insertion uses for large markups (see `insert.insertion_thread`), which is its own.
+
+The composition root (`clickbus.runtime.edge_app`) builds the log, the metrics and the notifier and hands
+them in; the edge imports nothing of the root.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from clickbus import runtime
 from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
@@ -36,10 +39,15 @@ from clickbus.edge.appkeys import (
 from clickbus.edge.buckets import FileBuckets
 from clickbus.edge.connections import drop_server_header
 from clickbus.keystore import load_keyring
-from clickbus.log import Log
+from clickbus.log import Log, open_log
+from clickbus.log.lifecycle import flushing, started
+from clickbus.log.metered import MeteredLog
 from clickbus.metrics import Metrics, default_metrics
 from clickbus.private_files import make_dirs
 from clickbus.tokens import Keyring
+
+if TYPE_CHECKING:
+    from clickbus.notifier import Notifier
 
 BUCKETS_FILE = "rate-buckets"
 
@@ -50,11 +58,12 @@ def create_app(
     log: Log | None = None,
     keyring: Keyring | None = None,
     metrics: Metrics | None = None,
-    notifier: bool = False,
+    notifier: Notifier | None = None,
 ) -> web.Application:
     """Build the public edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names.
 
-    With `notifier=True` the notifier runs in the same process, on the same log.
+    A `log` not yet metered is metered here. A `notifier` (built on the same log) runs for the application's
+    life, started and stopped by it.
     """
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
@@ -62,17 +71,18 @@ def create_app(
     app[ADDRESS_SECRET] = app[KEYRING].derive(b"client address")
     app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
     app[METRICS] = metrics if metrics is not None else default_metrics()
-    app[LOG] = runtime.metered_log(config, app[METRICS], log)
+    inner = log if log is not None else open_log(config)
+    app[LOG] = inner if isinstance(inner, MeteredLog) else MeteredLog(inner, app[METRICS])
     app[DRAINING] = asyncio.Event()
     app[API_KEYS] = ApiKeys(config.api_keys)
     app[RATE_LIMITER] = RateLimiter(config.api_keys)
     app[INSERT_KEYS] = ApiKeys(config.insert_keys)
     # first in, last out: the final flush follows the log's stop
-    app.cleanup_ctx.append(_during(lambda: runtime.flushing(app[METRICS], app[LOG])))
-    app.cleanup_ctx.append(_during(lambda: runtime.started(app[LOG], config.edge.shutdown_timeout_s)))
+    app.cleanup_ctx.append(_during(lambda: flushing(app[METRICS], app[LOG])))
+    app.cleanup_ctx.append(_during(lambda: started(app[LOG], config.edge.shutdown_timeout_s)))
     app.cleanup_ctx.append(_sharing_buckets)
-    if notifier:
-        app.cleanup_ctx.append(_notifying(config, app[LOG], app[METRICS]))
+    if notifier is not None:
+        app.cleanup_ctx.append(_notifying(notifier, config.edge.shutdown_timeout_s))
     for module in (health, redirect, beacons, pixel, server_clicks):
         app.add_routes(module.routes)
     if app[INSERT_KEYS]:
@@ -122,16 +132,15 @@ def _during(
     return ctx
 
 
-def _notifying(config: Config, log: Log, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
+def _notifying(notifier: Notifier, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        notifier = runtime.notifier(config, log, metrics)
         # Joining a Kafka consumer group can take several session timeouts, and a start that fails (a
         # read-only data_dir) is tried again: serve clicks meanwhile.
-        starting = asyncio.create_task(runtime.start_notifier(notifier, metrics), name="clickbus-notifier-start")
+        starting = asyncio.create_task(notifier.start_retrying(), name="clickbus-notifier-start")
         yield
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await starting
-        await notifier.stop(config.edge.shutdown_timeout_s)
+        await notifier.stop(stop_timeout_s)
 
     return ctx

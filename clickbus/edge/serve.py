@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -65,12 +65,13 @@ async def serve(
     *,
     announce: bool = False,
     listeners: Listeners | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
     """Serve `public` on `edge.listen` and `admin` on `edge.admin_listen` until a stop signal, then drain.
 
     `listeners` are the sockets already bound for them (by default both are bound here, or
     `CannotStart` says why not). `announce` also prints the listening line on stdout, as
-    `clickbus run` always has.
+    `clickbus run` always has; `on_listening` is called once both listen.
     """
     if listeners is None:
         listeners = open_listeners(config.edge)[0]
@@ -90,6 +91,8 @@ async def serve(
         logger.info("listening", extra=extra)
         if announce:
             print(f"clickbus listening on {public_at} (admin {admin_at}), public URL {public_url}", flush=True)
+        if on_listening is not None:
+            on_listening()
         await shutdown.requested.wait()
     finally:
         for server in servers:

@@ -29,9 +29,9 @@ from clickbus.log.group_offsets import GroupOffsets
 from clickbus.log.partition import PartitionWriter, open_partition
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic, TopicPartition
 from clickbus.log.segment_reader import ReaderSet, log_end
-from clickbus.logging_setup import ENV_WORKER
 from clickbus.metrics import Metrics, default_metrics
 from clickbus.private_files import make_dirs
+from clickbus.worker import worker_name
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ PROBE_IDLE_S = 10.0  # while no append has succeeded for this long: how soon it 
 
 def worker_partition() -> int:
     """The partition this process prefers to write: its worker index under `--workers N`, else 0."""
-    text = os.environ.get(ENV_WORKER, "")
+    text = worker_name() or ""
     return int(text) if text.isdigit() else 0
 
 

@@ -40,6 +40,7 @@ from clickbus.log.kafka_batch import OpenBatch, OpenBatches, Outgoing, Sent, sen
 from clickbus.log.kafka_client import IdempotenceRefused, ensure_topics, start_producer, stop_producer
 from clickbus.log.kafka_consumer import KafkaGroupConsumer, TopicNames, read_topic
 from clickbus.log.port import AssignCallback, Entry, Headers, Health, Topic
+from clickbus.log.rarely import Rarely
 from clickbus.log.spool import Spool
 from clickbus.log.spool_format import SpooledRecord
 
@@ -79,6 +80,7 @@ class KafkaLog:
         self._reason = "kafka log not started"
         self._stopping = False
         self._refused = False  # the broker refused the idempotent producer (said once in the log)
+        self._refusals = Rarely()  # ... and every refusal after that, said once per 10 minutes with a count
         self._abandon = False  # the producer of direct appends is to be dropped before shipping
         self._oldest_ms: int | None = None  # timestamp of the oldest spooled record (about), while one is
 
@@ -111,6 +113,10 @@ class KafkaLog:
             except IdempotenceRefused as exc:
                 if not self._refused:  # one clear line, not one per retry
                     logger.error("%s; spooling to %s meanwhile", exc, self.spool.directory)
+                    self._refusals.said()
+                elif repeats := self._refusals.repeat():
+                    minutes = self._refusals.every_s / 60
+                    logger.error("%s (%d more refusals in %.0f minutes); spooling meanwhile", exc, repeats, minutes)
                 self._refused = True
                 raise
 
@@ -308,9 +314,12 @@ class KafkaLog:
                 self._ship_ended.set()
                 backoff = self.config.retry_backoff_ms / 1000
                 continue
+            except IdempotenceRefused as exc:  # said by _connect: once, then rarely
+                self._ship_ended.set()
+                self._reason = str(exc)
             except (KafkaError, LogUnavailable, OSError, TimeoutError) as exc:
                 self._ship_ended.set()
-                self._reason = str(exc) if isinstance(exc, IdempotenceRefused) else f"kafka unavailable: {exc}"
+                self._reason = f"kafka unavailable: {exc}"
                 logger.info("spool shipping paused (%s); retrying in %.1fs", self._reason, backoff)
                 await self._recycle_if_broken(exc)
             except Exception:  # a bug: tasks.supervise logs it with its traceback, counts it, ships again later

@@ -19,10 +19,12 @@ import aiohttp
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from clickbus import __version__
 from clickbus.errors import AddressRefused
 from clickbus.notifier.retry import parse_retry_after
 from clickbus.records import ClickRecord
 
+USER_AGENT = f"clickbus/{__version__}"  # what bidders see (README: What a bidder receives)
 RETRYABLE_4XX = frozenset({408, 429})
 GONE = 410
 MAX_RESPONSE_FIELD_CHARS = 4096
@@ -57,8 +59,13 @@ def body_of(click: ClickRecord) -> bytes:
 
 
 def webhook_headers(click_id: str, body: bytes, signer: Webhook | None, now: float) -> dict[str, str]:
-    """Standard Webhooks headers for one delivery (signature only with a secret)."""
-    headers = {"content-type": "application/json", "webhook-id": click_id, "webhook-timestamp": str(int(now))}
+    """Standard Webhooks headers for one delivery (signature only with a secret), stamped `now`: every attempt anew."""
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": click_id,
+        "webhook-timestamp": str(int(now)),
+    }
     if signer is not None:
         stamp = datetime.fromtimestamp(int(now), tz=UTC)
         headers["webhook-signature"] = signer.sign(click_id, stamp, body.decode())

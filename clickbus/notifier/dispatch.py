@@ -87,14 +87,15 @@ class Dispatcher:
         if due is None:
             await self._dead(parked, "exhausted", why, result)
             return
-        status = result.status if result else parked.last_status
+        # last_status and last_error are this step's own: no status when it was not an attempt (breaker open)
+        status = result.status if result else None
         again = replace(parked, due_ms=due, last_status=status, last_error=why, reason=outcome.value)
         record = self._attempt_outcome(again, result, outcome) if result else self._outcome(again, outcome, error=why)
         await self.recorder.park(again.next_step(), replace(record, due_ms=due))
 
     async def _dead(self, parked: Parked, reason: str, error: str = "", result: Attempt | None = None) -> None:
-        status = result.status if result else parked.last_status
-        dead = replace(parked, last_status=status, last_error=error or parked.last_error, reason=reason)
+        status = result.status if result else None  # this step's own outcome, as in _park
+        dead = replace(parked, last_status=status, last_error=error, reason=reason)
         record = self._attempt_outcome(dead, result, Outcome.DEAD) if result else self._outcome(dead, Outcome.DEAD)
         await self.recorder.dead_letter(dead, replace(record, reason=reason, error=dead.last_error))
 

@@ -151,6 +151,7 @@ class IntakeHandler:
         reason = verdict(
             record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window, also=also
         )
+        self.recorder.metrics.verdict(record.KIND, reason)  # the one judgement: what `clickbus status` shows
         if reason is not None:
             invalid = DeliveryOutcome(
                 record.record_id(), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test

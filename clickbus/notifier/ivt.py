@@ -1,7 +1,7 @@
 """Invalid traffic: which clicks and impressions must never be delivered as valid.
 
-A record is invalid when the edge already said so (expired token, HEAD request:
-`valid` is false and `reason` set), when its user agent is a declared crawler
+A record is invalid when the edge already said so (an expired token: `valid`
+is false and `reason` set), when its user agent is a declared crawler
 (the `crawlerdetect` list), or when it duplicates a record seen within the
 dedup window. Only valid records enter the window, so a crawler's click does
 not hide a person's.

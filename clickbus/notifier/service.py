@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 
+from clickbus import tasks
 from clickbus.config import Config
 from clickbus.log.port import Log, Topic
 from clickbus.metrics import Metrics, default_metrics
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_GROUP_SUFFIX = ".retry"
 FAILED_START_STOP_S = 1.0  # the retry loop it had started has nothing in flight yet
+START_MAX_DELAY_S = 30.0  # between tries of a start that fails
 
 
 class Notifier:
@@ -78,6 +80,13 @@ class Notifier:
             await self.retries.stop(FAILED_START_STOP_S)
             raise
         logger.info("notifier started for members %s", sorted(self.bidders))
+
+    async def start_retrying(self) -> None:
+        """Start, trying again with a growing delay while it cannot (a read-only data_dir, no broker).
+
+        Returns once started; cancel it to give up (at a stop signal).
+        """
+        await tasks.supervise("notifier-start", self.start, metrics=self.metrics, max_delay_s=START_MAX_DELAY_S)
 
     async def stop(self, timeout: float) -> None:
         """Stop both loops (in-flight deliveries get a grace period), then close the bidders' clients."""

@@ -16,8 +16,9 @@ import pytest
 from aiohttp import ClientSession, web
 from pytest_aiohttp import AiohttpServer
 
+from clickbus import runtime
 from clickbus.config import Config
-from clickbus.edge import create_admin_app, create_app
+from clickbus.edge import create_admin_app
 from clickbus.log.port import Topic
 from clickbus.metrics import create_metrics
 from tests.support.bidder import BidderStub
@@ -106,7 +107,7 @@ async def _click_flow(tmp_path: Path, aiohttp_server: AiohttpServer, async_playw
     edge_port, site_port = free_port(), free_port()
     config = edge_config(tmp_path, edge_port, bidder.url)
     edge = await aiohttp_server(
-        create_app(config, metrics=create_metrics(), notifier=True), host="127.0.0.1", port=edge_port
+        runtime.edge_app(config, metrics=create_metrics(), with_notifier=True), host="127.0.0.1", port=edge_port
     )
     site_url = f"http://127.0.0.1:{site_port}"
     landing = f"{site_url}/landing?from=ad"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from clickbus.edge import create_app
+from clickbus import runtime
 from clickbus.edge.appkeys import LOG
 from clickbus.log.port import Topic
 from clickbus.records import Reason
@@ -107,7 +107,7 @@ async def edge(
         members={"13": {"click_uri": stub.url, "allow_private": True}},
         notifier={"commit_interval_s": 0.05},
     )
-    client = await aiohttp_client(create_app(config, notifier=True))
+    client = await aiohttp_client(runtime.edge_app(config, with_notifier=True))
     yield client, stub
     await stub.stop()
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from standardwebhooks import Webhook
 
+import clickbus
 from clickbus.log.port import Log, Topic
 from clickbus.records import CLICK_REQUEST_FIELDS
 from tests.notifier import factory as f
@@ -197,3 +198,24 @@ async def test_bidder_answering_410_is_disabled(
     assert len(stub.received) == 1
     assert sorted(d["reason"] for d in dead) == ["disabled", "gone"]  # Kafka: no order across partitions
     assert (notifier.counts["dead"], notifier.counts["bidder_disabled"]) == (2, 1)
+
+
+async def test_every_attempt_is_stamped_and_signed_anew_under_one_webhook_id(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
+    """As the README tells bidders: the same webhook-id, a new webhook-timestamp and signature, clickbus's agent."""
+    stub = await stubs(script=["500"])
+    # the retry comes at least 1.1 s later (half of 2.2 s fixed): another second, so another timestamp
+    member = {13: {"click_uri": stub.url, "secret": f.SECRET}}
+    config = notifier_config(tmp_path, member, retry_base_s=2.2, retry_max_delay_s=2.2)
+    clicked = f.click(13)
+    async with running(config):
+        await f.append(log, clicked)
+        await eventually(lambda: len(stub.received) == 2, timeout_s=10)
+    first, second = (r.headers for r in stub.received)
+    assert first["webhook-id"] == second["webhook-id"] == clicked.click_id
+    assert first["webhook-timestamp"] != second["webhook-timestamp"]
+    assert first["webhook-signature"] != second["webhook-signature"]
+    for attempt in stub.received:
+        assert Webhook(f.SECRET).verify(attempt.body, attempt.headers) == orjson.loads(attempt.body)
+        assert attempt.headers["User-Agent"] == f"clickbus/{clickbus.__version__}"

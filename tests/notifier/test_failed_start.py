@@ -9,9 +9,9 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from clickbus.creative import Inserter
-from clickbus.edge import create_app
 from clickbus.edge.appkeys import KEYRING
 from clickbus.metrics import create_metrics
+from clickbus.runtime import edge_app
 from clickbus.tokens import AdContext
 from tests.notifier import factory as f
 from tests.notifier.conftest import StartStub
@@ -33,7 +33,7 @@ async def test_a_notifier_start_refused_by_a_read_only_data_dir_is_retried_until
     stub = await stubs()
     data_dir = tmp_path / "var"
     config = notifier_config(data_dir, {13: {"click_uri": stub.url}})
-    app = create_app(config, notifier=True, metrics=create_metrics())  # creates the signing key while it can
+    app = edge_app(config, with_notifier=True, metrics=create_metrics())  # creates the signing key while it can
     ad = AdContext(member_id=13, auction_id_64=5, user_id_64=9, landing_url="https://advertiser.example/x")
     path = Inserter(app[KEYRING], config.edge.public_url, ttl_s=3600).click_url(ad).removeprefix(config.edge.public_url)
     with read_only(data_dir) as switch:

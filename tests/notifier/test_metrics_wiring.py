@@ -14,9 +14,9 @@ from typing import Any
 
 from pytest_aiohttp import AiohttpClient
 
+from clickbus import runtime
 from clickbus.config import Config, HostPort, KafkaConfig
 from clickbus.creative import Insertion
-from clickbus.edge import create_app
 from clickbus.edge.appkeys import INSERTER
 from clickbus.log.kafka import KafkaLog
 from clickbus.log.metered import MeteredLog
@@ -47,7 +47,7 @@ def _config(tmp_path: Path, click_uri: str, **notifier: Any) -> Config:
 
 
 async def _edge(aiohttp_client: AiohttpClient, config: Config) -> EdgeClient:
-    app = create_app(config, metrics=create_metrics(), notifier=True)
+    app = runtime.edge_app(config, metrics=create_metrics(), with_notifier=True)
     # a browser's user agent: the notifier drops crawlers' clicks (aiohttp's own agent is one)
     return await aiohttp_client(app, headers={"User-Agent": f.BROWSER_UA})
 
@@ -202,3 +202,23 @@ async def test_clicks_for_unknown_members_count_under_one_label(
     await eventually_async(all_counted)
     text = await (await client.get("/metrics")).text()
     assert not any(f'member="{m}"' in text for m in strangers)
+
+
+async def test_the_notifiers_verdicts_are_counted_by_reason(
+    aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path
+) -> None:
+    """The edge records three clicks valid; the notifier judges one a duplicate and one a crawler's."""
+    stub = await stubs()
+    client = await _edge(aiohttp_client, _config(tmp_path, stub.url))
+    click_url = _path(_insertion(client).click_url or "")
+    for user_agent in (f.BROWSER_UA, f.BROWSER_UA, "Googlebot/2.1 (+http://www.google.com/bot.html)"):
+        response = await client.get(click_url, headers={"User-Agent": user_agent}, allow_redirects=False)
+        assert response.status == 302
+    verdicts = {reason: 1.0 for reason in ("valid", "duplicate", "bot")}
+
+    async def counted() -> bool:
+        scraped = await _scrape(client)
+        return all(sample(scraped, "clickbus_verdicts_total", kind="click", reason=r) == n for r, n in verdicts.items())
+
+    await eventually_async(counted)
+    assert await _metric(client, "clickbus_clicks_total", source="redirect", reason="valid") == 3

@@ -138,3 +138,19 @@ async def _sample_retry_depth(metrics: Metrics, history: list[float]) -> None:
         if not history or history[-1] != value:
             history.append(value)
         await asyncio.sleep(0)
+
+
+async def test_a_dead_letter_gives_the_last_steps_own_status_and_error(
+    log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
+) -> None:
+    """Its first attempt answered 500; its last step was held by the open breaker: no status, and that reason."""
+    stub = await stubs(default="500")
+    settings = {"breaker_failures": 1, "breaker_cooldown_s": 30.0, "retry_horizon_s": 0.5}
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url}}, **settings)
+    async with running(config):
+        await f.append(log, f.click(13))
+        (dead,) = await eventually_async(lambda: records(log, Topic.DLQ))
+    assert len(stub.received) == 1
+    assert (dead["reason"], dead["last_status"], dead["last_error"]) == ("exhausted", None, "circuit breaker open")
+    outcomes = await records(log, Topic.DELIVERIES)
+    assert [(o["outcome"], o["status"]) for o in outcomes] == [("retry", 500), ("dead", None)]

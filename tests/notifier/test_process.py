@@ -14,8 +14,8 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from standardwebhooks import Webhook
 
+from clickbus import runtime
 from clickbus.creative import Inserter
-from clickbus.edge import create_app
 from clickbus.edge.appkeys import KEYRING
 from clickbus.log.embedded import EmbeddedLog
 from clickbus.log.port import Log
@@ -31,7 +31,7 @@ async def test_click_through_the_edge_reaches_the_bidder(
 ) -> None:
     stub = await stubs()
     config = notifier_config(tmp_path, {13: {"click_uri": stub.url}})
-    app = create_app(config, notifier=True)
+    app = runtime.edge_app(config, with_notifier=True)
     client = await aiohttp_client(app)
     ad = AdContext(member_id=13, auction_id_64=5, user_id_64=9, landing_url="https://advertiser.example/x")
     url = Inserter(app[KEYRING], config.edge.public_url, ttl_s=3600).click_url(ad)

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from clickbus import config as configuration
 from clickbus.errors import ConfigError
-from clickbus.notifier.bidders import bidders_of
 from clickbus.notifier.breaker import Breaker
 from clickbus.notifier.dedup import DedupWindow
 from clickbus.notifier.delivery import Verdict, classify
@@ -142,6 +141,5 @@ def test_notifier_section_parses_and_names_bad_keys() -> None:
 
 def test_bad_webhook_secret_fails_at_start() -> None:
     members = {"7": {"click_uri": "https://bidder.example/click", "secret": "whsec_%%%"}}
-    parsed = configuration.from_mapping({"members": members})
-    with pytest.raises(ConfigError, match=r"members\.7\.secret"):
-        bidders_of(parsed.members, parsed.notifier)
+    with pytest.raises(ConfigError, match=r"members\.7\.secret"):  # as the configuration is read
+        configuration.from_mapping({"members": members})
