@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -61,12 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _hold_supervisor(config.edge.shutdown_timeout_s + supervisor.GRACE_S)
         runtime.share_metrics(config, first=False)
         return runtime.serve_edge(config, announce=False, notifier=False, listeners=sockets.inherited())
-    _say_configuration(config)
     _check_workers(args.workers, force=args.force)
     warn_if_shared(config.data_dir)
     hold_data_dir(config.data_dir)  # the lock's fd stays open, and the lock held, until this process exits
     # before anything starts: a port in use stops the run here; the sockets live as long as this process
     listeners = sockets.open_listeners(config.edge, args.workers)
+    _say_configuration(config)  # once it will run: a refusal above is its one line
     runtime.share_metrics(config, first=True)
     _migrate_legacy_log(config)
     config_args = ("--config", args.config, "--log-level", args.log_level)
@@ -205,24 +206,36 @@ async def _tail(config: Config, args: argparse.Namespace) -> None:
         sys.stdout.buffer.flush()
 
 
-def _quiet_reader_logs() -> None:
-    """`clickbus: ...` lines for what the reader says; the Kafka client's retries would repeat every second."""
+@contextlib.contextmanager
+def _quiet_reader_logs() -> Iterator[None]:
+    """`clickbus: ...` lines for what the reader says; the Kafka client's retries would repeat every second.
+
+    The loggers are put back after: tests and embedders call `main` in their own process.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("clickbus: %(message)s"))
-    logging.getLogger("clickbus").addHandler(handler)
-    logging.getLogger("clickbus").setLevel(logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    ours, kafka = logging.getLogger("clickbus"), logging.getLogger("aiokafka")
+    levels = ours.level, kafka.level
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING)
+    kafka.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        ours.removeHandler(handler)
+        ours.setLevel(levels[0])
+        kafka.setLevel(levels[1])
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print a topic's records from the oldest and exit, or follow new ones; pretty on a terminal, JSON lines piped."""
     config = _load(args)
-    _quiet_reader_logs()
     if config.log.backend == "embedded" and not config.log_path.exists():
         print(f"clickbus: no log at {config.log_path} yet (start clickbus first)", file=sys.stderr)
         return 1
     try:
-        runtime.run(_tail(config, args))
+        with _quiet_reader_logs():
+            runtime.run(_tail(config, args))
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:

@@ -94,7 +94,8 @@ class EmbeddedLog:
         # The sync thread needs the GIL for a moment after each fdatasync to wake the loop; a short
         # switch interval lets it have it at once rather than after 5 ms of a busy loop.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-        await asyncio.to_thread(make_dirs, self.path)
+        with contextlib.suppress(OSError):  # a read-only or full data_dir: the probe below says so, and retries
+            await asyncio.to_thread(make_dirs, self.path)
         self._running = True
         await self.probe()  # a read-only or full data_dir: not ready (and saying why) from the start
         metrics = self._metrics
@@ -322,7 +323,7 @@ class EmbeddedLog:
 
 def _write_probe(directory: Path) -> None:
     """Create, write and sync a new file in `directory`, then remove it (blocking; OSError when it cannot)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     path = directory / PROBE_NAME
     path.unlink(missing_ok=True)  # a new file each time: rewriting an old one's block proves nothing on a full disk
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

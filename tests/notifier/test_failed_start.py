@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from clickbus.config import Config
 from clickbus.creative import Inserter
 from clickbus.edge.appkeys import KEYRING
+from clickbus.log import open_log
+from clickbus.log.port import Topic
 from clickbus.metrics import create_metrics
 from clickbus.runtime import edge_app
 from clickbus.tokens import AdContext
@@ -27,6 +30,14 @@ def _failed_starts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if "background task notifier-start failed" in r.getMessage()]
 
 
+async def _seed(config: Config) -> None:
+    """A record in the clicks topic, as on any data_dir that has served: the notifier has a partition to take."""
+    log = open_log(config)
+    await log.start()
+    await log.append(Topic.CLICKS, b"seed", b"not a click record")  # judged malformed, never delivered
+    await log.stop(5)
+
+
 async def test_a_notifier_start_refused_by_a_read_only_data_dir_is_retried_until_it_delivers(
     aiohttp_client: AiohttpClient, stubs: StartStub, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -36,10 +47,11 @@ async def test_a_notifier_start_refused_by_a_read_only_data_dir_is_retried_until
     app = edge_app(config, with_notifier=True, metrics=create_metrics())  # creates the signing key while it can
     ad = AdContext(member_id=13, auction_id_64=5, user_id_64=9, landing_url="https://advertiser.example/x")
     path = Inserter(app[KEYRING], config.edge.public_url, ttl_s=3600).click_url(ad).removeprefix(config.edge.public_url)
+    await _seed(config)
     with read_only(data_dir) as switch:
         client = await aiohttp_client(app)
         await eventually(lambda: len(_failed_starts(caplog)) >= 2)  # before: said once, never tried again
-        assert "unable to open database file" in _failed_starts(caplog)[0].getMessage()
+        assert "Read-only file system" in _failed_starts(caplog)[0].getMessage()
         async with admin_client(app) as admin:
             ready = await admin.get("/readyz")
             body = await ready.json()
