@@ -9,18 +9,25 @@ few microseconds, and only on the server-click path. The slot holds the tokens a
 CLOCK_MONOTONIC time they were counted at, which every process of the host reads alike.
 The file is written with real zeros when opened, so later writes never need a new block and
 a full disk cannot fail them; whatever it holds (stale, from before a reboot) is clamped to
-at most one burst.
+at most one burst. A file cut short while in use (a truncating hand, a restore) is written
+out again with zeros, as at open: its slots start again from a burst, as after a restart.
+Should the file itself fail (the rebuild cannot write), this process keeps the buckets in
+memory from then on: the limit holds per worker, and no click gets a 5xx for it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
 
 SLOT = struct.Struct("<dd")  # tokens, monotonic time of the count
 
@@ -83,41 +90,75 @@ class FileBuckets:
     """Buckets in a file shared by every process that opens it (see the module)."""
 
     def __init__(self, path: Path, slots: int) -> None:
+        self._size = slots * SLOT.size
+        self._memory: MemoryBuckets | None = None  # set once the file has failed
+        self._slots = slots
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            self._allocate(slots * SLOT.size)
+            self._allocate()
         except OSError:
             os.close(self._fd)
             raise
 
-    def _allocate(self, size: int) -> None:
+    def _allocate(self) -> None:
+        """Write zeros from the file's end to its full size, under a lock on the whole file."""
         fcntl.lockf(self._fd, fcntl.LOCK_EX)
         try:
             have = os.fstat(self._fd).st_size
-            if have < size:
-                os.pwrite(self._fd, bytes(size - have), have)
+            if have < self._size:
+                os.pwrite(self._fd, bytes(self._size - have), have)
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def take(self, slot: int, now: float, rate: float, burst: float) -> Take:
-        offset = slot * SLOT.size
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT.size, offset)
-        try:
-            counted, at = SLOT.unpack(os.pread(self._fd, SLOT.size, offset))
-            outcome, tokens = take(counted, at, now, rate, burst)
-            os.pwrite(self._fd, SLOT.pack(tokens, now), offset)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
-        return outcome
+        if self._memory is None:
+            try:
+                return self._update(slot, lambda counted, at: _taken(counted, at, now, rate, burst))
+            except OSError as exc:
+                self._give_up(exc)
+        assert self._memory is not None
+        return self._memory.take(slot, now, rate, burst)
 
     def give_back(self, slot: int, burst: float) -> None:
+        if self._memory is None:
+            try:
+                self._update(slot, lambda counted, at: (None, SLOT.pack(give_back(counted, burst), at)))
+                return
+            except OSError as exc:
+                self._give_up(exc)
+        assert self._memory is not None
+        self._memory.give_back(slot, burst)
+
+    def _update(self, slot: int, change: _Change[_T]) -> _T:
+        """Read `slot` under its lock, write what `change` makes of it; rebuild a file cut short first."""
         offset = slot * SLOT.size
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT.size, offset)
-        try:
-            counted, at = SLOT.unpack(os.pread(self._fd, SLOT.size, offset))
-            os.pwrite(self._fd, SLOT.pack(give_back(counted, burst), at), offset)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
+        for _ in range(2):
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT.size, offset)
+            try:
+                raw = os.pread(self._fd, SLOT.size, offset)
+                if len(raw) == SLOT.size:
+                    outcome, packed = change(*SLOT.unpack(raw))
+                    os.pwrite(self._fd, packed, offset)
+                    return outcome
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
+            # Cut short: rebuild under the whole-file lock (taken only with no slot lock held, so never a deadlock).
+            logger.warning("the rate-buckets file was cut short; writing it out again")
+            self._allocate()
+        raise OSError("the rate-buckets file keeps being cut short")
+
+    def _give_up(self, exc: OSError) -> None:
+        logger.error("the rate-buckets file failed (%s); keeping this worker's buckets in memory", exc)
+        self._memory = MemoryBuckets(self._slots)
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+_T = TypeVar("_T")
+_Change = Callable[[float, float], tuple[_T, bytes]]
+
+
+def _taken(counted: float, at: float, now: float, rate: float, burst: float) -> tuple[Take, bytes]:
+    outcome, tokens = take(counted, at, now, rate, burst)
+    return outcome, SLOT.pack(tokens, now)
