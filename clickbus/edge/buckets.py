@@ -11,8 +11,9 @@ The file is written with real zeros when opened, so later writes never need a ne
 a full disk cannot fail them; whatever it holds (stale, from before a reboot) is clamped to
 at most one burst. A file cut short while in use (a truncating hand, a restore) is written
 out again with zeros, as at open: its slots start again from a burst, as after a restart.
-Should the file itself fail (the rebuild cannot write), this process keeps the buckets in
-memory from then on: the limit holds per worker, and no click gets a 5xx for it.
+Should the file itself fail (the rebuild cannot write), the take is answered from buckets in
+this process's memory, until the file works again: the limit then holds per worker, and no
+click gets a 5xx for it.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ class FileBuckets:
 
     def __init__(self, path: Path, slots: int) -> None:
         self._size = slots * SLOT.size
-        self._memory: MemoryBuckets | None = None  # set once the file has failed
-        self._slots = slots
+        self._memory = MemoryBuckets(slots)  # while the file fails
+        self._failing = False
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             self._allocate()
@@ -111,45 +112,48 @@ class FileBuckets:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def take(self, slot: int, now: float, rate: float, burst: float) -> Take:
-        if self._memory is None:
-            try:
-                return self._update(slot, lambda counted, at: _taken(counted, at, now, rate, burst))
-            except OSError as exc:
-                self._give_up(exc)
-        assert self._memory is not None
+        try:
+            return self._update(slot, lambda counted, at: _taken(counted, at, now, rate, burst))
+        except OSError as exc:
+            self._failed(exc)
         return self._memory.take(slot, now, rate, burst)
 
     def give_back(self, slot: int, burst: float) -> None:
-        if self._memory is None:
-            try:
-                self._update(slot, lambda counted, at: (None, SLOT.pack(give_back(counted, burst), at)))
-                return
-            except OSError as exc:
-                self._give_up(exc)
-        assert self._memory is not None
-        self._memory.give_back(slot, burst)
+        try:
+            self._update(slot, lambda counted, at: (None, SLOT.pack(give_back(counted, burst), at)))
+        except OSError as exc:
+            self._failed(exc)
+            self._memory.give_back(slot, burst)
 
     def _update(self, slot: int, change: _Change[_T]) -> _T:
         """Read `slot` under its lock, write what `change` makes of it; rebuild a file cut short first."""
         offset = slot * SLOT.size
-        for _ in range(2):
+        rebuilt = False
+        while True:
             fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT.size, offset)
             try:
                 raw = os.pread(self._fd, SLOT.size, offset)
-                if len(raw) == SLOT.size:
-                    outcome, packed = change(*SLOT.unpack(raw))
+                if len(raw) == SLOT.size or rebuilt:  # cut again at once: count from nothing, as a new file does
+                    outcome, packed = change(*SLOT.unpack(raw) if len(raw) == SLOT.size else (0.0, 0.0))
                     os.pwrite(self._fd, packed, offset)
+                    self._recovered()
                     return outcome
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT.size, offset)
             # Cut short: rebuild under the whole-file lock (taken only with no slot lock held, so never a deadlock).
             logger.warning("the rate-buckets file was cut short; writing it out again")
             self._allocate()
-        raise OSError("the rate-buckets file keeps being cut short")
+            rebuilt = True
 
-    def _give_up(self, exc: OSError) -> None:
-        logger.error("the rate-buckets file failed (%s); keeping this worker's buckets in memory", exc)
-        self._memory = MemoryBuckets(self._slots)
+    def _failed(self, exc: OSError) -> None:
+        if not self._failing:
+            logger.error("the rate-buckets file failed (%s); this worker's buckets are in memory meanwhile", exc)
+        self._failing = True
+
+    def _recovered(self) -> None:
+        if self._failing:
+            logger.warning("the rate-buckets file works again")
+        self._failing = False
 
     def close(self) -> None:
         os.close(self._fd)
