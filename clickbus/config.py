@@ -160,6 +160,9 @@ class EdgeConfig:
     ] = ()
     max_url_bytes: Annotated[PositiveInt, Doc("longest click/impression URL insertion will mint")] = 4096
     max_text_chars: Annotated[PositiveInt, Doc("longest free-text field a beacon/server click may record")] = 1024
+    allow_private_landings: Annotated[
+        Flag, Doc("sign and follow loopback, private and link-local landings, and localhost (development only)")
+    ] = False
     max_head_bytes: Annotated[
         PositiveInt, Doc("a request head (request line and headers) above this in all gets 431")
     ] = 32 * 1024

@@ -69,7 +69,7 @@ def _hosts(value: Any, problems: list[dict[str, str]]) -> tuple[str, ...]:
     return tuple(h.lower() for h in value)
 
 
-def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
+def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[str, AdContext, bool]:
     """Markup, ad context and wrap option from a request body; raise `InsertRequestError` with every error."""
     problems: list[dict[str, str]] = []
     if not isinstance(body, dict):
@@ -81,7 +81,9 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
     if not isinstance(landing, str):
         problems.append(_problem("landing_url", "expected a string"))
     elif landing:
-        problems += [_problem("landing_url", p) for p in landing_problems(landing)]
+        problems += [
+            _problem("landing_url", p) for p in landing_problems(landing, allow_private=allow_private_landings)
+        ]
     wrap = body.get("wrap_links", False)
     if not isinstance(wrap, bool):
         problems.append(_problem("wrap_links", "expected a boolean"))
@@ -134,7 +136,8 @@ async def keyed_insert(request: web.Request) -> web.Response:
 async def _answer(request: web.Request, members: tuple[int, ...]) -> web.Response:
     """Parse, check the member against `members` (empty: any), insert."""
     try:
-        markup, ad, wrap = parse_insert(await read_json(request))
+        allow_private = request.app[CONFIG].edge.allow_private_landings
+        markup, ad, wrap = parse_insert(await read_json(request), allow_private_landings=allow_private)
         if members and ad.member_id not in members:
             request.app[METRICS].insertion("forbidden")
             return _refusal(403, "auction.member_id", f"this insert key may not insert for member {ad.member_id}")
