@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from ada_url import URL, idna_to_ascii
 
 from clickbus.errors import LandingURLError
+from clickbus.hosts import PRIVATE, is_private, redirect_host_problem
 from clickbus.unicode_props import BIDI_CONTROL, DEFAULT_IGNORABLE
 
 MAX_LANDING_CHARS = 2048
@@ -45,10 +46,7 @@ _SCHEMES = ("http", "https")
 _ASCII_REFUSED = re.compile(r"[\x00-\x20\x7f]")  # C0 controls, space, DEL: the ASCII part of the rule
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 _INVISIBLE = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in DEFAULT_IGNORABLE + BIDI_CONTROL) + "]")
-# Names that reach the visitor's own machine or network (RFC 6761 localhost, RFC 6762 .local, RFC 8375
-# home.arpa, ICANN's .internal); a name without a dot goes through the visitor's DNS search list.
-_PRIVATE_SUFFIXES = ("localhost", "local", "internal", "home.arpa")
-PRIVATE_PROBLEM = "goes to a loopback, private or link-local host (edge.allow_private_landings)"
+PRIVATE_PROBLEM = f"goes to {PRIVATE} (edge.allow_private_landings)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +98,7 @@ def _judge(url: str) -> _Verdict:
         problems.append(f"has a host that a browser reads as {browser.hostname!r}")
     if problems or browser is None:
         return _Verdict(tuple(problems), "", "")
-    return _Verdict((), browser.hostname, url if url.isascii() else browser.href, _private(browser.hostname))
+    return _Verdict((), browser.hostname, url if url.isascii() else browser.href, is_private(browser.hostname))
 
 
 def _invisible(url: str) -> bool:
@@ -111,18 +109,6 @@ def _invisible(url: str) -> bool:
 @functools.lru_cache(maxsize=1024)
 def _refused(char: str) -> bool:
     return unicodedata.category(char) in _REFUSED_CATEGORIES
-
-
-def _private(host: str) -> bool:
-    """Whether a browser's `host` (canonical: lower case, IPv4 dotted, IPv6 in brackets) is the visitor's own."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        name = host.rstrip(".")
-        return "." not in name or any(name == s or name.endswith("." + s) for s in _PRIVATE_SUFFIXES)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global
 
 
 def _as_browsers_write(host: str) -> str:
@@ -161,9 +147,13 @@ def browser_host(url: str) -> str:
 
 
 def host_allowed(url: str, allowed: tuple[str, ...], *, allow_private: bool = False) -> bool:
-    """True when `url` is a valid landing whose host (as a browser reads it) is one of `allowed` or a subdomain."""
+    """True when `url` is a valid landing whose host (as a browser reads it) is one of `allowed` or a subdomain.
+
+    Entries that are not host names, or are public suffixes (`com`: signed under an older policy), allow nothing.
+    """
     verdict = _verdict(url)
     host = verdict.host
-    if verdict.private and not allow_private:
+    if not host or (verdict.private and not allow_private):
         return False
-    return bool(host) and any(host == h or host.endswith("." + h) for h in allowed)
+    allowed = tuple(h for h in allowed if redirect_host_problem(h, allow_private=allow_private) is None)
+    return any(host == h or host.endswith("." + h) for h in allowed)

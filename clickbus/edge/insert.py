@@ -30,6 +30,7 @@ from clickbus.edge.apikeys import authorization
 from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERT_THREAD, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
+from clickbus.hosts import redirect_host_problem
 from clickbus.landing import landing_problems
 from clickbus.tokens import AdContext
 
@@ -60,13 +61,16 @@ def _int_field(auction: dict[str, Any], name: str, top: int, problems: list[dict
     return value
 
 
-def _hosts(value: Any, problems: list[dict[str, str]]) -> tuple[str, ...]:
-    ok = isinstance(value, list) and len(value) <= MAX_HOSTS
-    ok = ok and all(isinstance(h, str) and h and h.isascii() and "," not in h and "/" not in h for h in value)
+def _hosts(value: Any, problems: list[dict[str, str]], *, allow_private: bool) -> tuple[str, ...]:
+    ok = isinstance(value, list) and len(value) <= MAX_HOSTS and all(isinstance(h, str) for h in value)
     if not ok:
         problems.append(_problem("auction.redirect_hosts", f"expected at most {MAX_HOSTS} host names"))
         return ()
-    return tuple(h.lower() for h in value)
+    hosts = tuple(h.lower() for h in value)
+    for host in hosts:
+        if (problem := redirect_host_problem(host, allow_private=allow_private)) is not None:
+            problems.append(_problem("auction.redirect_hosts", f"{host[:100]!r} {problem}"))
+    return hosts
 
 
 def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[str, AdContext, bool]:
@@ -99,7 +103,11 @@ def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[st
     test = auction.get("test", False)
     if not isinstance(test, bool):
         problems.append(_problem("auction.test", "expected a boolean"))
-    hosts = _hosts(auction["redirect_hosts"], problems) if "redirect_hosts" in auction else ()
+    hosts = (
+        _hosts(auction["redirect_hosts"], problems, allow_private=allow_private_landings)
+        if "redirect_hosts" in auction
+        else ()
+    )
     if problems:
         raise InsertRequestError(problems)
     ad = AdContext(

@@ -224,3 +224,13 @@ async def test_private_landings_are_followed_when_development_allows_them(
     assert (response.status, response.headers["Location"]) == (302, "http://127.0.0.1:8000/x")
     response = await client.get(f"{click_path(keyring, ad)}?r=http://localhost/y", allow_redirects=False)
     assert (response.status, response.headers["Location"]) == (302, "http://localhost/y")
+
+
+@pytest.mark.parametrize("entry", ["com", "example.com.", "*", ".", "co.uk"])
+async def test_redirect_hosts_signed_under_an_older_policy_allow_nothing(
+    client: EdgeClient, keyring: Keyring, entry: str
+) -> None:
+    ad = AdContext(member_id=13, landing_url=AD.landing_url, redirect_hosts=(entry,))
+    for appended in ("https://evil.com/", "https://www.evil.co.uk/", "https://example.com./"):
+        response = await client.get(f"{click_path(keyring, ad)}?r={quote(appended, safe='')}", allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (302, AD.landing_url)
