@@ -289,6 +289,12 @@ class NotifierConfig:
     breaker_cooldown_s: Annotated[PositiveFloat, Doc("an open breaker tries again after this")] = 30.0
     response_cap_bytes: Annotated[PositiveInt, Doc("bytes of a bidder's answer read, at most")] = 65536
     crawler_cache_size: Annotated[PositiveInt, Doc("user agents remembered by the crawler check")] = 10000
+    activity_max_agents: Annotated[
+        PositiveInt, Doc("distinct user agents valid from one address on one ad within the click window")
+    ] = 3
+    activity_max_clicks: Annotated[
+        PositiveInt, Doc("clicks valid from one address on one ad within the click window")
+    ] = 10
     commit_interval_s: Annotated[PositiveFloat, Doc("how often settled offsets are committed")] = 0.2
 
 

@@ -57,6 +57,7 @@ class Reason:
     HEAD = "head"
     DUPLICATE = "duplicate"
     BOT = "bot"
+    ACTIVITY = "activity"
 
 
 @functools.lru_cache(maxsize=4)
