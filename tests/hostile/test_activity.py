@@ -37,17 +37,25 @@ async def test_an_address_flooding_one_ad_gets_three_agents_and_ten_clicks_deliv
     try:
         await asyncio.to_thread(service.start)
         async with session() as client:
-            for category, (clicks, agents) in FLOODS.items():
-                await _flood(service, client, stub, category, clicks, agents)
+            for auction, (category, (clicks, agents)) in enumerate(FLOODS.items(), start=1):
+                await _flood(service, client, stub, category, clicks, agents, auction)
     finally:
         await asyncio.to_thread(service.stop)
         await stub.stop()
 
 
-async def _flood(service: Service, client: Any, stub: BidderStub, category: str, clicks: int, agents: int) -> None:
+async def _flood(
+    service: Service, client: Any, stub: BidderStub, category: str, clicks: int, agents: int, auction: int
+) -> None:
+    """`clicks` clicks with `agents` user agents from one address on a fresh ad (its own auction: tokens minted
+    within one second for the same context are the same token, so the same ad)."""
     tally = Tally(f"activity: {category}")
     delivered_before, invalid_before = len(stub.received), len(await _invalid(service))
-    body = {"markup": "", "landing_url": "https://shop.example/", "auction": {"member_id": 13}}
+    body = {
+        "markup": "",
+        "landing_url": "https://shop.example/",
+        "auction": {"member_id": 13, "auction_id_64": auction},
+    }
     inserted = orjson.loads((await fetch(client, "POST", insert_url(service), json=body)).body)
     for n in range(clicks):
         headers = {"User-Agent": agent(n % agents)}
