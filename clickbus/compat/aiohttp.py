@@ -10,7 +10,9 @@
   its messages' `method`, `path` and `raw_headers`: aiohttp bounds each header line (8190 bytes) and their
   number (128), not their sum. `cap_heads` wraps the connection's parser so a parsed head larger than the
   cap raises `HeadTooLarge`, which aiohttp turns into the error answer of a malformed request, as for a
-  line too long; the handler answers it `431`.
+  line too long; the handler answers it `431`. So that a head is refused before up to 1 MB of it is
+  buffered, the bytes fed while no head is complete and no body is pending (the last message's payload,
+  a `StreamReader`, `is_eof()`) count toward the cap as they arrive.
 """
 
 from __future__ import annotations
@@ -56,17 +58,27 @@ def head_size(message: Any) -> int:
 class _CappedParser:
     """aiohttp's request parser, refusing heads larger than `limit` bytes."""
 
-    __slots__ = ("_inner", "_limit")
+    __slots__ = ("_body", "_inner", "_limit", "_pending")
 
     def __init__(self, inner: Any, limit: int) -> None:
         self._inner = inner
         self._limit = limit
+        self._body: Any = None  # the last message's payload: bytes fed before its end are body, not head
+        self._pending = 0  # bytes of the head being received (at most a chunk short: never too many)
 
     def feed_data(self, data: bytes) -> Any:
+        in_head = self._body is None or self._body.is_eof()
         parsed = self._inner.feed_data(data)
-        for message, _payload in parsed[0]:
+        for message, payload in parsed[0]:
             if (size := head_size(message)) > self._limit:
                 raise HeadTooLarge(size, self._limit)
+            self._body = payload
+        if parsed[0]:
+            self._pending = 0
+        elif in_head:  # no head completed: all of `data` belongs to the one being received
+            self._pending += len(data)
+            if self._pending > self._limit:
+                raise HeadTooLarge(self._pending, self._limit)
         return parsed
 
     def __getattr__(self, name: str) -> Any:

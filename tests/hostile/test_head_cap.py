@@ -73,6 +73,15 @@ async def test_heads_over_the_cap_get_431(service: Service, listener: str) -> No
                 break
         tally.count(await raw.answer(), "60 headers of 8 KB in 1 KB pieces", expected=(431,))
         assert not (await raw.closed(HANG_S)).hung  # and the connection is closed
+    async with connection(port) as raw:  # an unfinished head over the cap: refused before it ends
+        await raw.send(CASES["60 headers of 8 KB"][0](path)[: CAP + 2048])
+        tally.count(await raw.answer(), "an unfinished head of 34 KB", expected=(431,))
+    async with connection(port) as raw:  # kept alive: a request with a body, then a head over the cap
+        body = b'{"user_id": "' + b"u" * 30_000 + b'"}'
+        first = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        await raw.send(first + CASES["a head of 31 KiB"][0](path))
+        tally.count(await raw.answer(), "a 30 KB body, then a 31 KiB head: the body is not head", expected=(405,))
+        tally.count(await raw.answer(), "the 31 KiB head after a 30 KB body", expected=(ok,))
     tally.report()
 
 
