@@ -258,10 +258,16 @@ def cmd_sign(args: argparse.Namespace) -> int:
         auction_id_64=args.auction_id,
         user_id_64=args.user_id,
         creative_id=args.creative_id,
-        landing_url=check_landing(args.landing),
+        landing_url=check_landing(args.landing, allow_private=config.edge.allow_private_landings),
         test=args.test,
     )
-    inserter = Inserter(load_keyring(config), config.edge.public_url, ttl_s=args.ttl or config.tokens.ttl_s)
+    ttl_s = args.ttl or config.tokens.ttl_s
+    inserter = Inserter(
+        load_keyring(config),
+        config.edge.public_url,
+        ttl_s=ttl_s,
+        allow_private_landings=config.edge.allow_private_landings,
+    )
     print(inserter.insert("", ad).click_url)
     return 0
 

@@ -162,6 +162,12 @@ class EdgeConfig:
     ] = ()
     max_url_bytes: Annotated[PositiveInt, Doc("longest click/impression URL insertion will mint")] = 4096
     max_text_chars: Annotated[PositiveInt, Doc("longest free-text field a beacon/server click may record")] = 1024
+    allow_private_landings: Annotated[
+        Flag, Doc("sign and follow loopback, private and link-local landings, and localhost (development only)")
+    ] = False
+    max_head_bytes: Annotated[
+        PositiveInt, Doc("a request head (request line and headers) above this in all gets 431")
+    ] = 32 * 1024
 
 
 _WILDCARDS = frozenset({"0.0.0.0", "::"})
@@ -319,6 +325,12 @@ class NotifierConfig:
     breaker_cooldown_s: Annotated[PositiveFloat, Doc("an open breaker tries again after this")] = 30.0
     response_cap_bytes: Annotated[PositiveInt, Doc("bytes of a bidder's answer read, at most")] = 65536
     crawler_cache_size: Annotated[PositiveInt, Doc("user agents remembered by the crawler check")] = 10000
+    activity_max_agents: Annotated[
+        PositiveInt, Doc("distinct user agents valid from one address on one ad within the click window")
+    ] = 3
+    activity_max_clicks: Annotated[
+        PositiveInt, Doc("clicks valid from one address on one ad within the click window")
+    ] = 10
     commit_interval_s: Annotated[PositiveFloat, Doc("how often settled offsets are committed")] = 0.2
 
 

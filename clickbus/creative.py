@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from clickbus.errors import InsertRequestError
+from clickbus.hosts import redirect_host_problem
 from clickbus.landing import browser_host, landing_problems
 from clickbus.tokens import AdContext, Keyring
 
@@ -55,8 +56,9 @@ class Insertion:
 class Inserter:
     """Mints tracking URLs under one keyring and public base URL."""
 
-    def __init__(self, keyring: Keyring, public_url: str, *, ttl_s: int) -> None:
+    def __init__(self, keyring: Keyring, public_url: str, *, ttl_s: int, allow_private_landings: bool = False) -> None:
         self.keyring = keyring
+        self.allow_private_landings = allow_private_landings  # loopback and private landings, for development
         self.public_url = public_url.rstrip("/")
         self.ttl_s = ttl_s
         self.click_prefix = self.public_url + CLICK_PATH
@@ -114,9 +116,13 @@ class _Job:
         self._cachebuster: str | None = None
         if ad.landing_url:
             self._check("landing_url", ad.landing_url)
+        private = inserter.allow_private_landings
+        for host in ad.redirect_hosts:  # the HTTP API has checked them; in-process callers get the same answer
+            if (problem := redirect_host_problem(host, allow_private=private)) is not None:
+                self.problems.append({"field": "auction.redirect_hosts", "message": f"{host[:100]!r} {problem}"})
 
     def _check(self, where: str, url: str) -> bool:
-        found = landing_problems(url)
+        found = landing_problems(url, allow_private=self.inserter.allow_private_landings)
         self.problems += [{"field": where, "message": f"{url[:100]!r} {p}"} for p in found]
         return not found
 

@@ -10,6 +10,20 @@ ASCII, after IDNA). A host the parser reads as something other than what it says
 (`shop%2eexample`, `2130706433`, `0x7f.1`) is refused: what is signed is what a
 browser visits. The `Location` of a non-ASCII landing is that parser's
 percent-encoded serialization.
+
+Characters are judged by their Unicode properties, not a list: a landing holds no control (Cc),
+format (Cf, such as U+FFF9) or separator (Zs, Zl, Zp) character, as `unicodedata` says, and no
+`Default_Ignorable_Code_Point` or `Bidi_Control` character, from the table generated from the
+Unicode Character Database (`clickbus.unicode_props`: `unicodedata` does not expose those two).
+Browsers drop default-ignorables from hosts (`shop\u3164.example` is `shop.example`) and draw
+nothing for them in paths: what is signed must read the same to every reader.
+
+A landing whose host a browser reads as a loopback, private, link-local or otherwise non-global
+address (`127.0.0.1`, `[::1]`, `[::ffff:7f00:1]`, `10.0.0.1`, `169.254.169.254`, `0.0.0.0`), or as
+a name for the visitor's own machine or network (`localhost` and `*.localhost`, `*.local`,
+`*.internal`, `*.home.arpa`, a name without a dot), is a signed redirect into the visitor's own
+network: refused unless `allow_private` (`edge.allow_private_landings`, for development). The
+host judged is the browser's, so every spelling the WHATWG parser normalises is judged alike.
 """
 
 from __future__ import annotations
@@ -17,18 +31,22 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ada_url import URL, idna_to_ascii
 
 from clickbus.errors import LandingURLError
+from clickbus.hosts import PRIVATE, is_private, redirect_host_problem
+from clickbus.unicode_props import BIDI_CONTROL, DEFAULT_IGNORABLE
 
 MAX_LANDING_CHARS = 2048
 _SCHEMES = ("http", "https")
-# C0 and C1 controls (U+0085 too), space and every other Unicode space, zero-width and bidi controls
-# (U+200E/F, U+202A-E, U+2066-9), line and paragraph separators (U+2028/9), the byte-order mark.
-_CONTROL = re.compile(r"[\x00-\x20\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]")
+_ASCII_REFUSED = re.compile(r"[\x00-\x20\x7f]")  # C0 controls, space, DEL: the ASCII part of the rule
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_INVISIBLE = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in DEFAULT_IGNORABLE + BIDI_CONTROL) + "]")
+PRIVATE_PROBLEM = f"goes to {PRIVATE} (edge.allow_private_landings)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +54,15 @@ class _Verdict:
     problems: tuple[str, ...]
     host: str  # as a browser reads it: lower case ASCII; empty when the URL is refused
     location: str  # what goes into a `Location` header
+    private: bool = False  # the host is the visitor's own machine or network
 
 
-def landing_problems(url: str) -> tuple[str, ...]:
-    """Every reason `url` may not be a landing page; empty when it may."""
-    return _verdict(url).problems
+def landing_problems(url: str, *, allow_private: bool = False) -> tuple[str, ...]:
+    """Every reason `url` may not be a landing page; empty when it may (private hosts too, with `allow_private`)."""
+    verdict = _verdict(url)
+    if verdict.private and not allow_private:
+        return (PRIVATE_PROBLEM,)
+    return verdict.problems
 
 
 def _verdict(url: str) -> _Verdict:
@@ -53,8 +75,8 @@ def _verdict(url: str) -> _Verdict:
 @functools.lru_cache(maxsize=4096)
 def _judge(url: str) -> _Verdict:
     problems = []
-    if _CONTROL.search(url):
-        problems.append("contains control characters, bidi controls or whitespace")
+    if _ASCII_REFUSED.search(url) or (not url.isascii() and _invisible(url)):
+        problems.append("contains control characters, bidi controls, whitespace or invisible (default-ignorable) ones")
     if "\\" in url:
         problems.append("contains a backslash")
     try:
@@ -76,7 +98,17 @@ def _judge(url: str) -> _Verdict:
         problems.append(f"has a host that a browser reads as {browser.hostname!r}")
     if problems or browser is None:
         return _Verdict(tuple(problems), "", "")
-    return _Verdict((), browser.hostname, url if url.isascii() else browser.href)
+    return _Verdict((), browser.hostname, url if url.isascii() else browser.href, is_private(browser.hostname))
+
+
+def _invisible(url: str) -> bool:
+    """Whether `url` holds a non-ASCII control, format, separator, default-ignorable or bidi control character."""
+    return bool(_INVISIBLE.search(url)) or any(_refused(c) for c in set(url) if c > "\x7f")
+
+
+@functools.lru_cache(maxsize=1024)
+def _refused(char: str) -> bool:
+    return unicodedata.category(char) in _REFUSED_CATEGORIES
 
 
 def _as_browsers_write(host: str) -> str:
@@ -96,9 +128,9 @@ def _browser_url(url: str) -> URL | None:
         return None
 
 
-def check_landing(url: str) -> str:
+def check_landing(url: str, *, allow_private: bool = False) -> str:
     """Return `url` if it may be a landing page; raise `LandingURLError` listing every problem."""
-    problems = landing_problems(url)
+    problems = landing_problems(url, allow_private=allow_private)
     if problems:
         raise LandingURLError(url, list(problems))
     return url
@@ -114,7 +146,14 @@ def browser_host(url: str) -> str:
     return _verdict(url).host
 
 
-def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
-    """True when `url` is a valid landing whose host (as a browser reads it) is one of `allowed` or a subdomain."""
-    host = _verdict(url).host
-    return bool(host) and any(host == h or host.endswith("." + h) for h in allowed)
+def host_allowed(url: str, allowed: tuple[str, ...], *, allow_private: bool = False) -> bool:
+    """True when `url` is a valid landing whose host (as a browser reads it) is one of `allowed` or a subdomain.
+
+    Entries that are not host names, or are public suffixes (`com`: signed under an older policy), allow nothing.
+    """
+    verdict = _verdict(url)
+    host = verdict.host
+    if not host or (verdict.private and not allow_private):
+        return False
+    allowed = tuple(h for h in allowed if redirect_host_problem(h, allow_private=allow_private) is None)
+    return any(host == h or host.endswith("." + h) for h in allowed)

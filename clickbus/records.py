@@ -56,6 +56,7 @@ class Reason:
     EXPIRED = "expired"
     DUPLICATE = "duplicate"
     BOT = "bot"
+    ACTIVITY = "activity"
 
 
 @functools.lru_cache(maxsize=4)

@@ -6,6 +6,7 @@ says what each internal is used for and which version it was checked against.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 from pathlib import Path
@@ -84,3 +85,19 @@ async def test_bare_response_has_no_server_header(aiohttp_client: AiohttpClient)
     response = await client.get("/bare")
     assert (response.status, await response.text()) == (200, "bare"), AIOHTTP
     assert "Server" not in response.headers, AIOHTTP
+
+
+async def _ok(request: web.BaseRequest) -> web.Response:
+    return web.Response()
+
+
+async def test_capped_parser_refuses_large_heads_and_counts_them_exactly() -> None:
+    from aiohttp.web_protocol import RequestHandler
+
+    small = b"GET /p HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 50 + b"\r\n\r\n"
+    handler = RequestHandler(web.Server(_ok), loop=asyncio.get_running_loop())
+    aiohttp_compat.cap_heads(handler, len(small))
+    ((message, _),), _, _ = handler._parser.feed_data(small)  # type: ignore[union-attr]
+    assert aiohttp_compat.head_size(message) == len(small), AIOHTTP
+    with pytest.raises(aiohttp_compat.HeadTooLarge):
+        handler._parser.feed_data(small.replace(b"X-A: ", b"X-A: a"))  # type: ignore[union-attr]

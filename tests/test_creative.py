@@ -198,3 +198,19 @@ def test_insertion_grows_linearly_on_adversarial_markup(shape: str) -> None:
     # and a bound three times the linear figure, so a busy machine does not fail it.
     small, large = _cpu_seconds(ADVERSARIAL[shape](1000)), _cpu_seconds(ADVERSARIAL[shape](8000))
     assert large <= 24 * max(small, 1e-4), (small, large)
+
+
+@pytest.mark.parametrize("hosts", [("com",), ("shop.example", "*"), ("localhost",)])
+def test_in_process_insertion_checks_redirect_hosts_too(hosts: tuple[str, ...]) -> None:
+    ad = AdContext(member_id=13, landing_url="https://shop.example/", redirect_hosts=hosts)
+    with pytest.raises(InsertRequestError) as caught:
+        INSERTER.insert("${CLICK_URL}", ad)
+    assert [p["field"] for p in caught.value.problems] == ["auction.redirect_hosts"]
+
+
+def test_in_process_insertion_refuses_private_landings_unless_allowed() -> None:
+    ad = AdContext(member_id=13, landing_url="http://127.0.0.1:8000/")
+    with pytest.raises(InsertRequestError):
+        INSERTER.insert("${CLICK_URL}", ad)
+    allowing = Inserter(KEYRING, "https://edge.test", ttl_s=3600, allow_private_landings=True)
+    assert allowing.insert("${CLICK_URL}", ad).click_url is not None

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from clickbus.errors import LandingURLError
 from clickbus.landing import (
     MAX_LANDING_CHARS,
+    PRIVATE_PROBLEM,
     browser_host,
     check_landing,
     host_allowed,
@@ -18,7 +19,8 @@ from clickbus.landing import (
 
 
 @pytest.mark.parametrize(
-    "url", ["https://shop.example/", "http://shop.example:8080/p?q=1#f", "https://[2001:db8::1]/", "HTTPS://X.EXAMPLE"]
+    "url",
+    ["https://shop.example/", "http://shop.example:8080/p?q=1#f", "https://[2606:4700::1111]/", "HTTPS://X.EXAMPLE"],
 )
 def test_accepted(url: str) -> None:
     assert check_landing(url) == url
@@ -120,3 +122,69 @@ def test_hosts_are_read_as_a_browser_reads_them(url: str, host: str) -> None:
 )
 def test_hosts_are_allowed_as_a_browser_would_go_there(url: str, allowed: bool) -> None:
     assert host_allowed(url, ("shop.example", "xn--bcher-kva.example")) is allowed
+
+
+# Unicode properties: each was accepted before the check worked from them (U+FFF9 is format, Cf; the others are
+# Default_Ignorable_Code_Point or Bidi_Control, which a browser drops from a host or draws as nothing).
+INVISIBLE = ["\u061c", "\u115f", "\u3164", "\uffa0", "\u034f", "\U000e0001", "\ufff9", "\u180b", "\ufe0f", "\u2065"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
+@pytest.mark.parametrize(
+    "where", ["https://shop{c}.example/", "https://shop.example/p{c}q", "https://shop.example/?q={c}"]
+)
+def test_invisible_characters_are_refused_anywhere(char: str, where: str) -> None:
+    problems = landing_problems(where.format(c=char))
+    assert any("invisible" in p for p in problems), problems
+
+
+def test_every_default_ignorable_and_bidi_control_is_refused() -> None:
+    from clickbus.unicode_props import BIDI_CONTROL, DEFAULT_IGNORABLE
+
+    for first, last in DEFAULT_IGNORABLE + BIDI_CONTROL:
+        for code in {first, (first + last) // 2, last}:
+            assert landing_problems(f"https://shop.example/{chr(code)}"), f"U+{code:04X}"
+
+
+@pytest.mark.parametrize("url", ["https://shop.example/caf\u00e9", "https://b\u00fccher.example/\u65e5\u672c"])
+def test_visible_non_ascii_is_still_accepted(url: str) -> None:
+    assert landing_problems(url) == ()
+
+
+PRIVATE = [
+    "http://127.0.0.1/",
+    "http://127.1.2.3:8080/x",
+    "http://[::1]/",
+    "http://[0:0:0:0:0:0:0:1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:a00:1]/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://100.64.0.1/",
+    "http://0.0.0.0/",
+    "http://[fe80::1]/",
+    "http://[fc00::1]/",
+    "http://localhost/",
+    "http://LOCALHOST./",
+    "http://app.localhost/",
+    "http://printer.local/",
+    "http://db.internal/",
+    "http://router.home.arpa/",
+    "http://intranet/",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE)
+def test_private_landings_are_refused_unless_allowed(url: str) -> None:
+    assert landing_problems(url) == (PRIVATE_PROBLEM,)
+    assert landing_problems(url, allow_private=True) == ()
+    assert not host_allowed(url, (browser_host(url),))
+    if not browser_host(url).endswith("."):  # a redirect host is a name without the root's dot
+        assert host_allowed(url, (browser_host(url),), allow_private=True)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1.example/", "http://localhost.example/", "http://8.8.8.8/"])
+def test_public_hosts_that_look_private_are_accepted(url: str) -> None:
+    assert landing_problems(url) == ()

@@ -69,7 +69,12 @@ def create_app(
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
     app[ADDRESS_SECRET] = app[KEYRING].derive(b"client address")
-    app[INSERTER] = Inserter(app[KEYRING], config.edge.public_url, ttl_s=config.tokens.ttl_s)
+    app[INSERTER] = Inserter(
+        app[KEYRING],
+        config.edge.public_url,
+        ttl_s=config.tokens.ttl_s,
+        allow_private_landings=config.edge.allow_private_landings,
+    )
     app[METRICS] = metrics if metrics is not None else default_metrics()
     inner = log if log is not None else open_log(config)
     app[LOG] = inner if isinstance(inner, MeteredLog) else MeteredLog(inner, app[METRICS])

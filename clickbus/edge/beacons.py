@@ -62,7 +62,7 @@ async def _read(request: web.Request) -> tuple[Token, BeaconBody, int | None] | 
         raw: Any = await read_json(request)
     except BodyError as exc:
         return errors_response([error("", "body", exc.message, {}, "#/body")], exc.status)
-    pos, pos_errors = parse_pos(request.query.get(POS))
+    pos, pos_errors = parse_pos(request.query.getall(POS, []))
     body, body_errors = parse_body(raw, request.app[CONFIG].edge.max_text_chars)
     if body is None or pos_errors:
         return errors_response(body_errors + pos_errors, 422)

@@ -8,6 +8,9 @@ head must be complete within `edge.header_timeout_s`, or the connection is close
 bounded where they are read (`clickbus.edge.body`), and an answer of 408 closes the
 connection at once instead of lingering for the rest of the body.
 
+A request head larger than `edge.max_head_bytes` in all (aiohttp bounds each header line and
+their number, not their sum) is answered `431` and the connection closed, on both listeners.
+
 Errors aiohttp answers before any handler runs (a malformed request line, a header too long)
 get a fixed body naming only the status: aiohttp's default echoed the offending bytes, which
 may carry the sender's own `Authorization` header. No answer names the server software.
@@ -26,7 +29,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 
-from clickbus.compat.aiohttp import BareResponse, heads_parsed
+from clickbus.compat.aiohttp import BareResponse, HeadTooLarge, cap_heads, heads_parsed
 from clickbus.config import EdgeConfig, HostPort
 from clickbus.edge.sockets import BACKLOG, bind
 from clickbus.logging_setup import JsonAccessLogger, access_logger
@@ -36,14 +39,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deadlines:
-    """How long a request head may take, and how long an idle connection is kept."""
+    """How long a request head may take (and how large it may be), and how long an idle connection is kept."""
 
     header_s: float
     keepalive_s: float
+    head_bytes: int = 32 * 1024
 
     @classmethod
     def of(cls, edge: EdgeConfig) -> Deadlines:
-        return cls(edge.header_timeout_s, edge.keepalive_timeout_s)
+        return cls(edge.header_timeout_s, edge.keepalive_timeout_s, edge.max_head_bytes)
 
 
 async def drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -64,8 +68,9 @@ class GuardedHandler(RequestHandler):
     # per request, and a timer handle each time would cost more than the check itself.
     __slots__ = ("_head_due", "_head_timeout_s", "_head_timer", "_in_request")
 
-    def __init__(self, manager: web.Server, *, head_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, head_timeout_s: float, head_bytes: int, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
+        cap_heads(self, head_bytes)
         self._head_timeout_s = head_timeout_s
         self._head_due: float | None = None  # loop time by which the pending head must be whole
         self._head_timer: asyncio.TimerHandle | None = None
@@ -103,6 +108,8 @@ class GuardedHandler(RequestHandler):
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
+        if isinstance(exc, HeadTooLarge):  # aiohttp answers every parse error 400
+            status = int(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         if status >= 500:
             logger.error("error handling a request", exc_info=exc)
         else:  # malformed requests are routine on a public port: no traceback, and never their bytes
@@ -149,6 +156,7 @@ def handler_factory(runner: web.AppRunner, deadlines: Deadlines, *, access_log: 
         server,
         loop=loop,
         head_timeout_s=deadlines.header_s,
+        head_bytes=deadlines.head_bytes,
         keepalive_timeout=deadlines.keepalive_s,
         access_log_class=JsonAccessLogger,
         access_log=access_logger() if access_log else None,

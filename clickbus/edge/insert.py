@@ -30,6 +30,7 @@ from clickbus.edge.apikeys import authorization
 from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERT_THREAD, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
+from clickbus.hosts import redirect_host_problem
 from clickbus.landing import landing_problems
 from clickbus.tokens import AdContext
 
@@ -60,16 +61,19 @@ def _int_field(auction: dict[str, Any], name: str, top: int, problems: list[dict
     return value
 
 
-def _hosts(value: Any, problems: list[dict[str, str]]) -> tuple[str, ...]:
-    ok = isinstance(value, list) and len(value) <= MAX_HOSTS
-    ok = ok and all(isinstance(h, str) and h and h.isascii() and "," not in h and "/" not in h for h in value)
+def _hosts(value: Any, problems: list[dict[str, str]], *, allow_private: bool) -> tuple[str, ...]:
+    ok = isinstance(value, list) and len(value) <= MAX_HOSTS and all(isinstance(h, str) for h in value)
     if not ok:
         problems.append(_problem("auction.redirect_hosts", f"expected at most {MAX_HOSTS} host names"))
         return ()
-    return tuple(h.lower() for h in value)
+    hosts = tuple(h.lower() for h in value)
+    for host in hosts:
+        if (problem := redirect_host_problem(host, allow_private=allow_private)) is not None:
+            problems.append(_problem("auction.redirect_hosts", f"{host[:100]!r} {problem}"))
+    return hosts
 
 
-def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
+def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[str, AdContext, bool]:
     """Markup, ad context and wrap option from a request body; raise `InsertRequestError` with every error."""
     problems: list[dict[str, str]] = []
     if not isinstance(body, dict):
@@ -81,7 +85,9 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
     if not isinstance(landing, str):
         problems.append(_problem("landing_url", "expected a string"))
     elif landing:
-        problems += [_problem("landing_url", p) for p in landing_problems(landing)]
+        problems += [
+            _problem("landing_url", p) for p in landing_problems(landing, allow_private=allow_private_landings)
+        ]
     wrap = body.get("wrap_links", False)
     if not isinstance(wrap, bool):
         problems.append(_problem("wrap_links", "expected a boolean"))
@@ -97,7 +103,11 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
     test = auction.get("test", False)
     if not isinstance(test, bool):
         problems.append(_problem("auction.test", "expected a boolean"))
-    hosts = _hosts(auction["redirect_hosts"], problems) if "redirect_hosts" in auction else ()
+    hosts = (
+        _hosts(auction["redirect_hosts"], problems, allow_private=allow_private_landings)
+        if "redirect_hosts" in auction
+        else ()
+    )
     if problems:
         raise InsertRequestError(problems)
     ad = AdContext(
@@ -134,7 +144,8 @@ async def keyed_insert(request: web.Request) -> web.Response:
 async def _answer(request: web.Request, members: tuple[int, ...]) -> web.Response:
     """Parse, check the member against `members` (empty: any), insert."""
     try:
-        markup, ad, wrap = parse_insert(await read_json(request))
+        allow_private = request.app[CONFIG].edge.allow_private_landings
+        markup, ad, wrap = parse_insert(await read_json(request), allow_private_landings=allow_private)
         if members and ad.member_id not in members:
             request.app[METRICS].insertion("forbidden")
             return _refusal(403, "auction.member_id", f"this insert key may not insert for member {ad.member_id}")

@@ -24,9 +24,9 @@ def bad_token() -> web.Response:
     return web.Response(status=400, text="invalid click token\n", headers={"Cache-Control": _NO_STORE})
 
 
-def destination(token: Token, appended: str | None) -> str:
+def destination(token: Token, appended: str | None, *, allow_private: bool = False) -> str:
     """The appended destination if the token allows its host, else the signed landing."""
-    if appended and host_allowed(appended, token.ad.redirect_hosts):
+    if appended and host_allowed(appended, token.ad.redirect_hosts, allow_private=allow_private):
         return appended
     return token.ad.landing_url
 
@@ -45,12 +45,14 @@ async def _answer(request: web.Request) -> web.Response:
         token = request.app[KEYRING].verify(request.match_info["token"])
     except TokenError:
         return bad_token()
-    location = destination(token, request.query.get(REDIRECT_PARAM))
-    if landing_problems(location):  # signed under an older, looser policy
+    edge = request.app[CONFIG].edge
+    location = destination(token, request.query.get(REDIRECT_PARAM), allow_private=edge.allow_private_landings)
+    if landing_problems(location, allow_private=edge.allow_private_landings):  # signed under an older, looser policy
         return bad_token()
+    header = location_header(location)  # what the browser is sent is what the record says it was sent
     if request.method != "HEAD":  # HEAD is a link checker, never a click
-        client = client_of(request, trust_forwarded=request.app[CONFIG].edge.trust_forwarded)
-        event = click_record(token, client, source=Source.REDIRECT, landing=location, now=time.time())
+        client = client_of(request, trust_forwarded=edge.trust_forwarded)
+        event = click_record(token, client, source=Source.REDIRECT, landing=header, now=time.time())
         if not await record(request.app, event):
             return web.Response(status=503, text="click not recorded, try again\n", headers={"Retry-After": "1"})
-    return web.Response(status=302, headers={"Location": location_header(location), "Cache-Control": _NO_STORE})
+    return web.Response(status=302, headers={"Location": header, "Cache-Control": _NO_STORE})

@@ -14,12 +14,16 @@ Errors are ajv error objects with keys in ajv's order (`instancePath`,
 error is collected, in ajv's keyword order: the root `type`, then `anyOf` (each
 failed branch, then the `anyOf` entry itself), then each property's `type` (or,
 for a string, its `maxLength`).
-The optional `pos` query parameter is checked here too, with the same shape.
+The optional `pos` query parameter is checked here too, with the same shape. It must be
+written once, as an integer is canonically written (`7`, not `07`, `+7` or `-0`): a record
+names one position, read the same by every reader of the URL; given twice, it is an array,
+which is not an integer (ajv's `type` error).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +32,7 @@ SESSION_ID = "session_id"
 POS = "pos"
 ANY_OF = (USER_ID, SESSION_ID)
 MAX_POS = 0xFFFF
-_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"0|-?[1-9][0-9]*")  # no leading zeros, no sign on 0
 _MAX_DIGITS = 12  # past this the value is out of range anyway; int() of huge strings is slow
 
 Error = dict[str, Any]
@@ -96,11 +100,12 @@ def parse_body(body: Any, max_chars: int) -> tuple[BeaconBody | None, list[Error
     return BeaconBody(user_id=body.get(USER_ID, ""), session_id=body.get(SESSION_ID, "")), []
 
 
-def parse_pos(text: str | None) -> tuple[int | None, list[Error]]:
-    """The `pos` query parameter (None when absent) and its errors, in the body errors' shape."""
-    if text is None:
+def parse_pos(values: Sequence[str]) -> tuple[int | None, list[Error]]:
+    """The `pos` query parameter from its `values` in the query (None when absent) and its errors, as body errors."""
+    if not values:
         return None, []
-    if not _INTEGER.fullmatch(text):
+    text = values[0]
+    if len(values) > 1 or not _INTEGER.fullmatch(text):
         return None, [_type_error(f"/{POS}", "integer", f"#/properties/{POS}/type")]
     value = int(text) if len(text) <= _MAX_DIGITS else (-1 if text[0] == "-" else MAX_POS + 1)
     if value < 0:

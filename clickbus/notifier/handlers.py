@@ -19,6 +19,7 @@ import orjson
 
 from clickbus.config import NotifierConfig
 from clickbus.log.port import HEADER_KIND, Entry, Log, Topic, TopicPartition
+from clickbus.notifier.activity import ActivityWindow
 from clickbus.notifier.dedup import DedupWindow
 from clickbus.notifier.dispatch import Dispatcher
 from clickbus.notifier.ivt import verdict
@@ -105,6 +106,20 @@ class IntakeHandler:
     recorder: Recorder
     is_crawler: Callable[[str], bool]
     windows: dict[TopicPartition, DedupWindow | None]
+    activity: dict[TopicPartition, ActivityWindow | None] = field(default_factory=dict)
+
+    def _activity_for(self, tp: TopicPartition) -> ActivityWindow | None:
+        if short_topic(tp[0]) is Topic.IMPRESSIONS:
+            return None
+        settings = self.settings
+        window_ms = int(settings.click_window_s * 1000)
+        return ActivityWindow(
+            window_ms, max_agents=settings.activity_max_agents, max_clicks=settings.activity_max_clicks
+        )
+
+    def _activity_also(self, tp: TopicPartition) -> list[ActivityWindow]:
+        """The activity windows of the topic's other partitions held here (see `activity`)."""
+        return [w for (topic, p), w in self.activity.items() if topic == tp[0] and p != tp[1] and w is not None]
 
     def _window_for(self, tp: TopicPartition) -> DedupWindow | None:
         if short_topic(tp[0]) is Topic.IMPRESSIONS:
@@ -114,24 +129,38 @@ class IntakeHandler:
         return DedupWindow(int(seconds * 1000)) if on else None
 
     async def prepare(self, firsts: Mapping[TopicPartition, int]) -> None:
-        """Rebuild the dedup windows of newly assigned partitions from their records before `firsts`."""
+        """Rebuild the dedup and activity windows of newly assigned partitions from their records before `firsts`."""
         windows = {tp: window for tp in firsts if (window := self._fresh_window(tp)) is not None}
         for topic in {tp[0] for tp in windows}:
             todo = {tp[1]: firsts[tp] for tp in windows if tp[0] == topic}
             await self._replay(topic, todo, {p: windows[(topic, p)] for p in todo})
         for tp, window in windows.items():
-            logger.info("dedup window of %s[%d] rebuilt: %d keys", tp[0], tp[1], len(window))
+            activity = self.activity.get(tp)
+            keys = f", activity window {len(activity)} keys" if activity is not None else ""
+            logger.info("dedup window of %s[%d] rebuilt: %d keys%s", tp[0], tp[1], len(window), keys)
 
     def _fresh_window(self, tp: TopicPartition) -> DedupWindow | None:
+        self.activity[tp] = self._activity_for(tp)
         window = self.windows[tp] = self._window_for(tp)
         return window
 
     async def _replay(self, topic: str, before: dict[int, int], windows: dict[int, DedupWindow]) -> None:
         """Feed each partition's records from the last window, up to its first unprocessed offset."""
+        activity = {p: self.activity.get((topic, p)) for p in before}
 
         def feed(entry: Entry, window: DedupWindow) -> None:
-            if (record := decode(entry)) is not None:
-                verdict(record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window)
+            if (record := decode(entry)) is None:
+                return
+            p = entry.partition
+            verdict(
+                record,
+                record.dedup_key(),
+                entry.timestamp_ms,
+                is_crawler=self.is_crawler,
+                window=window,
+                activity=activity[p],
+                activity_also=[w for q, w in activity.items() if q != p and w is not None],
+            )
 
         await replay_windows(self.log, topic, before, windows, feed)
 
@@ -143,13 +172,21 @@ class IntakeHandler:
         tp = (entry.topic, entry.partition)
         if tp not in self.windows:  # not prepared: the rebuild failed, or no assignment was reported
             self.windows[tp] = self._window_for(tp)
+            self.activity[tp] = self._activity_for(tp)
         window = self.windows[tp]
         # The key comes from the record, not the log key, so whatever wrote the record the rule is this one.
         # On Kafka a key always lands on one partition; the embedded log has a partition per writing process,
         # so a duplicate may sit in another partition's window: check them too (a no-op on Kafka).
         also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1] and w is not None]
         reason = verdict(
-            record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window, also=also
+            record,
+            record.dedup_key(),
+            entry.timestamp_ms,
+            is_crawler=self.is_crawler,
+            window=window,
+            also=also,
+            activity=self.activity.get(tp),
+            activity_also=self._activity_also(tp),
         )
         self.recorder.metrics.verdict(record.KIND, reason)  # the one judgement: what `clickbus status` shows
         if reason is not None:

@@ -2,9 +2,10 @@
 
 A record is invalid when the edge already said so (an expired token: `valid`
 is false and `reason` set), when its user agent is a declared crawler
-(the `crawlerdetect` list), or when it duplicates a record seen within the
-dedup window. Only valid records enter the window, so a crawler's click does
-not hide a person's.
+(the `crawlerdetect` list), when its client address has been too active on
+its ad (see `activity`: reason `activity`), or when it duplicates a record seen
+within the dedup window. Only valid records enter the dedup window, so a
+crawler's click does not hide a person's; every click counts as activity.
 
 Server-side clicks are exempt from the crawler check: the user agent they carry
 is the publisher's server's (curl, python-requests, Go-http-client, ...), which
@@ -19,6 +20,7 @@ from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect  # type: ignore[import-untyped]
 
+from clickbus.notifier.activity import ActivityWindow
 from clickbus.notifier.dedup import DedupWindow
 from clickbus.records import ClickRecord, ImpressionRecord, Reason, Source
 
@@ -44,12 +46,24 @@ def verdict(
     is_crawler: Callable[[str], bool],
     window: DedupWindow | None,
     also: Sequence[DedupWindow] = (),
+    activity: ActivityWindow | None = None,
+    activity_also: Sequence[ActivityWindow] = (),
 ) -> str | None:
-    """Why `record` is invalid, or None when it is valid (it then enters the window; `also` are only checked)."""
+    """Why `record` is invalid, or None when it is valid (it then enters the window; `also` are only checked).
+
+    Every click counts in `activity` (the other partitions' `activity_also` are only checked), whatever its verdict.
+    """
+    busy = (
+        activity is not None
+        and isinstance(record, ClickRecord)
+        and activity.check_and_add(record, ts_ms, activity_also)
+    )
     if not record.valid:
         return record.reason or EDGE_INVALID
     if record.source != Source.SERVER and is_crawler(record.user_agent):
         return Reason.BOT
+    if busy:
+        return Reason.ACTIVITY
     if window is not None and window.check_and_add(key, ts_ms, also):
         return Reason.DUPLICATE
     return None

@@ -79,10 +79,12 @@ def publisher(markup: str, impression_beacon: str) -> web.Application:
 
 
 def edge_config(tmp_path: Path, port: int, bidder_url: str) -> Config:
-    """The edge on `port`, member 7's bidder at `bidder_url` (on loopback, so allowed explicitly)."""
+    """The edge on `port`, member 7's bidder at `bidder_url`; the bidder and the landing site are on loopback,
+    so both are allowed explicitly (`allow_private`, `allow_private_landings`)."""
+    edge = {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}", "allow_private_landings": True}
     return build_config(
         tmp_path / "var",
-        edge={"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"},
+        edge=edge,
         members={"7": {"click_uri": bidder_url, "allow_private": True}},
         notifier={"commit_interval_s": 0.05},
     )

@@ -231,11 +231,23 @@ async def test_invalid_bodies_get_422_with_ajv_errors(
 
 @pytest.mark.parametrize(
     ("pos", "keyword"),
-    [("x", "type"), ("1.5", "type"), ("-1", "minimum"), ("65536", "maximum"), ("9" * 5000, "maximum")],
+    [
+        ("x", "type"),
+        ("1.5", "type"),
+        ("-1", "minimum"),
+        ("65536", "maximum"),
+        ("9" * 5000, "maximum"),
+        ("01", "type"),  # zero-padded: one position, read alike by every reader of the URL
+        ("00", "type"),
+        ("-0", "type"),
+        (["1", "2"], "type"),  # repeated: an array, not an integer
+        (["1", "1"], "type"),
+    ],
 )
-async def test_invalid_pos_gets_422(client: EdgeClient, log: EmbeddedLog, pos: str, keyword: str) -> None:
+async def test_invalid_pos_gets_422(client: EdgeClient, log: EmbeddedLog, pos: str | list[str], keyword: str) -> None:
     url = (await insertion(client))["beacons"]["impression"]
-    response = await client.post(path_of(url), params={"pos": pos}, json={"user_id": "u"})
+    params = [("pos", p) for p in ([pos] if isinstance(pos, str) else pos)]
+    response = await client.post(path_of(url), params=params, json={"user_id": "u"})
     assert response.status == 422
     (error,) = await response.json()
     assert (error["instancePath"], error["keyword"]) == ("/pos", keyword)

@@ -124,7 +124,10 @@ async def test_random_bodies_never_5xx(admin: EdgeClient, body: Any) -> None:
         ({"userdata_json": "u" * 60_000}, "auction.userdata_json"),
         ({"custom_notify_data": "c" * 3_000}, "auction.custom_notify_data"),
         ({"userdata_json": "u" * 1_000, "custom_notify_data": "c" * 2_000}, "auction.custom_notify_data"),
-        ({"redirect_hosts": ["h" * 250 + str(i) + ".example" for i in range(16)]}, "auction.redirect_hosts"),
+        (
+            {"redirect_hosts": [f"{'h' * 60}.{'h' * 60}.{'h' * 60}.{'h' * 58}{i:02}.example" for i in range(16)]},
+            "auction.redirect_hosts",
+        ),
     ],
 )
 async def test_context_too_long_for_a_url_is_refused_naming_the_field(
@@ -162,3 +165,28 @@ async def test_large_markups_are_inserted_alike(admin: EdgeClient, keyring: Keyr
     assert response.status == 200
     tokens = re.findall(r'href="http://edge\.test/ck/([\w-]+)"', (await response.json())["markup"])
     assert [keyring.verify(t).ad.landing_url for t in tokens] == [f"https://shop.example/{i}" for i in range(links)]
+
+
+@pytest.mark.parametrize(
+    "entry", [".", "*", "%2e", "com", "co.uk", "github.io", "localhost", "127.0.0.1", "shop.example."]
+)
+async def test_redirect_hosts_are_host_names_and_not_public_suffixes(admin: EdgeClient, entry: str) -> None:
+    body = {**BODY, "auction": {**BODY["auction"], "redirect_hosts": ["shop.example", entry]}}  # type: ignore[dict-item]
+    response = await admin.post("/v1/insert", json=body)
+    assert response.status == 422
+    [error] = (await response.json())["errors"]
+    assert error["field"] == "auction.redirect_hosts" and repr(entry) in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"markup": "", "landing_url": "http://[::1]/"}, "landing_url"),
+        ({"markup": '<a href="${CLICK_URL}http://10.0.0.1/">x</a>'}, "markup ${CLICK_URL}"),
+        ({"markup": '<a href="http://localhost/">x</a>', "wrap_links": True}, "markup <a href>"),
+    ],
+)
+async def test_private_landings_are_refused_at_insertion(admin: EdgeClient, body: dict[str, Any], field: str) -> None:
+    response = await admin.post("/v1/insert", json={**body, "auction": {"member_id": 1}})
+    assert response.status == 422
+    assert [e["field"] for e in (await response.json())["errors"]] == [field]

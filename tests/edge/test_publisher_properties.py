@@ -65,9 +65,11 @@ def test_beacon_body_is_valid_exactly_when_the_schema_says_so(body: Any) -> None
 @example("-0")
 @example("٣")
 @example(" 1")
+@example("007")
+@example("00")
 def test_pos_is_accepted_exactly_when_it_is_a_small_non_negative_integer(text: str) -> None:
-    value, errors = parse_pos(text)
-    integer = re.fullmatch(r"-?[0-9]+", text)
+    value, errors = parse_pos([text])
+    integer = re.fullmatch(r"0|[1-9][0-9]*", text)
     expected = int(text) if integer and 0 <= int(text) <= MAX_POS else None
     assert value == expected and (errors == []) == (expected is not None)
 

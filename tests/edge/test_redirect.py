@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
+from clickbus.edge import create_app
 from clickbus.records import CLICK_REQUEST_FIELDS
 from clickbus.tokens import AdContext, Keyring, new_key
+from tests.support.configs import build_config
 from tests.support.edgeapp import EdgeClient
 from tests.support.records import recorded
 
@@ -169,3 +173,64 @@ async def test_location_is_ascii_and_never_carries_controls(
     response = await client.get(path + query, allow_redirects=False)
     assert response.status == (400 if location is None else 302)
     assert response.headers.get("Location") == location
+
+
+async def test_the_record_says_what_location_says(client: EdgeClient, keyring: Keyring, config: Config) -> None:
+    landing = "https://shop.example/caf\u00e9?q=\u00fc"
+    path = click_path(keyring, AdContext(member_id=13, landing_url=landing, redirect_hosts=("shop.example",)))
+    response = await client.get(path, allow_redirects=False)
+    [record] = await recorded(config)
+    assert record["landing_url"] == response.headers["Location"] == "https://shop.example/caf%C3%A9?q=%C3%BC"
+
+
+@pytest.mark.parametrize(
+    "landing", ["https://shop\u3164.example/", "https://shop.example/\u034fx", "https://shop.example/\ufff9"]
+)
+async def test_invisible_landings_signed_under_an_older_policy_are_not_followed(
+    client: EdgeClient, keyring: Keyring, config: Config, landing: str
+) -> None:
+    response = await client.get(
+        click_path(keyring, AdContext(member_id=13, landing_url=landing)), allow_redirects=False
+    )
+    assert response.status == 400 and "Location" not in response.headers
+    assert await recorded(config) == []
+
+
+PRIVATE_HOSTS = ("127.0.0.1", "[::1]", "169.254.169.254", "10.0.0.1", "localhost")
+
+
+@pytest.mark.parametrize("host", PRIVATE_HOSTS)
+async def test_private_landings_are_neither_followed_nor_appended(
+    client: EdgeClient, keyring: Keyring, config: Config, host: str
+) -> None:
+    signed = click_path(keyring, AdContext(member_id=13, landing_url=f"http://{host}/"))
+    response = await client.get(signed, allow_redirects=False)
+    assert response.status == 400 and "Location" not in response.headers
+    hosts = (*AD.redirect_hosts, host.strip("[]"), host)  # a token signed under an older, looser policy
+    appended = f"{click_path(keyring, AdContext(member_id=13, landing_url=AD.landing_url, redirect_hosts=hosts))}"
+    response = await client.get(f"{appended}?r={quote(f'http://{host}/x', safe='')}", allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (302, AD.landing_url)
+    [record] = await recorded(config)
+    assert record["landing_url"] == AD.landing_url
+
+
+async def test_private_landings_are_followed_when_development_allows_them(
+    aiohttp_client: AiohttpClient, tmp_path: Path, keyring: Keyring
+) -> None:
+    config = build_config(tmp_path, edge={"public_url": "http://edge.test", "allow_private_landings": True})
+    client = await aiohttp_client(create_app(config, keyring=keyring))
+    ad = AdContext(member_id=13, landing_url="http://127.0.0.1:8000/x", redirect_hosts=("localhost",))
+    response = await client.get(click_path(keyring, ad), allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (302, "http://127.0.0.1:8000/x")
+    response = await client.get(f"{click_path(keyring, ad)}?r=http://localhost/y", allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (302, "http://localhost/y")
+
+
+@pytest.mark.parametrize("entry", ["com", "example.com.", "*", ".", "co.uk"])
+async def test_redirect_hosts_signed_under_an_older_policy_allow_nothing(
+    client: EdgeClient, keyring: Keyring, entry: str
+) -> None:
+    ad = AdContext(member_id=13, landing_url=AD.landing_url, redirect_hosts=(entry,))
+    for appended in ("https://evil.com/", "https://www.evil.co.uk/", "https://example.com./"):
+        response = await client.get(f"{click_path(keyring, ad)}?r={quote(appended, safe='')}", allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (302, AD.landing_url)

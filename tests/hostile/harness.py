@@ -133,6 +133,7 @@ class Tally:
     unexpected: int = 0  # answers outside what the category expects (its own must-be-zero count)
     documented_5xx: frozenset[int] = frozenset()  # e.g. 503 with Retry-After when the log cannot take a record
     failures: list[str] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # the category's own counts, printed after the standard ones
 
     def count(self, answer: Answer, what: str, expected: Iterable[int] | None = None) -> Answer:
         """Count one attempt; remember what broke a must-be-zero count."""
@@ -156,7 +157,7 @@ class Tally:
         line = (
             f"[hostile] {self.category}: attempts={self.attempts} 302-unsigned={self.unsigned_302} "
             f"5xx={self.server_errors} hangs={self.hangs} unexpected={self.unexpected}"
-        )
+        ) + "".join(f" {name}={count}" for name, count in self.notes.items())
         print("\n" + line)
         SUMMARY.append(line)
         assert self.attempts > 0
