@@ -13,7 +13,8 @@ GROUP = "g"
 
 
 def key(hour: int = H, *, creative: int = 5, member: int = 13, reason: str = "", device: str = "desktop") -> Key:
-    dims = {name: 0 for name in DIMENSIONS} | {"placement": "", "country": "", "source": "redirect", "test": 0}
+    dims: dict[str, int | str] = {name: 0 for name in DIMENSIONS}
+    dims |= {"placement": "", "country": "", "source": "redirect", "test": 0}
     dims |= {"member": member, "creative": creative, "device": device}
     return (hour, *(dims[name] for name in DIMENSIONS), reason)
 
