@@ -18,6 +18,7 @@ from clickbus.notifier.bidders import BREAKER_OPEN, SATURATED, Bidder
 from clickbus.notifier.delivery import Attempt, Verdict
 from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
 from clickbus.notifier.retry import Parked, Schedule
+from clickbus.records import dimensions
 
 BIDDER_DISABLED = "bidder_disabled"  # a metric: bidders disabled by a 410 since start
 _DEAD_REASON = {Verdict.REJECTED: "rejected", Verdict.GONE: "gone", Verdict.REFUSED: "refused"}
@@ -101,7 +102,15 @@ class Dispatcher:
     @staticmethod
     def _outcome(parked: Parked, outcome: Outcome, *, error: str = "") -> DeliveryOutcome:
         click = parked.click
-        return DeliveryOutcome(click.click_id, click.member_id, parked.attempt, outcome, error=error, test=click.test)
+        return DeliveryOutcome(
+            click.click_id,
+            click.member_id,
+            parked.attempt,
+            outcome,
+            error=error,
+            test=click.test,
+            dims=dimensions(click),
+        )
 
     @staticmethod
     def _attempt_outcome(parked: Parked, result: Attempt, outcome: Outcome) -> DeliveryOutcome:
@@ -116,4 +125,5 @@ class Dispatcher:
             error=result.error,
             click_response=result.click_response,
             test=click.test,
+            dims=dimensions(click),
         )

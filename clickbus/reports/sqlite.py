@@ -27,12 +27,15 @@ BUSY_TIMEOUT_MS = 10_000
 class SQLiteStore:
     """The `Store` port on a SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only  # a reader only: no writer thread, no migrations
         self._writer: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
 
     async def start(self) -> None:
+        if self.read_only:
+            return
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="clickbus-reports-db")
         await self._on_writer(self._open)
 
