@@ -29,6 +29,7 @@ from clickbus.metrics import (
 
 if TYPE_CHECKING:
     from clickbus.notifier import Notifier
+    from clickbus.reports.service import Reporter
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -69,6 +70,13 @@ def notifier(config: Config, log: Log, metrics: Metrics) -> Notifier:
     from clickbus.notifier import Notifier  # its HTTP client and checks load only where it runs
 
     return Notifier(config, log, metrics)
+
+
+def reporter(config: Config, log: Log) -> Reporter:
+    """The reporter on `log`, counting into the configured store."""
+    from clickbus.reports.service import Reporter
+
+    return Reporter(config, log)
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ from aiohttp import web
 from clickbus import runtime
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
+from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, reports, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.edge.appkeys import (
     ADDRESS_SECRET,
@@ -74,6 +74,8 @@ def create_app(
     app.cleanup_ctx.append(_sharing_buckets)
     if notifier:
         app.cleanup_ctx.append(_notifying(config, app[LOG], app[METRICS]))
+        if config.reports.enabled:  # reporting runs where the notifier runs
+            app.cleanup_ctx.append(_reporting(config, app[LOG]))
     for module in (health, redirect, beacons, pixel, server_clicks):
         app.add_routes(module.routes)
     if app[INSERT_KEYS]:
@@ -92,8 +94,9 @@ def create_admin_app(edge: web.Application) -> web.Application:
     admin[METRICS] = edge[METRICS]
     admin[LOG] = edge[LOG]
     admin[DRAINING] = edge[DRAINING]
-    for module in (health, insert, prometheus, openapi):
+    for module in (health, insert, prometheus, openapi, reports):
         admin.add_routes(module.routes)
+    admin.cleanup_ctx.append(reports.reading)
     admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
     return admin
@@ -134,6 +137,16 @@ def _notifying(config: Config, log: Log, metrics: Metrics) -> Callable[[web.Appl
         with contextlib.suppress(asyncio.CancelledError, ClickbusError):
             await starting
         await notifier.stop(config.edge.shutdown_timeout_s)
+
+    return ctx
+
+
+def _reporting(config: Config, log: Log) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        reporter = runtime.reporter(config, log)
+        await reporter.start()  # in the background: a store that is down never holds up the edge
+        yield
+        await reporter.stop(config.edge.shutdown_timeout_s)
 
     return ctx
 
