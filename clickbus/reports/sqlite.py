@@ -118,6 +118,8 @@ class SQLiteStore:
         return len(fresh)
 
     async def query(self, query: Query) -> AsyncIterator[RawRow]:
+        if not self.path.exists():  # no reporter has counted anything here yet: an empty report, not an error
+            return
         params = query_params(query)
         db = await asyncio.to_thread(self._reader)
         try:
@@ -131,8 +133,6 @@ class SQLiteStore:
             await asyncio.to_thread(db.close)
 
     def _reader(self) -> sqlite3.Connection:
-        if not self.path.exists():
-            raise StoreUnavailable(f"report store {self.path} does not exist yet (is the reporter running?)")
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return db
