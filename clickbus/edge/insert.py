@@ -30,8 +30,9 @@ from clickbus.edge.apikeys import authorization
 from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERT_THREAD, INSERTER, METRICS
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
+from clickbus.iso3166 import ALPHA_2
 from clickbus.landing import landing_problems
-from clickbus.tokens import AdContext
+from clickbus.tokens import MAX_PLACEMENT_CHARS, AdContext
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,15 @@ PATH = "/v1/insert"
 
 _U64 = 2**64 - 1
 _U32 = 2**32 - 1
-_INT_FIELDS = {"auction_id_64": _U64, "member_id": _U32, "user_id_64": _U64, "creative_id": _U64, "pos": 0xFFFF}
+_INT_FIELDS = {
+    "auction_id_64": _U64,
+    "member_id": _U32,
+    "user_id_64": _U64,
+    "creative_id": _U64,
+    "pos": 0xFFFF,
+    "campaign_id": _U32,
+    "publisher_id": _U32,
+}
 _STR_FIELDS = ("custom_notify_data", "userdata_json")
 MAX_HOSTS = 16
 INLINE_MARKUP_CHARS = 16 * 1024
@@ -67,6 +76,19 @@ def _hosts(value: Any, problems: list[dict[str, str]]) -> tuple[str, ...]:
         problems.append(_problem("auction.redirect_hosts", f"expected at most {MAX_HOSTS} host names"))
         return ()
     return tuple(h.lower() for h in value)
+
+
+def _dimension_strings(auction: dict[str, Any], problems: list[dict[str, str]]) -> tuple[str, str]:
+    """`placement` (at most 64 characters) and `country` (ISO 3166-1 alpha-2, as the server API's `location`)."""
+    placement = auction.get("placement", "")
+    if not isinstance(placement, str) or len(placement) > MAX_PLACEMENT_CHARS:
+        problems.append(_problem("auction.placement", f"expected a string of at most {MAX_PLACEMENT_CHARS} characters"))
+        placement = ""
+    country = auction.get("country", "")
+    if not isinstance(country, str) or (country and country not in ALPHA_2):
+        problems.append(_problem("auction.country", "expected an ISO 3166-1 alpha-2 country code (US, GB, FR)"))
+        country = ""
+    return placement, country
 
 
 def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
@@ -98,6 +120,7 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
     if not isinstance(test, bool):
         problems.append(_problem("auction.test", "expected a boolean"))
     hosts = _hosts(auction["redirect_hosts"], problems) if "redirect_hosts" in auction else ()
+    placement, country = _dimension_strings(auction, problems)
     if problems:
         raise InsertRequestError(problems)
     ad = AdContext(
@@ -111,6 +134,10 @@ def parse_insert(body: Any) -> tuple[str, AdContext, bool]:
         userdata_json=strings["userdata_json"],
         test=test,
         redirect_hosts=hosts,
+        campaign_id=ints["campaign_id"],
+        placement=placement,
+        publisher_id=ints["publisher_id"],
+        country=country,
     )
     return str(markup), ad, bool(wrap)
 
