@@ -68,6 +68,7 @@ class Rollup:
         await self._consumer.stop(timeout)
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
+        logger.info("reports group %s assigned %s", self.group, " ".join(f"{t}[{p}]" for t, p in sorted(tps)))
         self._reload = True  # partitions moved: read the store's positions again before counting more
 
     async def _run(self) -> None:
