@@ -44,6 +44,7 @@ class Rollup:
         self.batch_max = batch_max
         self.fetch_wait_s = fetch_wait_s
         self.counted = 0  # events added to the store by this process
+        self.waiting = False  # the store is unavailable and a batch waits for it
         # the log's group offsets are a hint (the store's positions decide); tests name another to lag them
         self._consumer: Consumer = log.consumer(TOPICS, log_group or group, on_assign=self._on_assign)
         self._positions: dict[TopicPartition, int] = {}
@@ -122,10 +123,13 @@ class Rollup:
         tries = 0
         while True:
             try:
-                return await work()
+                result = await work()
+                self.waiting = False
+                return result
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
                     raise
+                self.waiting = True
                 logger.warning("reports store unavailable: %s", exc)
                 await self._pause(RETRY_S[min(tries, len(RETRY_S) - 1)])
                 tries += 1
