@@ -18,7 +18,9 @@ from clickbus.reports.postgres import PostgresStore
 from clickbus.reports.rollup import Rollup
 from clickbus.tokens import Keyring, new_key
 from tests.support.configs import build_config
+from tests.support.edgeapp import app_click_path
 from tests.support.postgres import PostgresCluster, binaries
+from tests.support.records import recorded
 from tests.support.waiting import eventually, eventually_async
 
 DIMS = {"kind": "click", "creative": 5, "device": "mobile", "source": "redirect"}
@@ -78,3 +80,14 @@ async def _has(count: Callable[[], Awaitable[int]], want: int) -> bool:
         return await count() == want
     except StoreUnavailable:
         return False
+
+
+async def test_clicks_are_answered_while_the_report_store_is_down(tmp_path: Path) -> None:
+    dsn = f"postgresql://clickbus@/reports?host={tmp_path}&port=1"  # nothing listens there
+    config = build_config(tmp_path / "var", reports={"store": "postgres", "postgres_dsn": dsn})
+    edge = create_app(config, keyring=Keyring({"k1": new_key()}, "k1"), notifier=True)  # reporting inside
+    async with TestClient(TestServer(edge)) as client:
+        for auction in range(1, 6):
+            response = await client.get(app_click_path(edge, auction_id=auction), allow_redirects=False)
+            assert response.status == 302
+        assert len(await recorded(config)) == 5
