@@ -41,8 +41,5 @@ def iso(seconds: int) -> str:
 
 
 def hour_floor(seconds: int) -> int:
+    """The start of the hour `seconds` falls in."""
     return seconds - seconds % 3600
-
-
-def hour_ceil(seconds: int) -> int:
-    return hour_floor(seconds + 3599)
