@@ -23,6 +23,7 @@ BENCHES = (
     "metrics_cost",
     "scaling",
     "retention",
+    "reports",
 )
 REPRODUCE = """Reproduce with `make bench` (all, several rounds each, medians) or
 `.venv/bin/python -m bench [--quick] NAME ...`. Every figure is measured beside its

@@ -1,4 +1,4 @@
-"""The `clickbus` command line: run, notifier, status, tail, dlq, sign, keygen, apikey, config."""
+"""The `clickbus` command line: run, notifier, reporter, report, status, tail, dlq, sign, keygen, apikey, config."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime.share_metrics(config, first=True)
     _migrate_legacy_log(config)
     config_args = ("--config", args.config, "--log-level", args.log_level)
-    extras = [] if args.no_notifier else supervisor.extra_children(config_args)
+    extras = [] if args.no_notifier else supervisor.extra_children(config_args, reports=config.reports.enabled)
     if args.workers == 1:  # one process: the notifier runs inside it
         return runtime.serve_edge(config, announce=True, notifier=not args.no_notifier, listeners=listeners[0])
     worker_argv = supervisor.clickbus_argv("run", "--worker", *config_args)
@@ -148,6 +148,40 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     _hold_supervisor(2 * config.log.stop_timeout_s + 5.0)  # its own stop, then the log's, with a grace
     runtime.run(_notify(config))
     return 0
+
+
+async def _report_alone(config: Config) -> None:
+    metrics = default_metrics()
+    log = runtime.metered_log(config, metrics)
+    reporter = runtime.reporter(config, log)
+    limit_s = config.log.stop_timeout_s
+    async with runtime.stop_signal() as stop, runtime.started(log, limit_s), runtime.flushing(metrics, log):
+        await reporter.start()
+        print(f"clickbus reporter counting into the {config.reports.store} store", flush=True)
+        await stop.wait()
+        await reporter.stop(limit_s)
+
+
+def cmd_reporter(args: argparse.Namespace) -> int:
+    """Run reporting alone: count the notifier's verdicts into the report store (for scale-out)."""
+    from clickbus import logging_setup
+
+    logging_setup.configure(args.log_level)
+    runtime.run(_report_alone(_load(args)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print a report: valid and invalid clicks and impressions, CTR, callbacks, by any dimensions."""
+    from clickbus.reports import cli_report
+    from clickbus.reports.window import QueryError
+
+    config = _load(args)
+    try:
+        return runtime.run(cli_report.report(config, cli_report.params_of(args), sys.stdout))
+    except QueryError as exc:
+        print(f"clickbus: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _dlq(config: Config, args: argparse.Namespace) -> None:
@@ -361,6 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     notifier = command("notifier", cmd_notifier)
     notifier.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    reporter = command("reporter", cmd_reporter)
+    reporter.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    report = command("report", cmd_report)
+    report.add_argument(
+        "--since", help="a date (2026-12-03), a time (2026-12-03T13:00Z), or 24h / 7d ago (default 24h)"
+    )
+    report.add_argument("--until", help="the same forms (default: now)")
+    report.add_argument("--by", action="append", default=[], help="dimensions, comma-separated, and hour, day or month")
+    report.add_argument("--format", help="table, csv or json (default: table on a terminal, else csv)")
+    for name in ("member", "publisher", "campaign", "creative", "placement", "country", "device", "source", "test"):
+        report.add_argument(f"--{name}", help=f"only rows of this {name}")
 
     dlq = command("dlq", cmd_dlq)
     dlq.add_argument("dlq_command", choices=["list", "replay"])

@@ -62,6 +62,7 @@ __all__ = [
     "LogConfig",
     "MemberConfig",
     "NotifierConfig",
+    "ReportsConfig",
     "Secret",
     "TokensConfig",
     "from_mapping",
@@ -74,6 +75,7 @@ ENV_ADMIN_LISTEN = "CLICKBUS_ADMIN_LISTEN"
 ENV_PUBLIC_URL = "CLICKBUS_PUBLIC_URL"
 ENV_DATA_DIR = "CLICKBUS_DATA_DIR"
 ENV_KAFKA_BOOTSTRAP = "CLICKBUS_KAFKA_BOOTSTRAP"
+ENV_REPORTS_DSN = "CLICKBUS_REPORTS_DSN"
 _PUBLIC = HostPort("127.0.0.1", 8080)
 _INTERNAL = HostPort("127.0.0.1", 8081)
 
@@ -335,6 +337,37 @@ class NotifierConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportsConfig:
+    """Reports: where the hourly rows live, how long they are kept, and the reporting consumer group."""
+
+    enabled: Annotated[Flag, Doc("count verdicts into reports where the notifier runs (clickbus run)")] = True
+    store: Annotated[
+        Text, one_of("sqlite", "postgres"), Doc("where the rows live: sqlite (a file in data_dir) or postgres")
+    ] = "sqlite"
+    path: Annotated[FilePath, Doc("the SQLite file, inside data_dir")] = Path("reports.sqlite3")
+    postgres_dsn: Annotated[
+        SecretText | None,
+        Doc(
+            "PostgreSQL connection URI (never logged)", env=ENV_REPORTS_DSN, example="postgresql://clickbus@db/reports"
+        ),
+    ] = None
+    group: Annotated[Text, check(lambda s: None if s else "expected a group name"), Doc("consumer group")] = (
+        "clickbus-reports"
+    )
+    retention_months: Annotated[PositiveInt, Doc("rows older than this many months are deleted")] = 13
+    hourly_days: Annotated[PositiveInt, Doc("hourly rows older than this are folded into daily rows")] = 35
+    dedup_hours: Annotated[PositiveInt, Doc("a record written twice within this is counted once")] = 48
+    batch_max: Annotated[PositiveInt, Doc("records counted in one store transaction, at most")] = 5000
+    maintain_every_s: Annotated[PositiveFloat, Doc("how often old rows are folded and deleted")] = 600.0
+
+
+def _postgres_has_dsn(reports: ReportsConfig) -> ReportsConfig:
+    if reports.store == "postgres" and reports.postgres_dsn is None:
+        raise invalid(f"required when reports.store is postgres (or set {ENV_REPORTS_DSN})", at="postgres_dsn")
+    return reports
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignConfig:
     """A campaign for server-side clicks: its member and placements."""
 
@@ -400,6 +433,7 @@ class Config:
     ] = ()
     source: Annotated[Path | None, PlainValidator(_internal)] = None  # the file read, set by `load`
     notifier: NotifierConfig = NotifierConfig()
+    reports: Annotated[ReportsConfig, AfterValidator(_postgres_has_dsn)] = ReportsConfig()
     insert_keys: Annotated[
         tuple[InsertKeyConfig, ...],
         Tables("name"),
@@ -409,6 +443,10 @@ class Config:
     @property
     def log_path(self) -> Path:
         return self.data_dir / self.log.embedded.path
+
+    @property
+    def reports_path(self) -> Path:
+        return self.data_dir / self.reports.path
 
 
 ENV_OVERRIDES = env_overrides(Config)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
+from clickbus.devices import CLASSES, OTHER, device_class
 from clickbus.log.port import HEADER_KIND, HEADER_SCHEMA
 from clickbus.tokens import Token
 
@@ -280,6 +281,8 @@ class ClickRecord(_Record):
     location: str = ""
     ad_key: str = ""
     client_key: str = ""
+    publisher_id: int = 0  # the reporting dimensions the token carries (campaign_id and placement above)
+    country: str = ""
 
     def click_request(self) -> dict[str, Any]:
         """The body a bidder receives, exactly as in the Xandr reference: optional fields only when given."""
@@ -316,3 +319,30 @@ class ImpressionRecord(_Record):
     session_id: str = ""
     ad_key: str = ""
     client_key: str = ""
+    campaign_id: int = 0  # the reporting dimensions the token carries
+    placement: str = ""
+    publisher_id: int = 0
+    country: str = ""
+
+
+def dimensions(record: ClickRecord | ImpressionRecord) -> dict[str, Any]:
+    """What reports count a record's verdicts by: its kind, ad, placement, country and device class.
+
+    A server-side click's user agent is the publisher's server's: its class is the `device` the
+    publisher sent (empty: `other`), its country the `location`.
+    """
+    if record.source == Source.SERVER:
+        device = record.device if record.device in CLASSES else OTHER
+        country = record.country or getattr(record, "location", "")
+    else:
+        device, country = device_class(record.user_agent), record.country
+    return {
+        "kind": record.KIND,
+        "publisher": record.publisher_id,
+        "campaign": record.campaign_id,
+        "creative": record.creative_id,
+        "placement": record.placement,
+        "country": country,
+        "device": device,
+        "source": record.source,
+    }

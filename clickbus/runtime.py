@@ -35,9 +35,21 @@ if TYPE_CHECKING:
 
     from clickbus.edge.sockets import Listeners
     from clickbus.notifier import Notifier
+    from clickbus.reports.service import Reporter
     from clickbus.tokens import Keyring
 
-__all__ = ["edge_app", "flushing", "metered_log", "new_loop", "notifier", "run", "serve_edge", "started", "stop_signal"]
+__all__ = [
+    "edge_app",
+    "flushing",
+    "metered_log",
+    "new_loop",
+    "notifier",
+    "reporter",
+    "run",
+    "serve_edge",
+    "started",
+    "stop_signal",
+]
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -87,7 +99,10 @@ def edge_app(
     metrics = metrics if metrics is not None else default_metrics()
     metered = metered_log(config, metrics, log)
     inside = notifier(config, metered, metrics) if with_notifier else None
-    return create_app(config, log=metered, keyring=keyring, metrics=metrics, notifier=inside)
+    counting = (
+        reporter(config, metered) if with_notifier and config.reports.enabled else None
+    )  # where the notifier runs
+    return create_app(config, log=metered, keyring=keyring, metrics=metrics, notifier=inside, reporter=counting)
 
 
 def metered_log(config: Config, metrics: Metrics, log: Log | None = None) -> MeteredLog:
@@ -100,6 +115,13 @@ def notifier(config: Config, log: Log, metrics: Metrics) -> Notifier:
     from clickbus.notifier import Notifier  # its HTTP client and checks load only where it runs
 
     return Notifier(config, log, metrics)
+
+
+def reporter(config: Config, log: Log) -> Reporter:
+    """The reporter on `log`, counting into the configured store."""
+    from clickbus.reports.service import Reporter
+
+    return Reporter(config, log)
 
 
 @contextlib.asynccontextmanager

@@ -65,9 +65,12 @@ def clickbus_argv(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "clickbus", *args)
 
 
-def extra_children(config_args: Sequence[str]) -> list[ChildSpec]:
-    """Processes that run once beside the edge workers: the notifier, a single group member."""
-    return [ChildSpec("notifier", clickbus_argv("notifier", *config_args), {})]
+def extra_children(config_args: Sequence[str], *, reports: bool = True) -> list[ChildSpec]:
+    """Processes that run once beside the edge workers: the notifier, a single group member, and the reporter."""
+    children = [ChildSpec("notifier", clickbus_argv("notifier", *config_args), {})]
+    if reports:
+        children.append(ChildSpec("reporter", clickbus_argv("reporter", *config_args), {}))
+    return children
 
 
 class _Child:

@@ -5,13 +5,16 @@ A token is URL-safe base64 (no padding) of::
     version:u8 | key_id_len:u8 | key_id | issued_at:u32 | expires_at:u32
     | auction_id_64:u64 | member_id:u32 | user_id_64:u64 | creative_id:u64
     | flags:u8 | pos:u16 | landing_url | custom_notify_data | userdata_json
-    | redirect_hosts | tag
+    | redirect_hosts | [campaign_id:varint | publisher_id:varint | country | placement] | tag
 
 Strings are UTF-8 with a varint length prefix; `redirect_hosts` is the
 comma-joined list of hosts an appended destination may go to. `tag` is the
 first 16 bytes (128 bits) of HMAC-SHA256 over everything before it, under the
 key named by `key_id`. The edge needs no lookup to redirect: the token holds
-the whole auction context.
+the whole auction context. The bracketed reporting dimensions are written only
+when one is set, so tokens without them (and every token minted before them)
+end at `redirect_hosts` and read as having none; with them a token grows by
+4 bytes plus the placement's length (`tests/test_tokens.py` measures it).
 
 Every pixel, beacon and click verifies a token, so verification is on the hot
 path: each key's HMAC pads are hashed once (`Mac`), and the canonical-base64
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from clickbus.errors import TokenError
 
 VERSION = 1
+MAX_PLACEMENT_CHARS = 64
 TAG_BYTES = 16
 MAX_TOKEN_CHARS = 8192
 KEY_BYTES = 32
@@ -66,6 +70,14 @@ class AdContext:
     test: bool = False
     pos: int = 0
     redirect_hosts: tuple[str, ...] = ()
+    # what reports count by (README: Reports), signed like the rest
+    campaign_id: int = 0
+    placement: str = ""  # the publisher's slot or Xandr tag, at most MAX_PLACEMENT_CHARS
+    publisher_id: int = 0
+    country: str = ""  # ISO 3166-1 alpha-2
+
+    def has_dimensions(self) -> bool:
+        return bool(self.campaign_id or self.placement or self.publisher_id or self.country)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +146,15 @@ def _put_str(out: bytearray, text: str) -> None:
     out += raw
 
 
+def _put_uint(out: bytearray, n: int) -> None:
+    if not 0 <= n <= _U32:
+        raise ValueError(f"out of range: {n}")
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
 class _Cursor:
     """Reads the variable-length tail of a token body, failing on any overrun."""
 
@@ -160,10 +181,17 @@ class _Cursor:
         self.at = end
         return text
 
+    def uint(self) -> int:
+        """A varint of at most 32 bits."""
+        n = self._varint()
+        if n > _U32:
+            raise TokenError("token holds an integer out of range")
+        return n
+
     def _varint(self) -> int:
         n = shift = 0
         while True:
-            if self.at >= len(self.raw) or shift > 21:
+            if self.at >= len(self.raw) or shift > 28:
                 raise TokenError("token body is truncated")
             byte = self.raw[self.at]
             self.at += 1
@@ -242,6 +270,13 @@ class Keyring:
         _put_str(tail, ad.custom_notify_data)
         _put_str(tail, ad.userdata_json)
         _put_str(tail, ",".join(ad.redirect_hosts if redirect_hosts is None else redirect_hosts))
+        if ad.has_dimensions():
+            if not (0 <= ad.campaign_id <= _U32 and 0 <= ad.publisher_id <= _U32):
+                _check_ranges(ad, issued + ttl_s)
+            _put_uint(tail, ad.campaign_id)
+            _put_uint(tail, ad.publisher_id)
+            _put_str(tail, ad.country)
+            _put_str(tail, ad.placement)
         return Stamp(self._signer, self._prefix + fixed, bytes(tail))
 
     def verify(self, text: str) -> Token:
@@ -272,6 +307,8 @@ def _check_ranges(ad: AdContext, expires_at: int) -> None:
         ("user_id_64", ad.user_id_64, _U64),
         ("creative_id", ad.creative_id, _U64),
         ("pos", ad.pos, 0xFFFF),
+        ("campaign_id", ad.campaign_id, _U32),
+        ("publisher_id", ad.publisher_id, _U32),
         ("expires_at", expires_at, _U32),
     )
     for name, value, top in limits:
@@ -283,6 +320,10 @@ def _parse_body(key_id: str, signed: bytes, at: int) -> Token:
     issued, expires, auction, member, user, creative, flags, pos = _FIXED.unpack_from(signed, at)
     cursor = _Cursor(signed, at + _FIXED.size)
     landing, notify, userdata, hosts = cursor.string(), cursor.string(), cursor.string(), cursor.string()
+    campaign = publisher = 0
+    country = placement = ""
+    if cursor.at != len(signed):  # the reporting dimensions; tokens without them end here
+        campaign, publisher, country, placement = cursor.uint(), cursor.uint(), cursor.string(), cursor.string()
     if cursor.at != len(signed):
         raise TokenError("token has trailing bytes")
     ad = AdContext(
@@ -296,5 +337,9 @@ def _parse_body(key_id: str, signed: bytes, at: int) -> Token:
         test=bool(flags & _FLAG_TEST),
         pos=pos,
         redirect_hosts=tuple(hosts.split(",")) if hosts else (),
+        campaign_id=campaign,
+        placement=placement,
+        publisher_id=publisher,
+        country=country,
     )
     return Token(key_id, issued, expires, ad)

@@ -163,6 +163,7 @@ def test_environment_overrides_are_derived_from_the_declarations() -> None:
         "CLICKBUS_PUBLIC_URL": "edge.public_url",
         "CLICKBUS_ADMIN_LISTEN": "edge.admin_listen",
         "CLICKBUS_KAFKA_BOOTSTRAP": "log.kafka.bootstrap_servers",
+        "CLICKBUS_REPORTS_DSN": "reports.postgres_dsn",
     }
     config = from_mapping({}, env={"CLICKBUS_ADMIN_LISTEN": "[::1]:9100"})
     assert config.edge.admin_listen == HostPort("::1", 9100)

@@ -29,6 +29,10 @@ ADS = st.builds(
     test=st.booleans(),
     pos=st.integers(0, 0xFFFF),
     redirect_hosts=st.lists(st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True), max_size=4).map(tuple),
+    campaign_id=st.integers(0, 2**32 - 1),
+    placement=st.text(max_size=64),
+    publisher_id=st.integers(0, 2**32 - 1),
+    country=st.sampled_from(["", "FR", "US"]),
 )
 URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -124,7 +128,43 @@ def test_token_for_100_char_landing_is_under_300_chars() -> None:
     assert len(SIGNER.sign(ad, ttl_s=86400)) < 300
 
 
-@pytest.mark.parametrize(("field", "value"), [("member_id", 2**32), ("auction_id_64", -1), ("pos", 70000)])
+# Minted by the code before reporting dimensions existed (4309b9d), under key bytes(range(32)), at 1_800_000_000.
+BEFORE_DIMENSIONS = (
+    "AQJrMWtJ0gBrSyOACWaDOXYjS4EAAAANAAAAAAAAAAAAAAAAAAAABQAAABVodHRwczovL3Nob3AuZXhhbXBsZS8AAAxzaG9wLmV4YW1wbGWs4oj-"
+    "dooIscO-MTSDRkhF"
+)
+DIMENSIONS = {"campaign_id": 123456, "publisher_id": 789, "country": "FR", "placement": "header_banner"}
+
+
+def test_tokens_minted_before_dimensions_still_verify_with_none() -> None:
+    ad = Keyring({"k1": bytes(range(32))}, "k1").verify(BEFORE_DIMENSIONS).ad
+    assert (ad.member_id, ad.creative_id, ad.landing_url) == (13, 5, "https://shop.example/")
+    assert (ad.campaign_id, ad.placement, ad.publisher_id, ad.country) == (0, "", 0, "")
+
+
+def test_dimensions_cost_30_characters_and_none_cost_nothing() -> None:
+    keyring = Keyring({"k1": bytes(range(32))}, "k1")
+    base = AdContext(
+        member_id=13,
+        auction_id_64=677373076784237441,
+        creative_id=5,
+        landing_url="https://shop.example/",
+        redirect_hosts=("shop.example",),
+    )
+    plain = keyring.sign(base, ttl_s=86400, now=1_800_000_000)
+    assert plain == BEFORE_DIMENSIONS  # without dimensions, byte for byte the old format
+    with_dimensions = keyring.sign(AdContext(**{**_fields(base), **DIMENSIONS}), ttl_s=86400, now=1_800_000_000)
+    assert len(with_dimensions) - len(plain) == 30  # 22 bytes: 3 + 2 varint, 1 + 2 country, 1 + 13 placement
+
+
+def _fields(ad: AdContext) -> dict[str, Any]:
+    return {name: getattr(ad, name) for name in AdContext.__dataclass_fields__}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("member_id", 2**32), ("auction_id_64", -1), ("pos", 70000), ("campaign_id", 2**32), ("publisher_id", -1)],
+)
 def test_out_of_range_values_are_refused_when_signing(field: str, value: int) -> None:
     fields: dict[str, Any] = {"member_id": 1, field: value}
     with pytest.raises(ValueError, match=field):

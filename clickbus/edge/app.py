@@ -22,7 +22,7 @@ from aiohttp import web
 
 from clickbus.config import Config
 from clickbus.creative import Inserter
-from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
+from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, reports, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.edge.appkeys import (
     ADDRESS_SECRET,
@@ -48,6 +48,7 @@ from clickbus.tokens import Keyring
 
 if TYPE_CHECKING:
     from clickbus.notifier import Notifier
+    from clickbus.reports.service import Reporter
 
 BUCKETS_FILE = "rate-buckets"
 
@@ -59,11 +60,12 @@ def create_app(
     keyring: Keyring | None = None,
     metrics: Metrics | None = None,
     notifier: Notifier | None = None,
+    reporter: Reporter | None = None,
 ) -> web.Application:
     """Build the public edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names.
 
     A `log` not yet metered is metered here. A `notifier` (built on the same log) runs for the application's
-    life, started and stopped by it.
+    life, started and stopped by it, and so does a `reporter` (reporting runs where the notifier runs).
     """
     app = web.Application(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
@@ -88,6 +90,8 @@ def create_app(
     app.cleanup_ctx.append(_sharing_buckets)
     if notifier is not None:
         app.cleanup_ctx.append(_notifying(notifier, config.edge.shutdown_timeout_s))
+    if reporter is not None:
+        app.cleanup_ctx.append(_reporting(reporter, config.edge.shutdown_timeout_s))
     for module in (health, redirect, beacons, pixel, server_clicks):
         app.add_routes(module.routes)
     if app[INSERT_KEYS]:
@@ -107,8 +111,9 @@ def create_admin_app(edge: web.Application) -> web.Application:
     admin[LOG] = edge[LOG]
     admin[DRAINING] = edge[DRAINING]
     admin.add_routes(health.admin_routes)
-    for module in (insert, prometheus, openapi):
+    for module in (insert, prometheus, openapi, reports):
         admin.add_routes(module.routes)
+    admin.cleanup_ctx.append(reports.reading)
     admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
     return admin
@@ -147,5 +152,14 @@ def _notifying(notifier: Notifier, stop_timeout_s: float) -> Callable[[web.Appli
         with contextlib.suppress(asyncio.CancelledError):
             await starting
         await notifier.stop(stop_timeout_s)
+
+    return ctx
+
+
+def _reporting(reporter: Reporter, stop_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await reporter.start()  # in the background: a store that is down never holds up the edge
+        yield
+        await reporter.stop(stop_timeout_s)
 
     return ctx

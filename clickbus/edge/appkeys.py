@@ -12,6 +12,7 @@ from clickbus.creative import Inserter
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.log.port import Log
 from clickbus.metrics import Metrics
+from clickbus.reports.port import Store
 from clickbus.tokens import Keyring
 
 CONFIG = web.AppKey("config", Config)
@@ -25,3 +26,4 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 INSERT_THREAD = web.AppKey("insert_thread", ThreadPoolExecutor)  # large markups (see insert)
 ADDRESS_SECRET = web.AppKey("address_secret", bytes)  # keys the hash of full client addresses (dedup)
+REPORTS = web.AppKey("reports", Store)  # read-only, for /v1/reports

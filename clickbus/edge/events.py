@@ -112,6 +112,10 @@ def _shared(
         "session_id": session_id,
         "ad_key": ad_key(token),
         "client_key": client.key,
+        "campaign_id": ad.campaign_id,
+        "placement": ad.placement,
+        "publisher_id": ad.publisher_id,
+        "country": ad.country,
     }
 
 

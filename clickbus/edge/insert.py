@@ -31,8 +31,9 @@ from clickbus.edge.appkeys import CONFIG, INSERT_KEYS, INSERT_THREAD, INSERTER, 
 from clickbus.edge.body import read_json
 from clickbus.errors import BodyError, InsertRequestError
 from clickbus.hosts import redirect_host_problem
+from clickbus.iso3166 import ALPHA_2
 from clickbus.landing import landing_problems
-from clickbus.tokens import AdContext
+from clickbus.tokens import MAX_PLACEMENT_CHARS, AdContext
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,15 @@ PATH = "/v1/insert"
 
 _U64 = 2**64 - 1
 _U32 = 2**32 - 1
-_INT_FIELDS = {"auction_id_64": _U64, "member_id": _U32, "user_id_64": _U64, "creative_id": _U64, "pos": 0xFFFF}
+_INT_FIELDS = {
+    "auction_id_64": _U64,
+    "member_id": _U32,
+    "user_id_64": _U64,
+    "creative_id": _U64,
+    "pos": 0xFFFF,
+    "campaign_id": _U32,
+    "publisher_id": _U32,
+}
 _STR_FIELDS = ("custom_notify_data", "userdata_json")
 MAX_HOSTS = 16
 INLINE_MARKUP_CHARS = 16 * 1024
@@ -71,6 +80,19 @@ def _hosts(value: Any, problems: list[dict[str, str]], *, allow_private: bool) -
         if (problem := redirect_host_problem(host, allow_private=allow_private)) is not None:
             problems.append(_problem("auction.redirect_hosts", f"{host[:100]!r} {problem}"))
     return hosts
+
+
+def _dimension_strings(auction: dict[str, Any], problems: list[dict[str, str]]) -> tuple[str, str]:
+    """`placement` (at most 64 characters) and `country` (ISO 3166-1 alpha-2, as the server API's `location`)."""
+    placement = auction.get("placement", "")
+    if not isinstance(placement, str) or len(placement) > MAX_PLACEMENT_CHARS:
+        problems.append(_problem("auction.placement", f"expected a string of at most {MAX_PLACEMENT_CHARS} characters"))
+        placement = ""
+    country = auction.get("country", "")
+    if not isinstance(country, str) or (country and country not in ALPHA_2):
+        problems.append(_problem("auction.country", "expected an ISO 3166-1 alpha-2 country code (US, GB, FR)"))
+        country = ""
+    return placement, country
 
 
 def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[str, AdContext, bool]:
@@ -108,6 +130,7 @@ def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[st
         if "redirect_hosts" in auction
         else ()
     )
+    placement, country = _dimension_strings(auction, problems)
     if problems:
         raise InsertRequestError(problems)
     ad = AdContext(
@@ -121,6 +144,10 @@ def parse_insert(body: Any, *, allow_private_landings: bool = False) -> tuple[st
         userdata_json=strings["userdata_json"],
         test=test,
         redirect_hosts=hosts,
+        campaign_id=ints["campaign_id"],
+        placement=placement,
+        publisher_id=ints["publisher_id"],
+        country=country,
     )
     return str(markup), ad, bool(wrap)
 

@@ -139,6 +139,7 @@ def server_click_record(click: ServerClick, client: Client, *, now: float) -> Cl
         campaign_id=click.campaign.campaign_id,
         placement=click.placement,
         location=click.location,
+        country=click.location,  # the reporting dimension, as on records made from a token
     )
 
 

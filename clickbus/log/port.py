@@ -26,6 +26,7 @@ class Topic(StrEnum):
     DELIVERIES = "deliveries"
     DLQ = "dlq"
     RETRY = "retry"  # the notifier's parked deliveries, each with its attempt number and due time
+    VERDICTS = "verdicts"  # the notifier's `valid` verdicts, for reports (invalid ones are on DELIVERIES)
 
 
 @dataclass(frozen=True, slots=True)

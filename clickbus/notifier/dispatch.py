@@ -18,6 +18,7 @@ from clickbus.notifier.bidders import BREAKER_OPEN, SATURATED, Bidder
 from clickbus.notifier.delivery import Attempt, Verdict
 from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
 from clickbus.notifier.retry import Parked, Schedule
+from clickbus.records import dimensions
 
 BIDDER_DISABLED = "bidder_disabled"  # a metric: bidders disabled by a 410 since start
 _DEAD_REASON = {Verdict.REJECTED: "rejected", Verdict.GONE: "gone", Verdict.REFUSED: "refused"}
@@ -103,7 +104,14 @@ class Dispatcher:
     def _outcome(parked: Parked, outcome: Outcome, *, error: str = "") -> DeliveryOutcome:
         click = parked.click
         return DeliveryOutcome(
-            click.click_id, click.member_id, parked.attempt, outcome, error=error, test=click.test, step=parked.step
+            click.click_id,
+            click.member_id,
+            parked.attempt,
+            outcome,
+            error=error,
+            test=click.test,
+            step=parked.step,
+            dims=dimensions(click),
         )
 
     @staticmethod
@@ -120,4 +128,5 @@ class Dispatcher:
             click_response=result.click_response,
             test=click.test,
             step=parked.step,
+            dims=dimensions(click),
         )

@@ -25,7 +25,7 @@ from clickbus.notifier.dispatch import Dispatcher
 from clickbus.notifier.ivt import verdict
 from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
 from clickbus.notifier.retry import Parked
-from clickbus.records import ClickRecord, ImpressionRecord
+from clickbus.records import ClickRecord, ImpressionRecord, dimensions
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,11 @@ def _now_ms() -> int:
 
 async def _done() -> None:
     return None
+
+
+async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+    """Both at once; the record is finished when both are (a failure of either leaves it unfinished)."""
+    await asyncio.gather(first, second)
 
 
 @dataclass(slots=True)
@@ -189,15 +194,18 @@ class IntakeHandler:
             activity_also=self._activity_also(tp),
         )
         self.recorder.metrics.verdict(record.KIND, reason)  # the one judgement: what `clickbus status` shows
+        # The verdict, valid or not, is one record with the dimensions reports count it by.
+        judged = Outcome.VALID if reason is None else Outcome.INVALID
+        dims = dimensions(record)
+        verdict_record = DeliveryOutcome(
+            record.record_id(), record.member_id, 0, judged, reason=reason, test=record.test, dims=dims
+        )
         if reason is not None:
-            invalid = DeliveryOutcome(
-                record.record_id(), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test
-            )
-            return self.recorder.outcome(invalid)
+            return self.recorder.outcome(verdict_record)
         if isinstance(record, ImpressionRecord):
-            return _done()
+            return self.recorder.verdict(verdict_record)
         now = _now_ms()
-        return self.dispatcher.deliver(Parked(record, 0, now, now))
+        return _both(self.recorder.verdict(verdict_record), self.dispatcher.deliver(Parked(record, 0, now, now)))
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ APPEND_RETRY_S = (0.05, 0.2, 1.0, 2.0)
 
 
 class Outcome(StrEnum):
+    VALID = "valid"  # the verdict on a click or impression judged valid (reports count it)
     DELIVERED = "delivered"
     RETRY = "retry"  # an attempt failed; the click is parked for another one
     PARKED = "parked"  # not attempted (breaker open, bidder saturated); parked
@@ -55,6 +56,7 @@ class DeliveryOutcome:
     due_ms: int | None = None
     test: bool = False
     ts_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    dims: dict[str, Any] | None = None  # what reports count this by (`records.dimensions`); None when unknown
     step: int = 0  # the decision this records (see retry.py): with `click_id`, what makes it unique
     idempotency_key: str = field(init=False)  # `<click_id>/<step>`: copies of one record share it
 
@@ -128,6 +130,10 @@ class Recorder:
         await self.append(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json())
         self.counts[outcome.outcome] += 1  # counted once durable, like the edge counts clicks
         self.metrics.delivery(outcome.member_id, outcome.outcome)
+
+    async def verdict(self, outcome: DeliveryOutcome) -> None:
+        """A `valid` verdict, on its own topic: deliveries keeps one record per attempt or invalid verdict."""
+        await self.append(Topic.VERDICTS, outcome.click_id.encode(), outcome.to_json())
 
     async def park(self, parked: Parked, outcome: DeliveryOutcome) -> None:
         # counted before the append: the retry loop may read the record back before the append returns

@@ -1,0 +1,198 @@
+"""Reports: how fast the rollup counts, and how fast a long report reads, on the embedded store.
+
+`python -m bench reports` (or `python -m bench.reports --rows N` for the report over N hourly rows).
+The rollup figure is records/s through the whole path of one batch (parse, dedup key, one SQLite
+transaction with positions and counts) on one core; its baseline is orjson parsing alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clickbus.ids import uuid7
+from clickbus.reports import sqlite_sql
+from clickbus.reports.counting import event_of
+from clickbus.reports.port import Batch, Move, Query
+from clickbus.reports.schema import DIMENSIONS, KEY, VALUES
+from clickbus.reports.sqlite import SQLiteStore
+
+BATCH = 5000
+OUTCOMES = ("valid", "valid", "valid", "invalid", "delivered", "retry")
+
+
+def records(n: int) -> list[bytes]:
+    """Verdicts and outcomes as the notifier writes them: 50 creatives (one campaign, one placement each), 4 devices."""
+    rng = random.Random(1)
+    out = []
+    for _ in range(n):
+        outcome = rng.choice(OUTCOMES)
+        creative = rng.randint(1, 50)
+        dims = {"kind": rng.choice(("click", "impression")), "publisher": 1, "campaign": creative // 5}
+        dims |= {"creative": creative, "placement": f"slot-{creative % 20}", "country": "FR"}
+        dims |= {"device": rng.choice(("mobile", "tablet", "desktop", "other")), "source": "redirect"}
+        record = {"click_id": uuid7(), "member_id": 13, "attempt": 1, "outcome": outcome, "status": 200}
+        record |= {"latency_ms": 12.0, "error": "", "reason": "bot" if outcome == "invalid" else None}
+        record |= {"click_response": None, "due_ms": None, "test": False, "ts_ms": int(time.time() * 1000)}
+        out.append(orjson.dumps(record | {"dims": dims}))
+    return out
+
+
+async def rollup_rate(n: int) -> tuple[float, float]:
+    """(records/s counted into a fresh SQLite store, records/s parsed by orjson alone)."""
+    values = records(n)
+    started = time.perf_counter()
+    for value in values:
+        orjson.loads(value)
+    parse_rate = n / (time.perf_counter() - started)
+    with tempfile.TemporaryDirectory() as directory:
+        store = SQLiteStore(Path(directory) / "reports.sqlite3")
+        await store.start()
+        started = time.perf_counter()
+        position: int | None = None
+        for at in range(0, n, BATCH):
+            events = [e for v in values[at : at + BATCH] if (e := event_of(v)) is not None]
+            moved = at + len(values[at : at + BATCH])
+            await store.apply(Batch("bench", [Move("deliveries", 0, position, moved)], events))
+            position = moved
+        rate = n / (time.perf_counter() - started)
+        await store.stop()
+    return rate, parse_rate
+
+
+def fill(path: Path, rows: int) -> int:
+    """`rows` hourly rows over 120 days for 40 members, written directly; the hour the report ends at."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = OFF")
+    for statement in filter(str.strip, sqlite_sql.MIGRATIONS[0][1].split(";")):
+        db.execute(statement)
+    end = int(time.time()) // 3600 * 3600
+    hours = 120 * 24
+    per_hour = max(1, rows // hours)
+    columns, marks = ", ".join((*KEY, *VALUES)), ", ".join("?" * (len(KEY) + len(VALUES)))
+    insert = f"INSERT OR IGNORE INTO rows ({columns}) VALUES ({marks})"
+    zeros = [0] * (len(VALUES) - 2)
+    db.execute("BEGIN")
+    for h in range(hours):
+        hour = end - h * 3600
+        batch = []
+        for i in range(per_hour):
+            key = (hour, i % 40, 1, i % 10, i // 40, f"slot-{i % 20}", "FR", "mobile", "redirect", 0, "")
+            batch.append((*key, 10, 1, *zeros))
+        db.executemany(insert, batch)
+    db.execute("COMMIT")
+    db.close()
+    return end
+
+
+async def report_time(rows: int) -> float:
+    """Seconds for a 90-day report by day for one member over `rows` hourly rows."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "reports.sqlite3"
+        end = await asyncio.to_thread(fill, path, rows)
+        store = SQLiteStore(path, read_only=True)
+        query = Query(end - 90 * 86400, end + 3600, ("member",), "day", (("member", 7),))
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            got = [row async for row in store.query(query)]
+            best = min(best, time.perf_counter() - started)
+        assert len(got) >= 90, len(got)
+        return best
+
+
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+_CLICKS_AT = 2 + len(DIMENSIONS) + 1  # the clicks column of a grouped row (valid and invalid alike)
+
+
+async def _reported(store: SQLiteStore) -> int:
+    rows = [row async for row in store.query(Query(0, 2**40, ()))]
+    return sum(int(row[_CLICKS_AT] or 0) for row in rows)
+
+
+async def freshness(rate: int, seconds: float) -> tuple[float, int, float]:
+    """(the longest a click took from its 302 to the report, clicks sent, the rate achieved) on `clickbus run`."""
+    import aiohttp
+
+    from bench.load import Server, clickbus_run
+
+    with Server(list(clickbus_run())) as server:
+        url = server.click_url()
+        store = SQLiteStore(server.directory / "var" / "reports.sqlite3", read_only=True)
+        answered: list[float] = []
+        polls: list[tuple[float, int]] = []
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+
+            async def click() -> None:
+                async with http.get(url, headers={"User-Agent": BROWSER}, allow_redirects=False) as response:
+                    if response.status == 302:
+                        answered.append(time.monotonic())
+
+            async def poll(until: asyncio.Event) -> None:
+                while not (until.is_set() and polls and polls[-1][1] >= len(answered)):
+                    polls.append((time.monotonic(), await _reported(store)))
+                    await asyncio.sleep(0.1)
+
+            done = asyncio.Event()
+            poller = asyncio.create_task(poll(done))
+            start = time.monotonic()
+            tasks = []
+            for i in range(int(rate * seconds)):  # open loop: each click at its time, answered or not
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(click()))
+            await asyncio.gather(*tasks)
+            achieved = len(answered) / (time.monotonic() - start)
+            done.set()
+            await asyncio.wait_for(poller, 60)
+    answered.sort()
+    lag = max(next(t for t, count in polls if count > i) - at for i, at in enumerate(answered))
+    return lag, len(answered), achieved
+
+
+def main(quick: bool = False, rows: int | None = None) -> list[dict[str, Any]]:
+    n = 20_000 if quick else 200_000
+    rate, parse_rate = asyncio.run(rollup_rate(n))
+    rows = rows or (200_000 if quick else 10_000_000)
+    seconds = asyncio.run(report_time(rows))
+    lag, sent, achieved = asyncio.run(freshness(1000, 3 if quick else 10))
+    return [
+        {
+            "name": f"reports freshness, `clickbus run` (embedded), {achieved:,.0f} clicks/s for {sent:,} clicks",
+            "value": lag,
+            "unit": "s from a click's 302 to the report, the longest",
+            "target": "<= 5 s at 1,000 clicks/s",
+        },
+        {
+            "name": "reports rollup, one core (parse, dedup, one SQLite transaction per 5,000)",
+            "value": rate,
+            "unit": "records/s",
+            "baseline": parse_rate,
+            "baseline_name": "orjson.loads alone",
+            "ratio": rate / parse_rate,
+            "target": ">= 20,000/s",
+        },
+        {
+            "name": f"90-day report by day, one member, over {rows:,} hourly rows (SQLite)",
+            "value": seconds * 1000,
+            "unit": "ms",
+            "target": "<= 1,000 ms",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.reports", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", type=int, help="hourly rows under the 90-day report (default 10,000,000)")
+    args = parser.parse_args()
+    for row in main(quick=args.quick, rows=args.rows):
+        print(row)

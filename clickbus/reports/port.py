@@ -1,0 +1,111 @@
+"""The report store port: positions and counts written in one transaction, and grouped reads.
+
+Two adapters implement it: `SQLiteStore` (a file in data_dir, the embedded default) and
+`PostgresStore` (scale-out). `tests/reports/test_contract.py` runs the same checks on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clickbus.errors import ClickbusError
+from clickbus.log.port import TopicPartition
+from clickbus.reports.schema import BUCKETS, COUNTERS, Key
+
+Values = list[int]  # in `VALUES` order: counters, then histogram buckets
+
+
+class StoreUnavailable(ClickbusError):
+    """The report store cannot be reached or written now."""
+
+
+class Fenced(ClickbusError):
+    """A position moved under this writer (another reporter owns the partition now): nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A partition's position moving from `expected` (None: no position stored yet) to `next`."""
+
+    topic: str
+    partition: int
+    expected: int | None
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One record's contribution: its dedup key, its row and what it adds there."""
+
+    seen: bytes  # (record id, step, outcome): a record written twice is counted once
+    key: Key
+    counts: tuple[int, int, int, int, int]  # COUNTERS
+    latency_bucket: int = -1  # histogram bucket of a delivered callback's latency, or -1
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one transaction writes: moved positions of `group` and the events read up to them."""
+
+    group: str
+    moves: Sequence[Move]
+    events: Sequence[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A grouped read: `hour` in [since, until), grouped by `by` (`grain`: None, hour, day or month)."""
+
+    since: int
+    until: int
+    by: tuple[str, ...]  # dimension names, in the order asked
+    grain: str | None = None
+    filters: tuple[tuple[str, int | str], ...] = ()
+
+
+# A grouped row: the time bucket (or None), every dimension (None when not grouped), reason, then VALUES.
+RawRow = tuple[int | str | None, ...]
+
+
+def add_events(events: Sequence[Event]) -> dict[Key, Values]:
+    """Sum events into one value list per row."""
+    rows: dict[Key, Values] = {}
+    width = len(COUNTERS)
+    for event in events:
+        values = rows.get(event.key)
+        if values is None:
+            values = rows[event.key] = [0] * (width + BUCKETS)
+        for i, n in enumerate(event.counts):
+            values[i] += n
+        if event.latency_bucket >= 0:
+            values[width + event.latency_bucket] += 1
+    return rows
+
+
+class Store(Protocol):
+    """Where the rows live; every write is one transaction holding positions and counts together."""
+
+    async def start(self) -> None:
+        """Connect and apply the numbered migrations not yet applied."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    async def positions(self, group: str) -> dict[TopicPartition, int]:
+        """The next offset to count, per partition, for `group`."""
+        ...
+
+    async def apply(self, batch: Batch) -> int:
+        """Move positions and add the events not seen before, at once; the number added. Raise `Fenced`."""
+        ...
+
+    def query(self, query: Query) -> AsyncIterator[RawRow]:
+        """Grouped sums, ordered by time then dimensions, streamed."""
+        ...
+
+    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+        """Fold hourly rows before `fold_before` into days, delete rows before `delete_before`, and forget
+        dedup keys sorting before `forget_before` (a key starts with its record's time)."""
+        ...

@@ -1,0 +1,147 @@
+"""The scale-out report store: PostgreSQL through asyncpg.
+
+Several reporters of one consumer group write it at once, each owning its partitions; a position moves
+only from the value its writer read, so a reporter that lost a partition is fenced. Rows are written in
+key order, so two writers adding to the same rows never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from clickbus.log.port import TopicPartition
+from clickbus.reports import postgres_sql as sql
+from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events
+from clickbus.reports.sqlite import query_params
+
+T = TypeVar("T")
+FETCH_ROWS = 1000
+CONNECT_TIMEOUT_S = 5.0
+# connection refused or lost, server shutting down or not yet up, deadlock: the transaction is retried whole
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+class PostgresStore:
+    """The `Store` port on PostgreSQL."""
+
+    def __init__(self, dsn: str, *, read_only: bool = False, pool_size: int = 4) -> None:
+        self._dsn = dsn
+        self.read_only = read_only
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    def __repr__(self) -> str:
+        return "PostgresStore(dsn=***)"
+
+    async def start(self) -> None:
+        pool = asyncpg.create_pool(
+            self._dsn, min_size=0, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_S, command_timeout=60
+        )
+
+        async def connect() -> None:
+            await pool  # min_size 0: connects nothing yet, but checks the DSN
+
+        await self._guard(connect)
+        self._pool = pool
+        if not self.read_only:
+            await self._transaction(self._migrate)
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @staticmethod
+    async def _migrate(db: asyncpg.Connection) -> None:
+        await db.execute(sql.LOCK_MIGRATIONS)
+        await db.execute(sql.CREATE_MIGRATIONS)
+        applied = {row[0] for row in await db.fetch(sql.APPLIED)}
+        for version, script in sql.MIGRATIONS:
+            if version not in applied:
+                await db.execute(script)
+                await db.execute(sql.RECORD_MIGRATION, version)
+
+    async def _guard(self, work: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await work()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"report store (PostgreSQL): {exc or type(exc).__name__}") from exc
+
+    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("report store not started")
+
+        async def run() -> T:
+            async with pool.acquire() as db, db.transaction():
+                return await work(db)
+
+        return await self._guard(run)
+
+    async def positions(self, group: str) -> dict[TopicPartition, int]:
+        rows = await self._transaction(lambda db: db.fetch(sql.POSITIONS, group))
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    async def apply(self, batch: Batch) -> int:
+        return await self._transaction(lambda db: self._apply(db, batch))
+
+    @staticmethod
+    async def _apply(db: asyncpg.Connection, batch: Batch) -> int:
+        for move in sorted(batch.moves, key=lambda m: (m.topic, m.partition)):
+            if move.expected is None:
+                status = await db.execute(sql.INSERT_POSITION, batch.group, move.topic, move.partition, move.next)
+            else:
+                values = (move.next, batch.group, move.topic, move.partition, move.expected)
+                status = await db.execute(sql.MOVE_POSITION, *values)
+            if not status.endswith(" 1"):
+                raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
+        keys = sorted({event.seen for event in batch.events})
+        new = {row[0] for row in await db.fetch(sql.SEE, keys)} if keys else set()
+        fresh = []
+        for event in batch.events:
+            if event.seen in new:
+                new.discard(event.seen)  # the first of a pair written twice in one batch counts, not the second
+                fresh.append(event)
+        rows = sorted(add_events(fresh).items())
+        if rows:
+            await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in rows])
+        return len(fresh)
+
+    async def query(self, query: Query) -> AsyncIterator[RawRow]:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("report store not started")
+        args = query_args(query)
+        try:
+            async with pool.acquire() as db, db.transaction(readonly=True):
+                async for row in db.cursor(sql.QUERY, *args, prefetch=FETCH_ROWS):
+                    yield tuple(row)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"report store (PostgreSQL): {exc or type(exc).__name__}") from exc
+
+    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+        async def upkeep(db: asyncpg.Connection) -> None:
+            await db.execute(sql.LOCK_UPKEEP)
+            await db.execute(sql.FOLD, fold_before)
+            await db.execute(sql.DELETE_OLD, delete_before)
+            await db.execute(sql.FORGET, forget_before)
+
+        await self._transaction(upkeep)
+
+
+def query_args(query: Query) -> list[Any]:
+    """The positional arguments of `postgres_sql.QUERY`."""
+    params = query_params(query)
+    return [params[name] for name in sql.QUERY_PARAMETERS]

@@ -1,0 +1,72 @@
+"""Every SQL statement of the SQLite store, parameterised; numbered migrations applied at start.
+
+Column lists come from `schema`'s constants when this module loads (never from a request); every
+value, filters included, is a bound parameter: a filter left out binds NULL and matches all.
+"""
+
+from __future__ import annotations
+
+from clickbus.reports.schema import BUCKET_COLUMNS, COUNTERS, DIMENSIONS, KEY, TEXT_DIMENSIONS, VALUES
+
+_KEY_COLUMNS = ",\n    ".join(
+    f"{name} {'TEXT' if name in TEXT_DIMENSIONS or name == 'reason' else 'INTEGER'} NOT NULL" for name in KEY
+)
+_VALUE_COLUMNS = ",\n    ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in VALUES)
+_KEY_LIST = ", ".join(KEY)
+_ALL = ", ".join((*KEY, *VALUES))
+_ADD = ", ".join(f"{name} = {name} + excluded.{name}" for name in VALUES)
+_SUMS = ", ".join(f"SUM({name})" for name in VALUES)
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        f"""
+CREATE TABLE rows (
+    {_KEY_COLUMNS},
+    {_VALUE_COLUMNS},
+    PRIMARY KEY ({_KEY_LIST})
+) WITHOUT ROWID;
+CREATE INDEX rows_member_hour ON rows (member, hour);
+CREATE TABLE positions (grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
+CREATE TABLE seen (k BLOB PRIMARY KEY) WITHOUT ROWID;
+""",
+    ),
+)
+
+CREATE_MIGRATIONS = "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+APPLIED = "SELECT version FROM migrations"
+RECORD_MIGRATION = "INSERT INTO migrations (version, applied_at) VALUES (?, strftime('%s', 'now'))"
+
+POSITIONS = "SELECT topic, part, next FROM positions WHERE grp = ?"
+INSERT_POSITION = "INSERT INTO positions (grp, topic, part, next) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+MOVE_POSITION = "UPDATE positions SET next = ? WHERE grp = ? AND topic = ? AND part = ? AND next = ?"
+SEE = "INSERT INTO seen (k) VALUES (?) ON CONFLICT DO NOTHING"
+ADD_ROW = (
+    f"INSERT INTO rows ({_ALL}) VALUES ({', '.join('?' * (len(KEY) + len(VALUES)))}) "
+    f"ON CONFLICT ({_KEY_LIST}) DO UPDATE SET {_ADD}"
+)
+
+_TIME = (
+    "CASE :grain WHEN 'hour' THEN hour WHEN 'day' THEN hour - hour % 86400"
+    " WHEN 'month' THEN CAST(strftime('%s', hour, 'unixepoch', 'start of month') AS INTEGER) END"
+)
+_GROUPED = ", ".join(f"CASE WHEN :g_{name} THEN {name} END" for name in DIMENSIONS)
+_FILTERS = " AND ".join(f"(:f_{name} IS NULL OR {name} = :f_{name})" for name in DIMENSIONS)
+_POSITIONS = ", ".join(str(i) for i in range(1, len(DIMENSIONS) + 3))
+QUERY = (
+    f"SELECT {_TIME}, {_GROUPED}, reason, {_SUMS} FROM rows"
+    f" WHERE hour >= :since AND hour < :until AND {_FILTERS}"
+    f" GROUP BY {_POSITIONS} ORDER BY {_POSITIONS}"
+)
+
+FOLD = (
+    f"INSERT INTO rows ({_ALL}) SELECT hour - hour % 86400, {', '.join(DIMENSIONS)}, reason, {_SUMS} FROM rows"
+    f" WHERE hour < ? AND hour % 86400 <> 0 GROUP BY {_POSITIONS}"
+    f" ON CONFLICT ({_KEY_LIST}) DO UPDATE SET {_ADD}"
+)
+DROP_FOLDED = "DELETE FROM rows WHERE hour < ? AND hour % 86400 <> 0"
+DELETE_OLD = "DELETE FROM rows WHERE hour < ?"
+FORGET = "DELETE FROM seen WHERE k < ?"
+
+__all__ = ["BUCKET_COLUMNS", "COUNTERS"]

@@ -1,0 +1,112 @@
+"""The report store contract: the same checks on every adapter (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clickbus.reports.port import Batch, Event, Fenced, Move, Query, RawRow, Store
+from clickbus.reports.schema import BUCKETS, COUNTERS, DIMENSIONS, Key, bucket
+
+H = 1_796_468_400  # an hour (2026-12-03T11:00Z... any multiple of 3600)
+DAY = H - H % 86400
+GROUP = "g"
+
+
+def key(hour: int = H, *, creative: int = 5, member: int = 13, reason: str = "", device: str = "desktop") -> Key:
+    dims: dict[str, int | str] = {name: 0 for name in DIMENSIONS}
+    dims |= {"placement": "", "country": "", "source": "redirect", "test": 0}
+    dims |= {"member": member, "creative": creative, "device": device}
+    return (hour, *(dims[name] for name in DIMENSIONS), reason)
+
+
+def click(seen: bytes, **kw: object) -> Event:
+    return Event(seen, key(**kw), (0, 1, 0, 0, 0))  # type: ignore[arg-type]
+
+
+def delivered(seen: bytes, ms: float, **kw: object) -> Event:
+    return Event(seen, key(**kw), (0, 0, 1, 0, 0), bucket(ms))  # type: ignore[arg-type]
+
+
+async def rows(store: Store, by: tuple[str, ...] = (), grain: str | None = None, **filters: object) -> list[RawRow]:
+    query = Query(H - 86400 * 400, H + 86400, by, grain, tuple(filters.items()))  # type: ignore[arg-type]
+    return [row async for row in store.query(query)]
+
+
+def values(row: RawRow) -> dict[str, int]:
+    start = 1 + len(DIMENSIONS) + 1
+    return dict(zip(COUNTERS, row[start : start + len(COUNTERS)], strict=True))  # type: ignore[arg-type]
+
+
+def histogram(row: RawRow) -> list[int]:
+    return list(row[-BUCKETS:])  # type: ignore[arg-type]
+
+
+async def test_counts_are_summed_by_the_dimensions_asked(store: Store) -> None:
+    events = [click(b"a", creative=5), click(b"b", creative=5), click(b"c", creative=6), click(b"d", reason="bot")]
+    assert await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 4)], events)) == 4
+    got = await rows(store, ("creative",))
+    assert [(row[4], row[10], values(row)["clicks"]) for row in got] == [(5, "", 2), (5, "bot", 1), (6, "", 1)]
+    assert all(row[0] is None and row[1] is None for row in got)  # no time grain, member not grouped
+
+
+async def test_a_record_seen_before_is_not_counted_again(store: Store) -> None:
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 1)], [click(b"a")]))
+    added = await store.apply(Batch(GROUP, [Move("deliveries", 0, 1, 3)], [click(b"a"), click(b"b")]))
+    assert added == 1
+    assert [values(row)["clicks"] for row in await rows(store)] == [2]
+
+
+async def test_positions_move_with_the_counts_and_a_stale_writer_is_fenced(store: Store) -> None:
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 10), Move("deliveries", 1, None, 3)], [click(b"a")]))
+    assert await store.positions(GROUP) == {("deliveries", 0): 10, ("deliveries", 1): 3}
+    assert await store.positions("other") == {}
+    for stale in (None, 9):
+        with pytest.raises(Fenced):
+            moves = [Move("deliveries", 1, 3, 4), Move("deliveries", 0, stale, 11)]
+            await store.apply(Batch(GROUP, moves, [click(b"b")]))
+    assert await store.positions(GROUP) == {("deliveries", 0): 10, ("deliveries", 1): 3}  # nothing of it stayed
+    assert [values(row)["clicks"] for row in await rows(store)] == [1]
+    assert await store.apply(Batch(GROUP, [Move("deliveries", 0, 10, 11)], [click(b"b")])) == 1  # b was not kept
+
+
+async def test_latency_histograms_add_up(store: Store) -> None:
+    events = [delivered(b"a", 12), delivered(b"b", 12.5), delivered(b"c", 900, creative=6)]
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 3)], events))
+    (row,) = await rows(store)
+    assert values(row)["delivered"] == 3
+    assert histogram(row)[bucket(12)] == 2 and histogram(row)[bucket(900)] == 1 and sum(histogram(row)) == 3
+
+
+async def test_time_grains_and_filters(store: Store) -> None:
+    events = [click(b"a"), click(b"b", hour=H + 3600), click(b"c", hour=H - 86400 * 40), click(b"d", member=14)]
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 4)], events))
+    by_hour = await rows(store, (), "hour", member=13)
+    assert [(row[0], values(row)["clicks"]) for row in by_hour] == [(H - 86400 * 40, 1), (H, 1), (H + 3600, 1)]
+    by_day = await rows(store, ("member",), "day")
+    assert [(row[0], row[1], values(row)["clicks"]) for row in by_day] == [
+        (DAY - 86400 * 40, 13, 1),
+        (DAY, 13, 2),
+        (DAY, 14, 1),
+    ]
+    by_month = await rows(store, (), "month", device="desktop", test=0)
+    assert [values(row)["clicks"] for row in by_month] == [1, 3]
+    assert await rows(store, (), None, creative=99) == []
+
+
+async def test_maintenance_folds_old_hours_into_days_and_deletes_past_retention(store: Store) -> None:
+    old = DAY - 86400 * 40
+    events = [click(b"a", hour=old + 3600), click(b"b", hour=old + 7200), click(b"c", hour=old), click(b"d")]
+    events.append(click(b"e", hour=DAY - 86400 * 400))
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 5)], events))
+    await store.maintain(fold_before=DAY - 86400 * 35, delete_before=DAY - 86400 * 395, forget_before=b"b")
+    got = await rows(store, (), "hour")
+    assert [(row[0], values(row)["clicks"]) for row in got] == [(old, 3), (H, 1)]
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, 5, 6)], [click(b"a"), click(b"b")]))  # a forgotten, b kept
+    assert sum(values(row)["clicks"] for row in await rows(store)) == 5
+
+
+async def test_starting_twice_applies_each_migration_once(store: Store) -> None:
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 1)], [click(b"a")]))
+    await store.stop()
+    await store.start()
+    assert [values(row)["clicks"] for row in await rows(store)] == [1]
