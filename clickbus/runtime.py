@@ -90,6 +90,7 @@ async def flushing(metrics: Metrics, log: Log) -> AsyncIterator[None]:
             await asyncio.sleep(FLUSH_EVERY_S)
             if isinstance(log, MeteredLog):
                 log.report()
+            metrics.log_ready(log.health.ready)
             metrics.flush()
 
     task = asyncio.create_task(loop(), name="clickbus-metrics-flush")

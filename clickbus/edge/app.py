@@ -19,6 +19,7 @@ from aiohttp import web
 
 from clickbus import runtime
 from clickbus.config import Config
+from clickbus.console import routes as console
 from clickbus.creative import Inserter
 from clickbus.edge import admin_guard, beacons, health, insert, openapi, pixel, prometheus, redirect, server_clicks
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
@@ -96,6 +97,7 @@ def create_admin_app(edge: web.Application) -> web.Application:
     admin[DRAINING] = edge[DRAINING]
     for module in (health, insert, prometheus, openapi):
         admin.add_routes(module.routes)
+    console.install(admin)
     admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
     admin.on_response_prepare.append(admin_guard.security_headers)

@@ -133,6 +133,9 @@ class IntakeHandler:
         reason = verdict(
             record, record.dedup_key(), entry.timestamp_ms, is_crawler=self.is_crawler, window=window, also=also
         )
+        self.recorder.metrics.verdict(short_topic(tp[0]), reason)
+        if isinstance(record, ClickRecord):
+            self.recorder.recent.click(record, reason)
         if reason is not None:
             invalid = DeliveryOutcome(
                 record.record_id(), record.member_id, 0, Outcome.INVALID, reason=reason, test=record.test

@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 
 from clickbus.config import Config
+from clickbus.console.feed import Feed
 from clickbus.log.port import Log, Topic
 from clickbus.metrics import Metrics, default_metrics
 from clickbus.notifier.bidders import bidders_of
@@ -48,6 +49,7 @@ class Notifier:
             drain_s=drain_s,
             metrics=self.metrics,
         )
+        self.feed = Feed(config, self.metrics, self.recorder.recent)  # the console's figures (one notifier a service)
         self.parked = RetryHandler(self.dispatcher, self.recorder)
         self.retries = GroupLoop(
             log,
@@ -71,11 +73,13 @@ class Notifier:
             self.metrics.breaker(member_id, bidder.breaker.state)  # every bidder shows, healthy or not
         await self.retries.start()
         await self.intake.start()
+        self.feed.start()
         logger.info("notifier started for members %s", sorted(self.bidders))
 
     async def stop(self, timeout: float) -> None:
         """Stop both loops (in-flight deliveries get a grace period), then close the bidders' clients."""
         self.parked.stopping.set()  # parked retries still waiting stay in the log for the next start
+        await self.feed.stop()
         await asyncio.gather(self.intake.stop(timeout), self.retries.stop(timeout))
         for bidder in self.bidders.values():
             await bidder.close()
