@@ -220,10 +220,10 @@ class Sampler:
         samples = collect(self.metrics)
         disk = log_disk(self.config)
         self.latest = totals(samples, disk)
+        while len(self._history) > 1 and self._history[0][0] < now - WINDOW_S:  # the last one stays: rates
+            self._history.popleft()
         sample = self._sample(now, samples, disk) if self._history else None
         self._history.append((now, samples))
-        while self._history and self._history[0][0] < now - WINDOW_S:
-            self._history.popleft()
         if sample is not None:
             self.ring.append(sample)
         return sample
