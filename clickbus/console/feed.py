@@ -3,8 +3,10 @@
 Why the notifier: a service has exactly one (inside the process with one worker, a child of
 `clickbus run` with several), it already sees every click's verdict and every callback's outcome
 (`RecentClicks`), and sampling there costs the edge workers nothing, so an open console does not
-slow clicks down. It writes one small JSON document (`FEED_FILE`) beside the metrics' sample
-files, in memory (`/dev/shm`) where the service has them, else in `data_dir`; replaced atomically.
+slow clicks down. It writes two JSON documents beside the metrics' sample files, in memory
+(`/dev/shm`) where the service has them, else in `data_dir`, each replaced atomically: every second
+`FEED_FILE`, small (the totals, the recent clicks, the last `TAIL` samples), which is all an open
+page asks for; every `HISTORY_EVERY_S` `HISTORY_FILE`, the whole ring, read only when a page opens.
 A worker whose feed is missing or stale (no notifier: `--no-notifier`, or one on another host)
 samples the metrics itself while the page is open (`LocalFeed`), without the recent clicks.
 """
@@ -30,13 +32,42 @@ from clickbus.metrics import Metrics, multiprocess_dir
 logger = logging.getLogger(__name__)
 
 FEED_FILE = "console-feed.json"
+HISTORY_FILE = "console-history.json"
 EVERY_S = 1.0
+HISTORY_EVERY_S = 5.0
+TAIL = 2 * int(HISTORY_EVERY_S / EVERY_S)  # the small feed overlaps the history: no sample falls between
 STALE_S = 5.0  # a feed not rewritten for this long has no notifier behind it
 
 
-def feed_path(config: Config) -> Path:
+def feed_path(config: Config, name: str = FEED_FILE) -> Path:
     """Where the service's feed lives: beside the shared metrics files, else in `data_dir`."""
-    return (multiprocess_dir() or config.data_dir) / FEED_FILE
+    return (multiprocess_dir() or config.data_dir) / name
+
+
+def _replace(path: Path, document: dict[str, Any], writer: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{id(writer)}")  # one writer per name
+    temporary.write_bytes(orjson.dumps(document))
+    os.replace(temporary, path)
+
+
+class _Cached:
+    """A JSON file, parsed again only when it has been replaced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime_ns = -1
+        self._document: dict[str, Any] = {}
+
+    def read(self) -> dict[str, Any]:
+        try:
+            mtime_ns = self.path.stat().st_mtime_ns
+            if mtime_ns != self._mtime_ns:
+                self._document = orjson.loads(self.path.read_bytes())
+                self._mtime_ns = mtime_ns
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+        return self._document
 
 
 class Feed:
@@ -44,8 +75,10 @@ class Feed:
 
     def __init__(self, config: Config, metrics: Metrics, recent: RecentClicks) -> None:
         self.path = feed_path(config)
+        self.history_path = feed_path(config, HISTORY_FILE)
         self.sampler = Sampler(config, metrics)
         self.recent = recent
+        self._history_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -69,51 +102,43 @@ class Feed:
     def write(self, recent: list[dict[str, Any]]) -> None:
         """Take a sample and replace the feed file (blocking: run on a thread)."""
         self.sampler.tick()
-        document = {
-            "written": time.time(),
-            "samples": list(self.sampler.ring),
-            "latest": self.sampler.latest,
-            "recent": recent,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{FEED_FILE}.{os.getpid()}")
-        temporary.write_bytes(orjson.dumps(document))
-        os.replace(temporary, self.path)
+        now = time.time()
+        ring = self.sampler.ring
+        if now - self._history_at >= HISTORY_EVERY_S:
+            _replace(self.history_path, {"written": now, "samples": list(ring)}, self)
+            self._history_at = now
+        tail = list(ring)[-TAIL:]
+        _replace(self.path, {"written": now, "samples": tail, "latest": self.sampler.latest, "recent": recent}, self)
 
 
 class FeedReader:
     """An edge worker's side: the feed file, parsed once per rewrite; a sampler of its own when there is none."""
 
     def __init__(self, config: Config, metrics: Metrics) -> None:
-        self.path = feed_path(config)
+        self.feed = _Cached(feed_path(config))
+        self.history = _Cached(feed_path(config, HISTORY_FILE))
         self.config = config
         self.metrics = metrics
-        self._mtime_ns = -1
-        self._document: dict[str, Any] = {}
         self._local: Sampler | None = None
         self._local_at = 0.0
         self._lock = threading.Lock()  # pages are answered on threads
 
-    def read(self, now: float | None = None) -> dict[str, Any]:
-        """The feed as the page gets it: samples, totals, recent clicks (None without a notifier), its source."""
+    def read(self, after: float = 0.0, now: float | None = None) -> dict[str, Any]:
+        """The feed as the page gets it: samples after `after`, totals, recent clicks (None without a notifier)."""
         with self._lock:
-            return self._read(time.time() if now is None else now)
+            feed = self._read(after, time.time() if now is None else now)
+        return {**feed, "samples": [s for s in feed["samples"] if s["t"] > after]}
 
-    def _read(self, now: float) -> dict[str, Any]:
-        document = self._file()
-        if document and now - float(document.get("written", 0)) < STALE_S:
-            return {**document, "source": "notifier"}
-        return self._sampled(now)
-
-    def _file(self) -> dict[str, Any]:
-        try:
-            mtime_ns = self.path.stat().st_mtime_ns
-            if mtime_ns != self._mtime_ns:
-                self._document = orjson.loads(self.path.read_bytes())
-                self._mtime_ns = mtime_ns
-        except (OSError, orjson.JSONDecodeError):
-            return {}
-        return self._document
+    def _read(self, after: float, now: float) -> dict[str, Any]:
+        document = self.feed.read()
+        if not document or now - float(document.get("written", 0)) >= STALE_S:
+            return self._sampled(now)
+        tail = document["samples"]
+        if tail and after < tail[0]["t"]:  # a page just opened: the history before the tail, too
+            first = tail[0]["t"]
+            older = [s for s in self.history.read().get("samples", []) if after < s["t"] < first]
+            return {**document, "samples": older + tail, "source": "notifier"}
+        return {**document, "source": "notifier"}
 
     def _sampled(self, now: float) -> dict[str, Any]:
         if self._local is None:

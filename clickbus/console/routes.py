@@ -69,12 +69,12 @@ async def live(request: web.Request) -> web.Response:
         after = float(request.query.get("after", "0"))
     except ValueError:
         raise web.HTTPBadRequest(text="after: expected seconds since the epoch") from None
-    feed = await asyncio.to_thread(request.app[FEED].read)  # a file read, or a sample without a notifier
+    feed = await asyncio.to_thread(request.app[FEED].read, after)  # a file read, or a sample without a notifier
     body = {
         "now": time.time(),
         "source": feed["source"],
         "written": feed["written"],
-        "samples": [s for s in feed["samples"] if s["t"] > after],
+        "samples": feed["samples"],
         "latest": feed["latest"],
         "recent": feed["recent"],
     }
