@@ -8,12 +8,14 @@ mean another reader of two topics in every edge process (see `clickbus.console.f
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from clickbus.ids import uuid7_ms
 from clickbus.metrics import VALID
-from clickbus.records import ClickRecord
+
+if TYPE_CHECKING:  # only a type here; importing records first would enter a cycle through the log package
+    from clickbus.records import ClickRecord
 
 RECENT_CLICKS = 50
 PENDING = "pending"  # judged valid, no callback outcome yet
