@@ -126,7 +126,7 @@ class Metrics:
     verdicts: Counter
     callback_seconds: Histogram
     refusals: Counter
-    log_ready_flag: Gauge
+    log_unavailable: Gauge
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
@@ -215,7 +215,7 @@ class Metrics:
 
     def log_ready(self, ready: bool) -> None:
         """Whether this process's log accepts writes now (on Kafka: the broker is reachable)."""
-        self.log_ready_flag.set(1 if ready else 0)
+        self.log_unavailable.set(0 if ready else 1)
 
 
 def _declare(r: CollectorRegistry) -> Metrics:
@@ -305,10 +305,12 @@ def _declare(r: CollectorRegistry) -> Metrics:
             ["member"],
             registry=r,
         ),
-        log_ready_flag=Gauge(
-            "clickbus_log_ready",
-            "1 while every process's log accepts writes (on Kafka: the broker is reachable), else 0",
-            multiprocess_mode="livemin",
+        # Unavailable rather than ready: a process that has not reported yet (its log still starting) reads 0,
+        # which must not read as an outage.
+        log_unavailable=Gauge(
+            "clickbus_log_unavailable",
+            "1 while a process's log cannot accept writes (on Kafka: the broker is unreachable); the highest",
+            multiprocess_mode="livemax",
             registry=r,
         ),
     )

@@ -169,7 +169,7 @@ def totals(samples: Samples, disk: Disk) -> dict[str, Any]:
     """The figures since start, as `/metrics` has them."""
     members = callbacks_by_member(samples)
     states = breakers(samples)
-    ready = samples.get("clickbus_log_ready")
+    unavailable = samples.get("clickbus_log_unavailable")
     return {
         "clicks": _valid_first(clicks_by_reason(samples)),
         "impressions": _valid_first(impressions_by_reason(samples)),
@@ -183,7 +183,7 @@ def totals(samples: Samples, disk: Disk) -> dict[str, Any]:
         "lag": total(samples, "clickbus_consumer_lag_records"),
         "spool_records": total(samples, "clickbus_spool_records"),
         "retry_queue": total(samples, "clickbus_retry_queue_records"),
-        "log_ready": None if not ready else min(ready.values()) >= 1,
+        "log_ready": None if not unavailable else max(unavailable.values()) == 0,
         "disk_bytes": disk.used,
         "disk_bound_bytes": disk.bound,
     }

@@ -82,3 +82,12 @@ def test_log_disk_against_the_retention_bound(tmp_path: Path) -> None:
     disk = log_disk(config)
     assert (disk.used, disk.bound) == (1524, 3 * 12 * MB)
     assert log_disk(build_config(tmp_path / "none")).used == 0
+
+
+def test_the_log_reads_unavailable_once_a_process_says_so(tmp_path: Path, metrics: Metrics) -> None:
+    sampler = Sampler(build_config(tmp_path), metrics)
+    sampler.tick()
+    assert sampler.latest["log_ready"] is True  # nobody has reported an outage (a starting process reads 0)
+    metrics.log_ready(False)
+    sampler.tick()
+    assert sampler.latest["log_ready"] is False

@@ -172,7 +172,8 @@ async def test_console_shows_what_metrics_say(service: Service, bidder: BidderSt
         ("callback_p99_ms", "clickbus_click_to_callback_seconds", 0.99),
     ]:
         assert float(figures[name]) == quantile_ms(text, histogram, q), name
-    assert figures["log_ready"] == "true" and float(figures["spool_records"]) == 0
+    assert figures["log_ready"] == "true" and metric(text, "clickbus_log_unavailable") == 0
+    assert float(figures["spool_records"]) == metric(text, "clickbus_spool_records") == 0
     assert len(bidder.received) == VALID
     # the latest clicks: the 20 duplicates came last, each judged and never called back
     assert [row[5] for row in recent[:DUPLICATES]] == ["duplicate"] * DUPLICATES
