@@ -97,6 +97,8 @@ class Feed:
                 await asyncio.to_thread(self.write, rows)
             except OSError as exc:  # a full disk (without /dev/shm): the console goes stale, clicks go on
                 logger.warning("console feed not written: %s", exc)
+            except Exception:  # a page's figures must never stop the notifier: log, and try again next second
+                logger.exception("console feed not written")
             await asyncio.sleep(EVERY_S)
 
     def write(self, recent: list[dict[str, Any]]) -> None:
