@@ -21,6 +21,7 @@ BENCHES = (
     "kafka_append",
     "delivery",
     "metrics_cost",
+    "console_cost",
     "scaling",
     "retention",
     "reports",

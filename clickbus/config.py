@@ -94,6 +94,11 @@ def _segment_mb(value: int) -> str | None:
     return None if value <= 1024 else "expected at most 1024 (an index position is 32 bits)"
 
 
+def _host_names(names: tuple[str, ...]) -> str | None:
+    ok = all(0 < len(n) <= 253 and n.isascii() and all(c.isalnum() or c in ".-" for c in n) for n in names)
+    return None if ok else "expected host names (letters, digits, dots, hyphens), without ports"
+
+
 def _placements(names: tuple[str, ...]) -> str | None:
     return None if names and all(names) else "expected a non-empty list of placement names"
 
@@ -156,6 +161,12 @@ class EdgeConfig:
     admin_listen: Annotated[Address, Doc("internal listener: insertion, metrics, OpenAPI", env=ENV_ADMIN_LISTEN)] = (
         _INTERNAL
     )
+    admin_hosts: Annotated[
+        tuple[Text, ...],
+        check(_host_names),
+        AfterValidator(lambda names: tuple(n.lower() for n in names)),
+        Doc("more Host names the internal listener answers (it refuses any other: DNS rebinding)"),
+    ] = ()
     header_timeout_s: Annotated[PositiveFloat, Doc("a client must send its request headers within this")] = 10.0
     body_timeout_s: Annotated[PositiveFloat, Doc("a client must send its request body within this")] = 10.0
     keepalive_timeout_s: Annotated[PositiveFloat, Doc("idle keep-alive connections close after this")] = 15.0

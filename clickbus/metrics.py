@@ -3,12 +3,13 @@
 Each role records through one `Metrics` object (the edge through `app[METRICS]`, other roles
 through `default_metrics()`), calling its named methods: `click`, `impression`, `insertion`,
 `log_append`, `redirect`, `spool`, `delivery`, `retry_depth`, `dead_letter`, `consumer_lag`,
-`retention_lost`, `log_corrupt`, `breaker`. Counts and latencies of the hot paths are summed in
-the process and written at most a second apart (and at every render and shutdown). The
-processes of one `clickbus run --workers N` (and the notifier beside them) share a directory of sample files
-(prometheus-client's multiprocess mode) so that `/metrics` on any worker reports the whole
-service. `use_multiprocess_dir` must run before the first metric exists; without it, samples
-stay in the process (tests, one-process tools).
+`retention_lost`, `log_corrupt`, `task_failure`, `breaker`, `verdict`, `callback_latency`, `refusal`,
+`log_ready`. Counts and
+latencies of the hot paths are summed in the process and written at most a second apart (and at
+every render and shutdown). The processes of one `clickbus run --workers N` (and the notifier
+beside them) share a directory of sample files (prometheus-client's multiprocess mode) so that
+`/metrics` on any worker reports the whole service. `use_multiprocess_dir` must run before the
+first metric exists; without it, samples stay in the process (tests, one-process tools).
 
 The sample files are sparse memory maps: a page first written on a full filesystem kills the
 process with SIGBUS. So they never live in `data_dir` (whose disk the log fills): `private_dir`
@@ -48,6 +49,8 @@ OTHER_MEMBER = "other"  # the `member` label of every member id that is not conf
 # Redirects answer after an fsync'd append: most in a few ms, the budget is tens of ms.
 REDIRECT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 APPEND_BUCKETS = REDIRECT_BUCKETS
+# From the click to its bidder's 2xx: tens of milliseconds when all is well, hours through retries.
+CALLBACK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
 
 class BreakerState(IntEnum):
@@ -147,6 +150,9 @@ class Metrics:
     task_failures: Counter
     metric_errors: Counter
     verdicts: Counter
+    callback_seconds: Histogram
+    refusals: Counter
+    log_unavailable: Gauge
     # Label children resolved once: `labels()` takes a lock and builds a tuple on every call.
     _bound: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
     _batch: _Batch = field(default_factory=_Batch, repr=False)
@@ -259,6 +265,21 @@ class Metrics:
         """The circuit breaker state of one bidder."""
         self._child(self.breakers, self._member(member_id)).set(int(state))
 
+    @_never_raises
+    def callback_latency(self, seconds: float) -> None:
+        """A bidder acknowledged a click `seconds` after the click was recorded."""
+        self._batch.observe(self.callback_seconds, seconds)
+
+    @_never_raises
+    def refusal(self, member_id: int) -> None:
+        """A bidder refused a click (a 3xx or 4xx answer, or an address it may not use)."""
+        self._child(self.refusals, self._member(member_id)).inc()
+
+    @_never_raises
+    def log_ready(self, ready: bool) -> None:
+        """Whether this process's log accepts writes now (on Kafka: the broker is reachable)."""
+        self.log_unavailable.set(0 if ready else 1)
+
 
 def _declare(r: CollectorRegistry) -> Metrics:
     return Metrics(
@@ -351,6 +372,26 @@ def _declare(r: CollectorRegistry) -> Metrics:
             "clickbus_verdicts",
             "The notifier's verdicts, by kind (click, impression) and reason (valid, or why invalid)",
             ["kind", "reason"],
+            registry=r,
+        ),
+        callback_seconds=Histogram(
+            "clickbus_click_to_callback_seconds",
+            "Time from a click's record to its bidder's acknowledgement",
+            buckets=CALLBACK_BUCKETS,
+            registry=r,
+        ),
+        refusals=Counter(
+            "clickbus_callback_refusals",
+            "Clicks a bidder refused (3xx, 4xx, forbidden address)",
+            ["member"],
+            registry=r,
+        ),
+        # Unavailable rather than ready: a process that has not reported yet (its log still starting) reads 0,
+        # which must not read as an outage.
+        log_unavailable=Gauge(
+            "clickbus_log_unavailable",
+            "1 while a process's log cannot accept writes (on Kafka: the broker is unreachable); the highest",
+            multiprocess_mode="livemax",
             registry=r,
         ),
     )

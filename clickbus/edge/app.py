@@ -21,8 +21,20 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from clickbus.config import Config
+from clickbus.console import routes as console
 from clickbus.creative import Inserter
-from clickbus.edge import beacons, health, insert, openapi, pixel, prometheus, redirect, reports, server_clicks
+from clickbus.edge import (
+    admin_guard,
+    beacons,
+    health,
+    insert,
+    openapi,
+    pixel,
+    prometheus,
+    redirect,
+    reports,
+    server_clicks,
+)
 from clickbus.edge.apikeys import ApiKeys, RateLimiter
 from clickbus.edge.appkeys import (
     ADDRESS_SECRET,
@@ -103,7 +115,9 @@ def create_app(
 
 def create_admin_app(edge: web.Application) -> web.Application:
     """The internal listener's application: insertion, metrics, OpenAPI and health, on `edge`'s objects."""
-    admin = web.Application(client_max_size=edge[CONFIG].edge.max_body_bytes)
+    admin = web.Application(
+        client_max_size=edge[CONFIG].edge.max_body_bytes, middlewares=[admin_guard.known_hosts_only]
+    )
     admin[CONFIG] = edge[CONFIG]
     admin[KEYRING] = edge[KEYRING]
     admin[INSERTER] = edge[INSERTER]
@@ -114,8 +128,10 @@ def create_admin_app(edge: web.Application) -> web.Application:
     for module in (insert, prometheus, openapi, reports):
         admin.add_routes(module.routes)
     admin.cleanup_ctx.append(reports.reading)
+    console.install(admin)
     admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
+    admin.on_response_prepare.append(admin_guard.security_headers)
     return admin
 
 

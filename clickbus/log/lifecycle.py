@@ -35,6 +35,7 @@ async def flushing(metrics: Metrics, log: Log) -> AsyncIterator[None]:
             await asyncio.sleep(FLUSH_EVERY_S)
             if isinstance(log, MeteredLog):
                 log.report()
+            metrics.log_ready(log.health.ready)
             metrics.flush()
 
     task = tasks.supervise("metrics-flush", loop, metrics=metrics)

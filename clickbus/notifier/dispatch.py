@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
+from clickbus.ids import uuid7_ms
 from clickbus.notifier.bidders import BREAKER_OPEN, SATURATED, Bidder
 from clickbus.notifier.delivery import Attempt, Verdict
 from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
@@ -70,6 +71,7 @@ class Dispatcher:
         self.recorder.metrics.breaker(bidder.member.member_id, bidder.breaker.state)
         if result.verdict is Verdict.DELIVERED:
             await self.recorder.outcome(self._attempt_outcome(parked, result, Outcome.DELIVERED))
+            self._acknowledged(parked)
         elif result.verdict is Verdict.RETRY:
             delay = self.schedule.delay_s(parked.attempt, result.retry_after_s, self.rng)
             await self._park(parked, delay, Outcome.RETRY, result.error, result)
@@ -77,7 +79,16 @@ class Dispatcher:
             if result.verdict is Verdict.GONE and bidder.disabled is None:
                 bidder.disable(f"{bidder.member.click_uri} answered 410 Gone")
                 self.recorder.counts[BIDDER_DISABLED] += 1
+            self.recorder.metrics.refusal(bidder.member.member_id)
             await self._dead(parked, _DEAD_REASON[result.verdict], result.error, result)
+
+    def _acknowledged(self, parked: Parked) -> None:
+        """Time from the click (its id is a UUIDv7: the edge's clock) to its bidder's 2xx."""
+        try:
+            clicked_ms = uuid7_ms(parked.click.click_id)
+        except ValueError:  # not a UUIDv7 (a record written by hand)
+            return
+        self.recorder.metrics.callback_latency(max(0.0, (_now_ms() - clicked_ms) / 1000))
 
     async def _park(
         self, parked: Parked, delay_s: float, outcome: Outcome, why: str, result: Attempt | None = None

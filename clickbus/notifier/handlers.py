@@ -200,6 +200,8 @@ class IntakeHandler:
         verdict_record = DeliveryOutcome(
             record.record_id(), record.member_id, 0, judged, reason=reason, test=record.test, dims=dims
         )
+        if isinstance(record, ClickRecord):
+            self.recorder.recent.click(record, reason)
         if reason is not None:
             return self.recorder.outcome(verdict_record)
         if isinstance(record, ImpressionRecord):

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from clickbus.console.recent import RecentClicks
 from clickbus.errors import LogUnavailable
 from clickbus.log.port import Log, Topic
 from clickbus.metrics import Metrics
@@ -113,6 +114,7 @@ class Recorder:
         self.metrics = metrics
         self.counts: Counter[str] = Counter()
         self.retry_depth = RetryDepth(metrics)
+        self.recent = RecentClicks()  # the console's latest clicks (see clickbus.console.feed)
 
     async def append(self, topic: str, key: bytes, value: bytes) -> None:
         """Append durably, retrying for as long as the log is unavailable (a stop cancels this)."""
@@ -130,6 +132,7 @@ class Recorder:
         await self.append(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json())
         self.counts[outcome.outcome] += 1  # counted once durable, like the edge counts clicks
         self.metrics.delivery(outcome.member_id, outcome.outcome)
+        self.recent.outcome(outcome.click_id, outcome.outcome, outcome.status)
 
     async def verdict(self, outcome: DeliveryOutcome) -> None:
         """A `valid` verdict, on its own topic: deliveries keeps one record per attempt or invalid verdict."""

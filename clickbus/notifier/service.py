@@ -8,6 +8,7 @@ from collections import Counter
 
 from clickbus import tasks
 from clickbus.config import Config
+from clickbus.console.feed import Feed
 from clickbus.log.port import Log, Topic
 from clickbus.metrics import Metrics, default_metrics
 from clickbus.notifier.bidders import bidders_of
@@ -51,6 +52,7 @@ class Notifier:
             drain_s=drain_s,
             metrics=self.metrics,
         )
+        self.feed = Feed(config, self.metrics, self.recorder.recent)  # the console's figures (one notifier a service)
         self.parked = RetryHandler(self.dispatcher, self.recorder, log)
         self.retries = GroupLoop(
             log,
@@ -79,6 +81,7 @@ class Notifier:
         except BaseException:
             await self.retries.stop(FAILED_START_STOP_S)
             raise
+        self.feed.start()
         logger.info("notifier started for members %s", sorted(self.bidders))
 
     async def start_retrying(self) -> None:
@@ -91,6 +94,7 @@ class Notifier:
     async def stop(self, timeout: float) -> None:
         """Stop both loops (in-flight deliveries get a grace period), then close the bidders' clients."""
         self.parked.stopping.set()  # parked retries still waiting stay in the log for the next start
+        await self.feed.stop()
         await asyncio.gather(self.intake.stop(timeout), self.retries.stop(timeout))
         for bidder in self.bidders.values():
             await bidder.close()

@@ -23,7 +23,8 @@ MAX_EXAMPLES = 40
 EXCLUDED: list[CheckFunction] = [positive_data_acceptance]
 SPEC = json.loads(resources.files("clickbus").joinpath("openapi.json").read_bytes())
 OPERATIONS = [(path, method) for path, item in SPEC["paths"].items() for method in item if method != "parameters"]
-ADMIN_PATHS = {"/v1/insert", "/metrics", "/openapi.json", "/v1/reports"}  # served on the internal listener
+# served on the internal listener
+ADMIN_PATHS = {"/v1/insert", "/metrics", "/openapi.json", "/v1/reports", "/", "/console/{name}", "/v1/console/live"}
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ HANG_S = 5.0
 CONCURRENCY = 16
 API_KEY = "cbk_hostile-suite-publisher"
 CAMPAIGN = 1
+RAW_HOST = "clickbus.test"  # the Host of `request`'s raw requests
 SIGNED_HOST = "shop.example"
 LANDING = f"https://{SIGNED_HOST}/landing"
 AD = AdContext(member_id=13, auction_id_64=1, landing_url=LANDING, redirect_hosts=(SIGNED_HOST,))
@@ -167,7 +168,9 @@ class Tally:
 
 def start_service(directory: Path, *, edge: str = "", tables: str = "") -> Service:
     """`clickbus run` (edge only) with a campaign and an API key for server clicks, plus `edge` keys and `tables`."""
-    return Service(directory, extra=edge + SERVICE_TABLES + tables).start()
+    # the raw requests' `Host` (see `request`) is a name the internal listener must be told it answers to
+    admin_hosts = f'admin_hosts = ["{RAW_HOST}"]\n'
+    return Service(directory, extra=admin_hosts + edge + SERVICE_TABLES + tables).start()
 
 
 def serving(factory: pytest.TempPathFactory, name: str, *, edge: str = "", tables: str = "") -> Iterator[Service]:
@@ -207,7 +210,7 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, **kwargs:
 
 def request(method: str, path: str, *, headers: Mapping[str, str | bytes] | None = None, body: bytes = b"") -> bytes:
     """An HTTP/1.1 request asking the server to close after answering; `headers` add to or replace the defaults."""
-    fields: dict[str, str | bytes] = {"Host": "clickbus.test", "Connection": "close", **(headers or {})}
+    fields: dict[str, str | bytes] = {"Host": RAW_HOST, "Connection": "close", **(headers or {})}
     if body:
         fields["Content-Length"] = str(len(body))
     head = b"".join(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,33 @@ async def test_strangers_cannot_mint_tokens_on_the_public_listener(service: Serv
     # the ad server's own key works, on the public listener and (without any key) on the internal one
     assert (await exchange(service.port, _insert_attempt(f"Bearer {INSERT_KEY}", INSERT))).status == 200
     assert (await exchange(service.admin_port, _insert_attempt(None, INSERT))).status == 200
+
+
+REBINDING_HOSTS = ["evil.example", "evil.example:{port}", "localhost.evil.example", "127.0.0.1.nip.io", ""]
+
+
+async def _minted(service: Service) -> float:
+    """Insertions answered with tokens so far, from the service's /metrics."""
+    body = (await exchange(service.admin_port, request("GET", "/metrics"))).body.decode()
+    found = re.search(r'^clickbus_insertions_total\{outcome="ok"\} (\S+)$', body, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_dns_rebinding_cannot_mint_on_the_internal_listener(service: Service) -> None:
+    """A page whose name resolves to the internal listener talks to it with its own name in `Host`: refused."""
+    tally = Tally("DNS rebinding (internal listener)")
+    before = await _minted(service)
+    body = json.dumps(INSERT).encode()
+    for host in REBINDING_HOSTS:
+        headers = {"Host": host.format(port=service.admin_port)}
+        insert = request("POST", "/v1/insert", headers={**JSON, **headers}, body=body)
+        for payload in (insert, request("GET", "/metrics", headers=headers)):
+            answer = tally.count(await exchange(service.admin_port, payload), host)
+            assert answer.status == 421 and b"/ck/" not in answer.body, answer.raw[:300]
+    tally.report()
+    assert await _minted(service) == before
+    localhost = {"Host": f"localhost:{service.admin_port}"}
+    assert (await exchange(service.admin_port, request("GET", "/metrics", headers=localhost))).status == 200
 
 
 OPERATOR_PATHS = [

@@ -1,0 +1,391 @@
+// The clickbus console: the live view polls /v1/console/live once a second; the reports view reads /v1/reports.
+// Plain ES module, no framework, no build step; charts by uPlot (vendored beside this file).
+import uPlot from "./uPlot.esm.js";
+
+const LIVE = "/v1/console/live";
+const REPORTS = "/v1/reports";
+const EVERY_MS = 1000;
+const WINDOW_S = 600; // the server keeps ten minutes of samples; the page shows what it has
+const VALID = "valid";
+const CALLBACKS = ["delivered", "retried", "held", "refused", "dead_lettered"];
+const DIMENSIONS = ["member", "publisher", "campaign", "creative", "placement", "country", "device", "source", "test"];
+const TIMES = ["hour", "day", "month"];
+const PALETTE = ["#cf222e", "#9a6700", "#8250df", "#0969da", "#bf3989", "#1b7c83", "#953800", "#6e7781"];
+const FIXED = { valid: "#1a7f37", delivered: "#1a7f37", retried: "#9a6700", held: "#6e7781", refused: "#8250df", dead_lettered: "#cf222e" };
+
+const $ = (selector) => document.querySelector(selector);
+
+function cell(tag, text, attrs = {}) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  tr.append(...cells);
+  return tr;
+}
+
+const count = (n) => (n == null ? "–" : Math.round(n).toLocaleString("en-US"));
+const ms = (v) => (v == null ? "–" : `≤ ${v < 10 ? v.toFixed(1) : Math.round(v)} ms`);
+const rate = (v) => (v == null ? "–" : v.toFixed(v < 10 ? 2 : 0));
+
+function bytes(n) {
+  if (n == null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function colorOf(key, index) {
+  return FIXED[key] ?? PALETTE[index % PALETTE.length];
+}
+
+// An opaque tint of `hex`: stacked areas overlap, so translucent fills would mix their colours.
+function tint(hex, share = 0.45) {
+  const channel = (i) => Math.round(255 - (255 - parseInt(hex.slice(i, i + 2), 16)) * share);
+  return `rgb(${channel(1)}, ${channel(3)}, ${channel(5)})`;
+}
+
+// A time-series chart whose series (named by key) may come and go; stacked charts fill areas of cumulative sums.
+class TimeChart {
+  constructor(target, { stacked = false, format = rate } = {}) {
+    this.target = target;
+    this.stacked = stacked;
+    this.format = format;
+    this.keys = null;
+    this.plot = null;
+  }
+
+  update(times, series) {
+    const keys = Object.keys(series);
+    if (keys.join("\n") !== this.keys) this.build(keys);
+    const raw = keys.map((k) => series[k]);
+    this.raw = raw;
+    let lines = raw;
+    if (this.stacked) {
+      let sums = times.map(() => 0);
+      const stacked = raw.map((values) => (sums = sums.map((s, i) => s + (values[i] ?? 0))));
+      lines = stacked.reverse(); // the tallest first, so each smaller area is drawn over it
+    }
+    this.plot.setData([times, ...lines]);
+  }
+
+  build(keys) {
+    this.keys = keys.join("\n");
+    if (this.plot) this.plot.destroy();
+    const order = this.stacked ? [...keys].reverse() : keys;
+    const series = order.map((key) => {
+      const index = keys.indexOf(key);
+      const color = colorOf(key, index);
+      return {
+        label: key,
+        stroke: color,
+        fill: this.stacked ? tint(color) : undefined,
+        width: 1.5,
+        value: (u, v, si, i) => (i == null ? "–" : this.format(this.raw[index]?.[i])),
+      };
+    });
+    const options = {
+      width: Math.max(300, this.target.clientWidth - 4),
+      height: 200,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [{}, { size: 56 }],
+      series: [{}, ...series],
+    };
+    this.plot = new uPlot(options, [[], ...series.map(() => [])], this.target);
+  }
+
+  resize() {
+    if (this.plot) this.plot.setSize({ width: Math.max(300, this.target.clientWidth - 4), height: 200 });
+  }
+}
+
+// ---- the live view -------------------------------------------------------------------------------
+
+const samples = [];
+let lastT = 0;
+const charts = {
+  clicks: new TimeChart($("#chart-clicks"), { stacked: true }),
+  impressions: new TimeChart($("#chart-impressions"), { stacked: true }),
+  redirect: new TimeChart($("#chart-redirect"), { format: ms }),
+  callbacks: new TimeChart($("#chart-callbacks"), { stacked: true }),
+  callbackLatency: new TimeChart($("#chart-callback-latency"), { format: ms }),
+  backlog: new TimeChart($("#chart-backlog"), { format: count }),
+};
+
+function ingest(fresh) {
+  for (const sample of fresh) if (sample.t > lastT) { samples.push(sample); lastT = sample.t; }
+  const oldest = lastT - WINDOW_S;
+  while (samples.length && samples[0].t < oldest) samples.shift();
+}
+
+function keysOf(field) {
+  const keys = new Set();
+  for (const s of samples) for (const k of Object.keys(s[field] ?? {})) keys.add(k);
+  return [...keys].sort((a, b) => (a === VALID ? -1 : b === VALID ? 1 : a.localeCompare(b)));
+}
+
+function byKey(field, keys) {
+  return Object.fromEntries(keys.map((k) => [k, samples.map((s) => s[field]?.[k] ?? 0)]));
+}
+
+function drawCharts() {
+  const times = samples.map((s) => s.t);
+  charts.clicks.update(times, byKey("clicks", keysOf("clicks")));
+  charts.impressions.update(times, byKey("impressions", keysOf("impressions")));
+  charts.redirect.update(times, { p50: samples.map((s) => s.redirect_p50_ms), p99: samples.map((s) => s.redirect_p99_ms) });
+  charts.callbacks.update(times, byKey("callbacks", CALLBACKS));
+  charts.callbackLatency.update(times, { p99: samples.map((s) => s.callback_p99_ms) });
+  charts.backlog.update(times, { lag: samples.map((s) => s.lag), spool: samples.map((s) => s.spool_records) });
+}
+
+function setMetric(name, value, text) {
+  for (const node of document.querySelectorAll(`[data-metric="${name}"]`)) {
+    node.textContent = text;
+    node.dataset.value = value == null ? "" : String(value);
+  }
+}
+
+function totalsTable(target, prefix, counts) {
+  const rows = Object.entries(counts ?? {}).map(([reason, n]) =>
+    row([cell("th", reason), cell("td", count(n), { "data-metric": `${prefix}.${reason}`, "data-value": String(n) })]));
+  const all = Object.values(counts ?? {}).reduce((a, b) => a + b, 0);
+  rows.push(row([cell("th", "all"), cell("td", count(all), { "data-metric": `${prefix}.all`, "data-value": String(all) })]));
+  target.replaceChildren(...rows);
+}
+
+function drawLatest(latest) {
+  totalsTable($("#clicks-total"), "clicks", latest.clicks);
+  totalsTable($("#impressions-total"), "impressions", latest.impressions);
+  for (const name of ["redirect_p50_ms", "redirect_p99_ms", "callback_p99_ms"]) setMetric(name, latest[name], ms(latest[name]));
+  for (const name of ["lag", "retry_queue", "spool_records"]) setMetric(name, latest[name], count(latest[name]));
+  const ready = latest.log_ready;
+  setMetric("log_ready", ready, ready == null ? "–" : ready ? "reachable" : "UNREACHABLE");
+  const bound = latest.disk_bound_bytes;
+  const share = bound ? ` (${Math.round((100 * latest.disk_bytes) / bound)}%)` : "";
+  setMetric("disk", latest.disk_bytes, bound == null ? `${bytes(latest.disk_bytes)} spooled` : `${bytes(latest.disk_bytes)} of ${bytes(bound)}${share}`);
+  const rows = Object.entries(latest.bidders ?? {}).map(([member, b]) => row([
+    cell("td", member),
+    cell("td", b.breaker || "–", { class: `breaker-${b.breaker}`, "data-metric": `bidder.${member}.breaker`, "data-value": b.breaker }),
+    ...CALLBACKS.map((k) => cell("td", count(b[k]), { "data-metric": `bidder.${member}.${k}`, "data-value": String(b[k]) })),
+  ]));
+  $("#bidders tbody").replaceChildren(...rows);
+}
+
+function clock(msSinceEpoch) {
+  return new Date(msSinceEpoch).toISOString().slice(11, 23);
+}
+
+function drawRecent(recent) {
+  const note = $("#recent-note");
+  note.hidden = recent != null;
+  note.textContent = "Recent clicks come from the notifier, and none is writing beside this listener.";
+  const rows = (recent ?? []).map((c) => row([
+    cell("td", clock(c.time_ms)),
+    cell("td", c.click_id, { class: "id" }),
+    cell("td", String(c.member)),
+    cell("td", String(c.creative)),
+    cell("td", c.landing_host),
+    cell("td", c.verdict, { class: c.verdict === VALID ? "verdict-valid" : "verdict-invalid" }),
+    cell("td", c.callback || "–"),
+  ]));
+  $("#recent tbody").replaceChildren(...rows);
+}
+
+function status(text, bad = false) {
+  const node = $("#status");
+  node.textContent = text;
+  node.classList.toggle("bad", bad);
+}
+
+async function poll() {
+  try {
+    const response = await fetch(`${LIVE}?after=${lastT}`, { cache: "no-store" });
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    const feed = await response.json();
+    ingest(feed.samples);
+    drawLatest(feed.latest);
+    drawRecent(feed.recent);
+    if (!$("#live").hidden) drawCharts();
+    const age = Math.max(0, feed.now - feed.written);
+    status(`live · ${feed.source === "notifier" ? "sampled by the notifier" : "sampled by this worker"} · ${age.toFixed(1)} s old`);
+    document.body.dataset.updated = String(feed.written);
+  } catch (error) {
+    status(`cannot reach the service (${error.message}); retrying`, true);
+  } finally {
+    setTimeout(poll, EVERY_MS); // after the answer, never on a fixed beat: a slow answer never piles requests up
+  }
+}
+
+// ---- the reports view -----------------------------------------------------------------------------
+
+let report = null;
+let sortBy = { column: null, descending: true };
+
+function reportParams(form, format) {
+  const data = new FormData(form);
+  const by = [data.get("time"), ...DIMENSIONS.filter((d) => data.get(`dim-${d}`))].filter(Boolean);
+  const params = new URLSearchParams({ since: data.get("since") || "24h" });
+  if (data.get("until")) params.set("until", data.get("until"));
+  if (by.length) params.set("by", by.join(","));
+  params.set("format", format);
+  return params;
+}
+
+function reportStatus(text) {
+  $("#report-status").textContent = text;
+}
+
+async function loadReport(event) {
+  event?.preventDefault();
+  const form = $("#report-form");
+  $("#report-csv").href = `${REPORTS}?${reportParams(form, "csv")}`;
+  reportStatus("loading…");
+  try {
+    const response = await fetch(`${REPORTS}?${reportParams(form, "json")}`, { cache: "no-store" });
+    if (response.status === 404 || response.status === 503) {
+      report = null;
+      reportStatus("reports not available: this service does not serve /v1/reports (yet).");
+      drawReport();
+      return;
+    }
+    if (!response.ok) {
+      report = null;
+      reportStatus(`the report was refused (${response.status}): ${(await response.text()).slice(0, 300)}`);
+      drawReport();
+      return;
+    }
+    report = await response.json();
+    const clipped = report.clipped ? ` · clipped to what is kept (since ${report.kept_since})` : "";
+    reportStatus(`${report.rows.length} rows · ${report.since} to ${report.until}${clipped}`);
+    drawReport();
+  } catch (error) {
+    report = null;
+    reportStatus(`reports not available (${error.message}).`);
+    drawReport();
+  }
+}
+
+function columnsOf(rep) {
+  const dims = rep.by ?? [];
+  const counters = [];
+  for (const source of [rep.totals ?? {}, ...(rep.rows ?? [])]) {
+    for (const [k, v] of Object.entries(source)) {
+      if (!dims.includes(k) && !counters.includes(k) && (typeof v === "number" || k === "invalid" || v === null)) counters.push(k);
+    }
+  }
+  return [...dims, ...counters];
+}
+
+function show(column, value) {
+  if (value == null) return "–";
+  if (column === "invalid" && typeof value === "object") {
+    return Object.entries(value).map(([k, v]) => `${k} ${v}`).join(", ") || "–";
+  }
+  if (column === "ctr") return `${(100 * value).toFixed(2)}%`;
+  if (column.endsWith("_ms")) return `${value.toFixed(1)} ms`;
+  if (typeof value === "number") return TIMES.includes(column) ? String(value) : count(value);
+  return String(value);
+}
+
+function sortKey(value) {
+  if (value && typeof value === "object") return Object.values(value).reduce((a, b) => a + b, 0);
+  return value ?? -Infinity;
+}
+
+function drawReport() {
+  const table = $("#report-table");
+  const figure = $("#report-figure");
+  if (!report) {
+    table.tHead.replaceChildren();
+    table.tBodies[0].replaceChildren();
+    table.tFoot.replaceChildren();
+    figure.hidden = true;
+    return;
+  }
+  const columns = columnsOf(report);
+  const rows = [...report.rows];
+  if (sortBy.column) {
+    rows.sort((a, b) => {
+      const x = sortKey(a[sortBy.column]);
+      const y = sortKey(b[sortBy.column]);
+      const order = x < y ? -1 : x > y ? 1 : 0;
+      return sortBy.descending ? -order : order;
+    });
+  }
+  const head = row(columns.map((c) => {
+    const th = cell("th", c, { "data-column": c });
+    if (c === sortBy.column) th.classList.add(sortBy.descending ? "desc" : "asc");
+    return th;
+  }));
+  table.tHead.replaceChildren(head);
+  table.tBodies[0].replaceChildren(...rows.map((r) => row(columns.map((c) => cell("td", show(c, r[c]))))));
+  const totals = report.totals ?? {};
+  table.tFoot.replaceChildren(row(columns.map((c, i) => cell("td", i === 0 && !(c in totals) ? "total" : show(c, totals[c]), { "data-total": c }))));
+  drawReportChart(figure);
+}
+
+function drawReportChart(figure) {
+  const time = (report.by ?? []).find((d) => TIMES.includes(d));
+  figure.hidden = !time;
+  if (!time) return;
+  const sums = new Map();
+  for (const r of report.rows) {
+    const t = Date.parse(r[time]) / 1000;
+    const s = sums.get(t) ?? { clicks: 0, impressions: 0 };
+    s.clicks += r.clicks ?? 0;
+    s.impressions += r.impressions ?? 0;
+    sums.set(t, s);
+  }
+  const times = [...sums.keys()].sort((a, b) => a - b);
+  reportChart.update(times, {
+    clicks: times.map((t) => sums.get(t).clicks),
+    impressions: times.map((t) => sums.get(t).impressions),
+  });
+}
+
+const reportChart = new TimeChart($("#chart-report"), { format: count });
+
+function sortOn(event) {
+  const column = event.target.closest("th")?.dataset.column;
+  if (!column || !report) return;
+  sortBy = { column, descending: sortBy.column === column ? !sortBy.descending : true };
+  drawReport();
+}
+
+// ---- the page --------------------------------------------------------------------------------------
+
+let reportShown = false;
+
+function route() {
+  const view = location.hash === "#reports" ? "reports" : "live";
+  for (const name of ["live", "reports"]) {
+    $(`#${name}`).hidden = name !== view;
+    $(`#tab-${name}`).classList.toggle("active", name === view);
+  }
+  if (view === "live") { for (const chart of Object.values(charts)) chart.resize(); drawCharts(); }
+  if (view === "reports") { reportChart.resize(); if (!reportShown) { reportShown = true; loadReport(); } }
+}
+
+function start() {
+  const dims = $("#dimensions");
+  for (const d of DIMENSIONS) {
+    const label = cell("label", ` ${d}`);
+    const box = cell("input", "", { type: "checkbox", name: `dim-${d}` });
+    if (d === "creative") box.checked = true;
+    label.prepend(box);
+    dims.append(label);
+  }
+  $("#report-form").addEventListener("submit", loadReport);
+  $("#report-table").tHead.addEventListener("click", sortOn);
+  window.addEventListener("hashchange", route);
+  window.addEventListener("resize", () => { for (const chart of [...Object.values(charts), reportChart]) chart.resize(); });
+  route();
+  poll();
+}
+
+start();
