@@ -1,3 +1,3 @@
 """clickbus: an impression-bus click redirector with a durable log and a bidder notifier."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
