@@ -204,13 +204,22 @@ async def test_console_shows_what_metrics_and_reports_say(service: Service, bidd
                 )
 
                 await page.click("#tab-reports")
-                await until_shown(page, "document.querySelector('#report-status').textContent.includes('rows')")
+                await until_shown(page, "document.querySelector('#report-table th')?.dataset.column === 'hour'")
                 await until_shown(page, "document.querySelectorAll('#report-figure .uplot').length === 1")
                 table = await report_table(page)
                 await page.screenshot(path=str(REPORTS_SCREENSHOT), full_page=True)
                 csv_link = await page.get_attribute("#report-csv", "href")
                 await page.click("#report-table th[data-column=invalid_clicks]")
                 by_invalid = (await report_table(page))["rows"]
+                # another range and grouping, picked in the form
+                await page.fill("#report-form [name=since]", "7d")
+                await page.select_option("#report-form [name=time]", "day")
+                await page.uncheck("#report-form [name=dim-creative]")
+                await page.check("#report-form [name=dim-member]")
+                await page.click("#report-form button[type=submit]")
+                await until_shown(page, "document.querySelector('#report-table th').dataset.column === 'day'")
+                by_day = await report_table(page)
+                picked_link = await page.get_attribute("#report-csv", "href")
             finally:
                 await browser.close()
         assert csv_link is not None
@@ -224,6 +233,12 @@ async def test_console_shows_what_metrics_and_reports_say(service: Service, bidd
     assert len(bidder.received) == VALID
     assert_report_view(text, reported, table, csv_link, csv_rows)
     assert by_invalid == sorted(table["rows"], key=lambda row: row["invalid_clicks"], reverse=True)
+    assert picked_link == "/v1/reports?since=7d&by=day%2Cmember&format=csv"
+    assert by_day["columns"][:2] == ["day", "member"]
+    assert {row["member"] for row in by_day["rows"]} == {MEMBER}  # one row a day (two, if run across midnight)
+    assert {row[1] for row in by_day["text"][1:-1]} == {str(MEMBER)}
+    day_totals = by_day["totals"]
+    assert (day_totals["clicks"], day_totals["invalid"]) == (VALID, {"bot": CRAWLED, "duplicate": DUPLICATES})
 
 
 def assert_live_view(text: str, figures: dict[str, str], recent: list[list[str]]) -> None:

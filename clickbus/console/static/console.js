@@ -244,6 +244,7 @@ const GRAIN_S = { hour: 3600, day: 86400 };
 const MAX_POINTS = 20000; // beyond this the chart shows only the periods that have rows
 
 let report = null;
+let reportsAsked = 0; // only the latest request draws: an earlier, slower answer is dropped
 let sortBy = { column: null, descending: true };
 
 function reportParams(form, format) {
@@ -276,24 +277,31 @@ async function loadReport(event) {
   const form = $("#report-form");
   $("#report-csv").href = `${REPORTS}?${reportParams(form, "csv")}`;
   reportStatus("loading…");
-  report = null;
+  const asked = ++reportsAsked;
+  let answer = null;
+  let text = "";
+  let bad = true;
   try {
     const response = await fetch(`${REPORTS}?${reportParams(form, "json")}`, { cache: "no-store" });
     if (response.status === 404) {
-      reportStatus("reports not available: this service does not serve /v1/reports.", true);
+      text = "reports not available: this service does not serve /v1/reports.";
     } else if (response.status === 503) {
-      reportStatus(`reports not available: ${await refusal(response)}`, true);
+      text = `reports not available: ${await refusal(response)}`;
     } else if (!response.ok) {
-      reportStatus(`the report was refused (${response.status}): ${await refusal(response)}`, true);
+      text = `the report was refused (${response.status}): ${await refusal(response)}`;
     } else {
-      report = await response.json();
-      const clipped = report.clipped ? ` · clipped to what is kept (since ${report.kept_since})` : "";
-      const rows = report.rows.length === 1 ? "1 row" : `${report.rows.length} rows`;
-      reportStatus(`${rows} · ${report.since} to ${report.until} (UTC)${clipped}`);
+      answer = await response.json();
+      const clipped = answer.clipped ? ` · clipped to what is kept (since ${answer.kept_since})` : "";
+      const rows = answer.rows.length === 1 ? "1 row" : `${answer.rows.length} rows`;
+      text = `${rows} · ${answer.since} to ${answer.until} (UTC)${clipped}`;
+      bad = false;
     }
   } catch (error) {
-    reportStatus(`reports not available (${error.message}).`, true);
+    text = `reports not available (${error.message}).`;
   }
+  if (asked !== reportsAsked) return;
+  report = answer;
+  reportStatus(text, bad);
   drawReport();
 }
 
