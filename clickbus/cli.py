@@ -167,7 +167,9 @@ def cmd_reporter(args: argparse.Namespace) -> int:
     from clickbus import logging_setup
 
     logging_setup.configure(args.log_level)
-    runtime.run(_report_alone(_load(args)))
+    config = _load(args)
+    _hold_supervisor(2 * config.log.stop_timeout_s + 5.0)  # a child of `clickbus run`: it dies with it
+    runtime.run(_report_alone(config))
     return 0
 
 

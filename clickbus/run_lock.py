@@ -8,6 +8,8 @@ SIGKILL included: a data directory left by a dead run is free again at once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -22,7 +24,7 @@ def hold_data_dir(data_dir: Path) -> int:
     path = data_dir / LOCK_NAME
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open(path)
     except OSError as exc:
         raise CannotStart(f"data_dir {data_dir}: cannot take {LOCK_NAME}: {exc.strerror or exc}") from None
     try:
@@ -31,9 +33,20 @@ def hold_data_dir(data_dir: Path) -> int:
         holder = _holder(fd)
         os.close(fd)
         raise CannotStart(f"data_dir {data_dir} is in use by another clickbus run (pid {holder})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    with contextlib.suppress(OSError):  # read-only now: held all the same, only the pid is not written
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _open(path: Path) -> int:
+    """The lock file, created if missing; read-only on a read-only `data_dir` (a `flock` needs no write access)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.EROFS or not path.exists():
+            raise
+        return os.open(path, os.O_RDONLY)
 
 
 def _holder(fd: int) -> str:

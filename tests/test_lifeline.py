@@ -96,7 +96,7 @@ async def test_a_killed_supervisor_leaves_no_child_under_load_and_the_next_run_s
     try:
         assert service.process is not None
         first = service.process.pid
-        assert len(alive_with(marker) - {first}) == 3  # two workers and the notifier
+        assert len(alive_with(marker) - {first}) == 4  # two workers, the notifier and the reporter
         await eventually(lambda: list(load.statuses.values()).count(302) >= 20, timeout_s=30.0)
         os.kill(first, signal.SIGKILL)  # under running load
         await asyncio.to_thread(service.wait)

@@ -14,8 +14,9 @@ from importlib import resources
 import orjson
 from aiohttp import web
 
+from clickbus.config import Config
 from clickbus.console.feed import FeedReader
-from clickbus.edge.appkeys import CONFIG, METRICS
+from clickbus.metrics import Metrics
 
 routes = web.RouteTableDef()
 
@@ -34,9 +35,12 @@ FEED = web.AppKey("console_feed", FeedReader)
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidated: an upgrade's assets are seen at the next load
 
 
-def install(app: web.Application) -> None:
-    """Serve the console on `app` (the internal listener's), reading the feed of its configured service."""
-    app[FEED] = FeedReader(app[CONFIG], app[METRICS])
+def install(app: web.Application, config: Config, metrics: Metrics) -> None:
+    """Serve the console on `app` (the internal listener's), reading the feed of the service `config` names.
+
+    What it needs is handed in, not read from the edge's keys: the edge imports the console, never the reverse.
+    """
+    app[FEED] = FeedReader(config, metrics)
     app.add_routes(routes)
 
 

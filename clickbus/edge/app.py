@@ -128,7 +128,7 @@ def create_admin_app(edge: web.Application) -> web.Application:
     for module in (insert, prometheus, openapi, reports):
         admin.add_routes(module.routes)
     admin.cleanup_ctx.append(reports.reading)
-    console.install(admin)
+    console.install(admin, edge[CONFIG], edge[METRICS])
     admin.cleanup_ctx.append(insert.insertion_thread)  # each listener its own: no stop order between the two
     admin.on_response_prepare.append(drop_server_header)
     admin.on_response_prepare.append(admin_guard.security_headers)

@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from clickbus import tasks
 from clickbus.config import Config
 from clickbus.log.port import Log
 from clickbus.reports.counting import forget_before
@@ -47,30 +48,37 @@ class Reporter:
         self.rollup = Rollup(log, self.store, config.reports.group, batch_max=config.reports.batch_max)
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._rolling = False
 
     async def start(self) -> None:
-        """Start in the background: a store that is down is waited for, without holding up the caller."""
-        self._task = asyncio.create_task(self._live(), name="clickbus-reporter")
+        """Start in the background: a store that is down is waited for, without holding up the caller.
+
+        Supervised (`clickbus.tasks`): a start the log refuses (a read-only `data_dir`) or a failing upkeep is
+        logged, counted, shown on the internal `/readyz`, and tried again.
+        """
+        self._task = tasks.supervise("reporter", self._live)
 
     async def stop(self, timeout: float) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._started:
+        if self._rolling:
             await self.rollup.stop(timeout)
+        if self._started:
             await self.store.stop()
 
     async def _live(self) -> None:
-        while True:
+        while not self._started:  # again after a failure below: started once, it stays started
             try:
                 await self.store.start()
-                break
+                self._started = True
             except StoreUnavailable as exc:
                 logger.warning("reports store unavailable, retrying: %s", exc)
                 await asyncio.sleep(START_RETRY_S)
-        self._started = True
-        await self.rollup.start()
+        if not self._rolling:
+            await self.rollup.start()
+            self._rolling = True
         logger.info("reporter counting into the %s store (group %s)", self.config.reports.store, self.rollup.group)
         while True:
             await self.maintain()

@@ -87,7 +87,7 @@ async def test_dns_rebinding_cannot_mint(admin: tuple[Client, Metrics]) -> None:
 async def test_every_route_refuses_a_foreign_host(admin: tuple[Client, Metrics]) -> None:
     client, _ = admin
     paths = {r.resource.canonical for r in client.app.router.routes() if r.resource is not None}
-    assert {"/v1/insert", "/metrics", "/healthz"} <= paths
+    assert {"/v1/insert", "/metrics", "/healthz", "/", "/v1/console/live", "/v1/reports"} <= paths
     for path in [*paths, "/no-such-route"]:
         for method in ("GET", "POST", "OPTIONS"):
             response = await client.request(method, path.replace("{", "").replace("}", ""), headers={"Host": EVIL})

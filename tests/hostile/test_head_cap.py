@@ -12,11 +12,11 @@ from collections.abc import Callable
 import pytest
 
 from clickbus.compat.aiohttp import head_size
-from tests.hostile.harness import HANG_S, Tally, click_path, connection, exchange
+from tests.hostile.harness import HANG_S, RAW_HOST, Tally, click_path, connection, exchange
 from tests.support.service import Service
 
 CAP = 32 * 1024
-HEAD = b"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+HEAD = b"GET {path} HTTP/1.1\r\nHost: " + RAW_HOST.encode() + b"\r\nConnection: close\r\n"  # a Host both listeners take
 
 
 def head(path: bytes, fields: list[bytes]) -> bytes:
@@ -78,7 +78,8 @@ async def test_heads_over_the_cap_get_431(service: Service, listener: str) -> No
         tally.count(await raw.answer(), "an unfinished head of 34 KB", expected=(431,))
     async with connection(port) as raw:  # kept alive: a request with a body, then a head over the cap
         body = b'{"user_id": "' + b"u" * 30_000 + b'"}'
-        first = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        head = b"POST /healthz HTTP/1.1\r\nHost: %b\r\nContent-Length: %d\r\n\r\n" % (RAW_HOST.encode(), len(body))
+        first = head + body
         await raw.send(first + CASES["a head of 31 KiB"][0](path))
         tally.count(await raw.answer(), "a 30 KB body, then a 31 KiB head: the body is not head", expected=(405,))
         tally.count(await raw.answer(), "the 31 KiB head after a 30 KB body", expected=(ok,))

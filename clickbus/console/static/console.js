@@ -222,8 +222,29 @@ async function poll() {
 }
 
 // ---- the reports view -----------------------------------------------------------------------------
+// `/v1/reports` answers {since, until, by, kept_since, clipped, rows: [{<by>..., counters}], totals}; the table
+// shows the counters below in this order, each cell keeping the value it was given (data-value, as JSON).
+
+const REPORT_COLUMNS = {
+  impressions: "impressions",
+  clicks: "clicks",
+  ctr: "CTR",
+  invalid_impressions: "invalid impressions",
+  invalid_clicks: "invalid clicks",
+  invalid: "invalid by reason",
+  ivt_rate: "IVT rate",
+  delivered: "delivered",
+  retried: "retried",
+  dead_lettered: "dead-lettered",
+  callback_p50_ms: "callback p50 (ms)",
+  callback_p99_ms: "callback p99 (ms)",
+};
+const REASONS = new Set(["invalid", "ivt_rate"]); // {reason: n}, shown a reason a line
+const GRAIN_S = { hour: 3600, day: 86400 };
+const MAX_POINTS = 20000; // beyond this the chart shows only the periods that have rows
 
 let report = null;
+let reportsAsked = 0; // only the latest request draws: an earlier, slower answer is dropped
 let sortBy = { column: null, descending: true };
 
 function reportParams(form, format) {
@@ -236,8 +257,19 @@ function reportParams(form, format) {
   return params;
 }
 
-function reportStatus(text) {
-  $("#report-status").textContent = text;
+function reportStatus(text, bad = false) {
+  const node = $("#report-status");
+  node.textContent = text;
+  node.classList.toggle("bad", bad);
+}
+
+async function refusal(response) {
+  const text = await response.text();
+  try {
+    return JSON.parse(text).error ?? text;
+  } catch {
+    return text.slice(0, 300);
+  }
 }
 
 async function loadReport(event) {
@@ -245,51 +277,58 @@ async function loadReport(event) {
   const form = $("#report-form");
   $("#report-csv").href = `${REPORTS}?${reportParams(form, "csv")}`;
   reportStatus("loading…");
+  const asked = ++reportsAsked;
+  let answer = null;
+  let text = "";
+  let bad = true;
   try {
     const response = await fetch(`${REPORTS}?${reportParams(form, "json")}`, { cache: "no-store" });
-    if (response.status === 404 || response.status === 503) {
-      report = null;
-      reportStatus("reports not available: this service does not serve /v1/reports (yet).");
-      drawReport();
-      return;
+    if (response.status === 404) {
+      text = "reports not available: this service does not serve /v1/reports.";
+    } else if (response.status === 503) {
+      text = `reports not available: ${await refusal(response)}`;
+    } else if (!response.ok) {
+      text = `the report was refused (${response.status}): ${await refusal(response)}`;
+    } else {
+      answer = await response.json();
+      const clipped = answer.clipped ? ` · clipped to what is kept (since ${answer.kept_since})` : "";
+      const rows = answer.rows.length === 1 ? "1 row" : `${answer.rows.length} rows`;
+      text = `${rows} · ${answer.since} to ${answer.until} (UTC)${clipped}`;
+      bad = false;
     }
-    if (!response.ok) {
-      report = null;
-      reportStatus(`the report was refused (${response.status}): ${(await response.text()).slice(0, 300)}`);
-      drawReport();
-      return;
-    }
-    report = await response.json();
-    const clipped = report.clipped ? ` · clipped to what is kept (since ${report.kept_since})` : "";
-    reportStatus(`${report.rows.length} rows · ${report.since} to ${report.until}${clipped}`);
-    drawReport();
   } catch (error) {
-    report = null;
-    reportStatus(`reports not available (${error.message}).`);
-    drawReport();
+    text = `reports not available (${error.message}).`;
   }
+  if (asked !== reportsAsked) return;
+  report = answer;
+  reportStatus(text, bad);
+  drawReport();
+}
+
+function dimensionsOf(rep) {
+  return rep.by ?? [];
 }
 
 function columnsOf(rep) {
-  const dims = rep.by ?? [];
-  const counters = [];
-  for (const source of [rep.totals ?? {}, ...(rep.rows ?? [])]) {
-    for (const [k, v] of Object.entries(source)) {
-      if (!dims.includes(k) && !counters.includes(k) && (typeof v === "number" || k === "invalid" || v === null)) counters.push(k);
-    }
-  }
-  return [...dims, ...counters];
+  const totals = rep.totals ?? {};
+  return [...dimensionsOf(rep), ...Object.keys(REPORT_COLUMNS).filter((c) => c in totals)];
 }
 
-function show(column, value) {
+function byReason(value, each) {
+  return Object.entries(value).map(([reason, n]) => `${reason} ${each(n)}`).join("\n") || "–"; // a line each
+}
+
+const percent = (v, digits = 2) => `${(100 * v).toFixed(digits)}%`;
+
+function show(column, value, dimension) {
   if (value == null) return "–";
-  if (column === "invalid" && typeof value === "object") {
-    return Object.entries(value).map(([k, v]) => `${k} ${v}`).join(", ") || "–";
-  }
-  if (column === "ctr") return `${(100 * value).toFixed(2)}%`;
-  if (column.endsWith("_ms")) return `${value.toFixed(1)} ms`;
-  if (typeof value === "number") return TIMES.includes(column) ? String(value) : count(value);
-  return String(value);
+  if (column === "hour") return value.replace("T", " ").slice(0, 16); // 2026-12-03 14:00
+  if (dimension) return String(value); // ids and labels, never "1,234"
+  if (column === "invalid") return byReason(value, count);
+  if (column === "ivt_rate") return byReason(value, (v) => percent(v, 1));
+  if (column === "ctr") return percent(value);
+  if (column.endsWith("_ms")) return value.toFixed(1);
+  return typeof value === "number" ? count(value) : String(value);
 }
 
 function sortKey(value) {
@@ -297,19 +336,26 @@ function sortKey(value) {
   return value ?? -Infinity;
 }
 
+function reportCells(columns, dims, values, tag = "td") {
+  return columns.map((c) => cell(tag, show(c, values[c], dims.includes(c)), {
+    "data-column": c,
+    "data-value": JSON.stringify(values[c] ?? null),
+    ...(REASONS.has(c) ? { class: "reasons" } : {}),
+  }));
+}
+
 function drawReport() {
   const table = $("#report-table");
   const figure = $("#report-figure");
   if (!report) {
-    table.tHead.replaceChildren();
-    table.tBodies[0].replaceChildren();
-    table.tFoot.replaceChildren();
+    for (const part of [table.tHead, table.tBodies[0], table.tFoot]) part.replaceChildren();
     figure.hidden = true;
     return;
   }
+  const dims = dimensionsOf(report);
   const columns = columnsOf(report);
   const rows = [...report.rows];
-  if (sortBy.column) {
+  if (sortBy.column && columns.includes(sortBy.column)) {
     rows.sort((a, b) => {
       const x = sortKey(a[sortBy.column]);
       const y = sortKey(b[sortBy.column]);
@@ -317,38 +363,111 @@ function drawReport() {
       return sortBy.descending ? -order : order;
     });
   }
-  const head = row(columns.map((c) => {
-    const th = cell("th", c, { "data-column": c });
+  table.tHead.replaceChildren(row(columns.map((c) => {
+    const th = cell("th", REPORT_COLUMNS[c] ?? c, { "data-column": c, title: "sort" });
     if (c === sortBy.column) th.classList.add(sortBy.descending ? "desc" : "asc");
     return th;
-  }));
-  table.tHead.replaceChildren(head);
-  table.tBodies[0].replaceChildren(...rows.map((r) => row(columns.map((c) => cell("td", show(c, r[c]))))));
-  const totals = report.totals ?? {};
-  table.tFoot.replaceChildren(row(columns.map((c, i) => cell("td", i === 0 && !(c in totals) ? "total" : show(c, totals[c]), { "data-total": c }))));
+  })));
+  table.tBodies[0].replaceChildren(...rows.map((r) => row(reportCells(columns, dims, r))));
+  const totals = row(reportCells(columns, dims, report.totals ?? {}));
+  if (dims.length) totals.cells[0].textContent = "total";
+  table.tFoot.replaceChildren(totals);
   drawReportChart(figure);
 }
 
+// Every hour, day or month from the report's start to its end (UTC), so a period without traffic shows as 0.
+function timeline(grain, since, until) {
+  const times = [];
+  const start = new Date(since * 1000);
+  let t = grain === "month"
+    ? Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), 1) / 1000
+    : since - (since % GRAIN_S[grain]);
+  while (t < until && times.length <= MAX_POINTS) {
+    times.push(t);
+    if (grain === "month") {
+      const d = new Date(t * 1000);
+      t = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) / 1000;
+    } else {
+      t += GRAIN_S[grain];
+    }
+  }
+  return times.length > MAX_POINTS ? [] : times;
+}
+
 function drawReportChart(figure) {
-  const time = (report.by ?? []).find((d) => TIMES.includes(d));
-  figure.hidden = !time;
-  if (!time) return;
+  const grain = dimensionsOf(report).find((d) => TIMES.includes(d));
+  figure.hidden = !grain;
+  if (!grain) return;
   const sums = new Map();
+  const since = Math.max(Date.parse(report.since), Date.parse(report.kept_since)) / 1000;
+  for (const t of timeline(grain, since, Date.parse(report.until) / 1000)) sums.set(t, { valid: 0, invalid: 0, impressions: 0 });
   for (const r of report.rows) {
-    const t = Date.parse(r[time]) / 1000;
-    const s = sums.get(t) ?? { clicks: 0, impressions: 0 };
-    s.clicks += r.clicks ?? 0;
+    const t = Date.parse(r[grain]) / 1000;
+    const s = sums.get(t) ?? { valid: 0, invalid: 0, impressions: 0 };
+    s.valid += r.clicks ?? 0;
+    s.invalid += r.invalid_clicks ?? 0;
     s.impressions += r.impressions ?? 0;
     sums.set(t, s);
   }
   const times = [...sums.keys()].sort((a, b) => a - b);
-  reportChart.update(times, {
-    clicks: times.map((t) => sums.get(t).clicks),
-    impressions: times.map((t) => sums.get(t).impressions),
-  });
+  const field = (name) => times.map((t) => sums.get(t)[name]);
+  $("#report-figure figcaption").textContent = `Clicks (valid, invalid) and impressions by ${grain} (UTC)`;
+  reportChart.update(times, field("valid"), field("invalid"), field("impressions"));
 }
 
-const reportChart = new TimeChart($("#chart-report"), { format: count });
+// The report's chart: clicks as bars (valid below, invalid on top), impressions as a line on their own axis.
+class ReportChart {
+  constructor(target) {
+    this.target = target;
+    this.plot = null;
+    this.raw = [[], [], []];
+    this.step = 3600;
+  }
+
+  update(times, valid, invalid, impressions) {
+    if (!this.plot) this.build();
+    this.raw = [invalid, valid, impressions];
+    this.step = times.length > 1 ? Math.min(...times.slice(1).map((t, i) => t - times[i])) : 3600;
+    this.plot.setData([times, valid.map((v, i) => v + invalid[i]), valid, impressions]);
+  }
+
+  build() {
+    const bars = uPlot.paths.bars({ size: [0.7, 40] });
+    const legend = (index) => (u, v, si, i) => (i == null ? "–" : count(this.raw[index][i]));
+    const upFromZero = (u, min, max) => [0, Math.max(1, max * 1.1)];
+    const clicks = (label, color, index) => ({
+      label, scale: "clicks", stroke: color, fill: tint(color, 0.7), paths: bars, points: { show: false }, value: legend(index),
+    });
+    const options = {
+      width: Math.max(300, this.target.clientWidth - 4),
+      height: 240,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), // reports count UTC hours and days
+      scales: {
+        x: { time: true, range: (u, min, max) => [min - this.step / 2, max + this.step / 2] }, // whole bars at the ends
+        clicks: { range: upFromZero },
+        impressions: { range: upFromZero },
+      },
+      axes: [
+        {},
+        { scale: "clicks", label: "clicks", size: 56 },
+        { scale: "impressions", label: "impressions", side: 1, size: 56, grid: { show: false } },
+      ],
+      series: [
+        {},
+        clicks("invalid clicks", FIXED.dead_lettered, 0),
+        clicks("valid clicks", FIXED.valid, 1),
+        { label: "impressions", scale: "impressions", stroke: "#0969da", width: 1.5, points: { show: false }, value: legend(2) },
+      ],
+    };
+    this.plot = new uPlot(options, [[], [], [], []], this.target);
+  }
+
+  resize() {
+    if (this.plot) this.plot.setSize({ width: Math.max(300, this.target.clientWidth - 4), height: 240 });
+  }
+}
+
+const reportChart = new ReportChart($("#chart-report"));
 
 function sortOn(event) {
   const column = event.target.closest("th")?.dataset.column;
@@ -359,8 +478,6 @@ function sortOn(event) {
 
 // ---- the page --------------------------------------------------------------------------------------
 
-let reportShown = false;
-
 function route() {
   const view = location.hash === "#reports" ? "reports" : "live";
   for (const name of ["live", "reports"]) {
@@ -368,7 +485,7 @@ function route() {
     $(`#tab-${name}`).classList.toggle("active", name === view);
   }
   if (view === "live") { for (const chart of Object.values(charts)) chart.resize(); drawCharts(); }
-  if (view === "reports") { reportChart.resize(); if (!reportShown) { reportShown = true; loadReport(); } }
+  if (view === "reports") { reportChart.resize(); loadReport(); } // each visit reads the report afresh
 }
 
 function start() {
