@@ -69,6 +69,36 @@ class Query:
 RawRow = tuple[int | str | None, ...]
 
 
+DAY = 86400
+
+
+def by_day(rows: dict[Key, Values]) -> dict[Key, Values]:
+    """The same counts on day rows: each hour's key with its hour moved to midnight (UTC), summed."""
+    days: dict[Key, Values] = {}
+    for key, values in rows.items():
+        hour = int(key[0])
+        day_key = (hour - hour % DAY, *key[1:])
+        total = days.get(day_key)
+        if total is None:
+            days[day_key] = list(values)
+        else:
+            for i, n in enumerate(values):
+                total[i] += n
+    return days
+
+
+def day_span(query: Query) -> tuple[int, int]:
+    """The whole days of a by-day or by-month query, read from day rows; an empty span at `until` otherwise.
+
+    The hours before and after the span are read from the hourly rows, so the answer is the same.
+    """
+    if query.grain not in ("day", "month"):
+        return query.until, query.until
+    first = -(-query.since // DAY) * DAY
+    last = query.until - query.until % DAY
+    return (first, last) if first < last else (query.until, query.until)
+
+
 def add_events(events: Sequence[Event]) -> dict[Key, Values]:
     """Sum events into one value list per row."""
     rows: dict[Key, Values] = {}

@@ -14,7 +14,8 @@ import asyncpg  # type: ignore[import-untyped]
 
 from clickbus.log.port import TopicPartition
 from clickbus.reports import postgres_sql as sql
-from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events
+from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events, by_day
+from clickbus.reports.schema import DIMENSIONS
 from clickbus.reports.sqlite import query_params
 
 T = TypeVar("T")
@@ -114,9 +115,10 @@ class PostgresStore:
             if event.seen in new:
                 new.discard(event.seen)  # the first of a pair written twice in one batch counts, not the second
                 fresh.append(event)
-        rows = sorted(add_events(fresh).items())
-        if rows:
-            await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in rows])
+        added = add_events(fresh)
+        if added:
+            await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in sorted(added.items())])
+            await db.executemany(sql.ADD_DAY, [(*key, *values) for key, values in sorted(by_day(added).items())])
         return len(fresh)
 
     async def query(self, query: Query) -> AsyncIterator[RawRow]:
@@ -126,7 +128,8 @@ class PostgresStore:
         args = query_args(query)
         try:
             async with pool.acquire() as db, db.transaction(readonly=True):
-                async for row in db.cursor(sql.QUERY, *args, prefetch=FETCH_ROWS):
+                statement = sql.query(frozenset(name for name, _ in query.filters))
+                async for row in db.cursor(statement, *args, prefetch=FETCH_ROWS):
                     yield tuple(row)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"report store (PostgreSQL): {exc or type(exc).__name__}") from exc
@@ -136,12 +139,14 @@ class PostgresStore:
             await db.execute(sql.LOCK_UPKEEP)
             await db.execute(sql.FOLD, fold_before)
             await db.execute(sql.DELETE_OLD, delete_before)
+            await db.execute(sql.DELETE_OLD_DAYS, delete_before)
             await db.execute(sql.FORGET, forget_before)
 
         await self._transaction(upkeep)
 
 
 def query_args(query: Query) -> list[Any]:
-    """The positional arguments of `postgres_sql.QUERY`."""
+    """The positional arguments of `postgres_sql.query`."""
     params = query_params(query)
-    return [params[name] for name in sql.QUERY_PARAMETERS]
+    filters = dict(query.filters)
+    return [params[name] for name in sql.QUERY_PARAMETERS] + [filters[name] for name in DIMENSIONS if name in filters]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from clickbus.log.port import TopicPartition
 from clickbus.reports import sqlite_sql as sql
-from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events
+from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events, by_day, day_span
 from clickbus.reports.schema import DIMENSIONS
 
 T = TypeVar("T")
@@ -110,7 +110,9 @@ class SQLiteStore:
                 if cursor.rowcount != 1:
                     raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
             fresh = [event for event in batch.events if db.execute(sql.SEE, (event.seen,)).rowcount == 1]
-            db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in add_events(fresh).items()])
+            rows = add_events(fresh)
+            db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in rows.items()])
+            db.executemany(sql.ADD_DAY, [(*key, *values) for key, values in by_day(rows).items()])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -123,7 +125,8 @@ class SQLiteStore:
         params = query_params(query)
         db = await asyncio.to_thread(self._reader)
         try:
-            cursor = await asyncio.to_thread(db.execute, sql.QUERY, params)
+            statement = sql.query(frozenset(name for name, _ in query.filters))
+            cursor = await asyncio.to_thread(db.execute, statement, params)
             while rows := await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS):
                 for row in rows:
                     yield row
@@ -147,6 +150,7 @@ class SQLiteStore:
             db.execute(sql.FOLD, (fold_before,))
             db.execute(sql.DROP_FOLDED, (fold_before,))
             db.execute(sql.DELETE_OLD, (delete_before,))
+            db.execute(sql.DELETE_OLD_DAYS, (delete_before,))
             db.execute(sql.FORGET, (forget_before,))
             db.execute("COMMIT")
         except BaseException:
@@ -155,8 +159,10 @@ class SQLiteStore:
 
 
 def query_params(query: Query) -> dict[str, object]:
-    """The named parameters of `sqlite_sql.QUERY` (and, renamed, of the PostgreSQL one)."""
+    """The named parameters of `sqlite_sql.query` (and, renamed, of the PostgreSQL one)."""
+    day_since, day_until = day_span(query)
     params: dict[str, object] = {"grain": query.grain, "since": query.since, "until": query.until}
+    params |= {"day_since": day_since, "day_until": day_until}
     filters = dict(query.filters)
     for name in DIMENSIONS:
         params[f"g_{name}"] = name in query.by

@@ -93,6 +93,24 @@ async def test_time_grains_and_filters(store: Store) -> None:
     assert await rows(store, (), None, creative=99) == []
 
 
+async def test_a_report_by_day_reads_whole_days_and_the_hours_around_them_alike(store: Store) -> None:
+    # whole days come from the day rows, the hours of the partial days at each end from the hourly rows
+    hours = [DAY - 86400 * 3 + 3600 * i for i in range(0, 4 * 24, 5)]
+    events = [click(b"%d" % i, hour=hour, creative=i % 3) for i, hour in enumerate(hours)]
+    events += [click(b"x%d" % i, hour=hour, member=14) for i, hour in enumerate(hours)]
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, len(events))], events))
+    since, until = DAY - 86400 * 3 + 7 * 3600, DAY + 13 * 3600
+    expected: dict[tuple[int, int], int] = {}
+    for i, hour in enumerate(hours):
+        if since <= hour < until:
+            expected[(hour - hour % 86400, i % 3)] = expected.get((hour - hour % 86400, i % 3), 0) + 1
+    query = Query(since, until, ("creative",), "day", (("member", 13),))
+    got = {(row[0], row[4]): values(row)["clicks"] async for row in store.query(query)}
+    assert got == expected
+    month = [row async for row in store.query(Query(since, until, (), "month", (("member", 13),)))]
+    assert [values(row)["clicks"] for row in month] == [sum(expected.values())]
+
+
 async def test_maintenance_folds_old_hours_into_days_and_deletes_past_retention(store: Store) -> None:
     old = DAY - 86400 * 40
     events = [click(b"a", hour=old + 3600), click(b"b", hour=old + 7200), click(b"c", hour=old), click(b"d")]
