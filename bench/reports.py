@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sqlite3
 import tempfile
@@ -23,7 +24,7 @@ import orjson
 from clickbus.ids import uuid7
 from clickbus.reports import postgres_sql, sqlite_sql
 from clickbus.reports.counting import event_of
-from clickbus.reports.port import Batch, Move, Query, Store
+from clickbus.reports.port import Batch, Move, Query, Store, StoreUnavailable
 from clickbus.reports.postgres import PostgresStore
 from clickbus.reports.schema import DIMENSIONS, KEY, VALUES
 from clickbus.reports.sqlite import SQLiteStore
@@ -49,26 +50,41 @@ def records(n: int) -> list[bytes]:
     return out
 
 
-async def rollup_rate(n: int) -> tuple[float, float]:
-    """(records/s counted into a fresh SQLite store, records/s parsed by orjson alone)."""
+async def rollup_rate(n: int, *, postgres: bool = False) -> tuple[float, float]:
+    """(records/s counted into a fresh store, records/s parsed by orjson alone); SQLite, or a throwaway PostgreSQL."""
     values = records(n)
     started = time.perf_counter()
     for value in values:
         orjson.loads(value)
     parse_rate = n / (time.perf_counter() - started)
-    with tempfile.TemporaryDirectory() as directory:
-        store = SQLiteStore(Path(directory) / "reports.sqlite3")
-        await store.start()
-        started = time.perf_counter()
-        position: int | None = None
-        for at in range(0, n, BATCH):
-            events = [e for v in values[at : at + BATCH] if (e := event_of(v)) is not None]
-            moved = at + len(values[at : at + BATCH])
-            await store.apply(Batch("bench", [Move("deliveries", 0, position, moved)], events))
-            position = moved
-        rate = n / (time.perf_counter() - started)
-        await store.stop()
-    return rate, parse_rate
+    if not postgres:
+        with tempfile.TemporaryDirectory() as directory:
+            return await _count(SQLiteStore(Path(directory) / "reports.sqlite3"), values), parse_rate
+    from tests.support.postgres import PostgresCluster, binaries
+
+    bin_dir = binaries()
+    assert bin_dir is not None, "PostgreSQL is not installed"
+    cluster = PostgresCluster(bin_dir).init()
+    cluster.start()
+    try:
+        return await _count(PostgresStore(cluster.new_database()), values), parse_rate
+    finally:
+        cluster.remove()
+
+
+async def _count(store: Store, values: list[bytes]) -> float:
+    """Records/s through parse, dedup key and one transaction per BATCH into `store`."""
+    await store.start()
+    started = time.perf_counter()
+    position: int | None = None
+    for at in range(0, len(values), BATCH):
+        events = [e for v in values[at : at + BATCH] if (e := event_of(v)) is not None]
+        moved = at + len(values[at : at + BATCH])
+        await store.apply(Batch("bench", [Move("deliveries", 0, position, moved)], events))
+        position = moved
+    rate = len(values) / (time.perf_counter() - started)
+    await store.stop()
+    return rate
 
 
 def fill(path: Path, rows: int) -> int:
@@ -167,8 +183,9 @@ async def report_time_postgres(rows: int) -> float:
 async def _first_reported(store: Store, timeout_s: float = 120) -> int:
     """The clicks reported, once there is one (within `timeout_s`)."""
     for _ in range(int(timeout_s * 10)):
-        if reported := await _reported(store):
-            return reported
+        with contextlib.suppress(StoreUnavailable):  # until the reporter has created its tables
+            if reported := await _reported(store):
+                return reported
         await asyncio.sleep(0.1)
     raise TimeoutError("no click reported")
 
@@ -251,7 +268,7 @@ async def _freshness(rate: int, seconds: float, config: str, reader: PostgresSto
     return lag, len(answered), achieved
 
 
-PARTS = ("rollup", "report", "report-postgres", "freshness", "freshness-kafka")
+PARTS = ("rollup", "rollup-postgres", "report", "report-postgres", "freshness", "freshness-kafka")
 
 
 def main(quick: bool = False, rows: int | None = None, only: str | None = None) -> list[dict[str, Any]]:
@@ -272,11 +289,13 @@ def main(quick: bool = False, rows: int | None = None, only: str | None = None) 
                     "target": f"<= {10 if kafka else 5} s at 1,000 clicks/s",
                 }
             )
-        elif part == "rollup":
-            rate, parse_rate = asyncio.run(rollup_rate(20_000 if quick else 200_000))
+        elif part.startswith("rollup"):
+            postgres = part == "rollup-postgres"
+            rate, parse_rate = asyncio.run(rollup_rate(20_000 if quick else 200_000, postgres=postgres))
             out.append(
                 {
-                    "name": "reports rollup, one core (parse, dedup, one SQLite transaction per 5,000)",
+                    "name": f"reports rollup, one core (parse, dedup, one {'PostgreSQL' if postgres else 'SQLite'}"
+                    " transaction per 5,000)",
                     "value": rate,
                     "unit": "records/s",
                     "baseline": parse_rate,

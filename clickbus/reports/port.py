@@ -15,6 +15,8 @@ from clickbus.log.port import TopicPartition
 from clickbus.reports.schema import BUCKETS, COUNTERS, Key
 
 Values = list[int]  # in `VALUES` order: counters, then histogram buckets
+GENERATION_BYTES = 4
+SEEN_KEY_BYTES = GENERATION_BYTES + 16 + 2 + 1  # generation, record id, step, outcome (`counting.seen_key`)
 
 
 class StoreUnavailable(ClickbusError):
@@ -39,7 +41,7 @@ class Move:
 class Event:
     """One record's contribution: its dedup key, its row and what it adds there."""
 
-    seen: bytes  # (record id, step, outcome): a record written twice is counted once
+    seen: bytes  # (generation, record id, step, outcome): a record written twice is counted once
     key: Key
     counts: tuple[int, int, int, int, int]  # COUNTERS
     latency_bucket: int = -1  # histogram bucket of a delivered callback's latency, or -1
@@ -70,6 +72,41 @@ RawRow = tuple[int | str | None, ...]
 
 
 DAY = 86400
+
+
+def identity(seen: bytes) -> bytes:
+    """A dedup key without its generation: what every copy of a record shares."""
+    return seen[GENERATION_BYTES:] if len(seen) == SEEN_KEY_BYTES else seen
+
+
+def neighbours(seen: bytes) -> tuple[bytes, bytes]:
+    """The same record's keys one generation before and after: where a copy written across a window's edge is
+    remembered (after: a copy stamped earlier than its original, by another host's clock)."""
+    if len(seen) != SEEN_KEY_BYTES:
+        return seen, seen
+    generation = int.from_bytes(seen[:GENERATION_BYTES])
+    rest = seen[GENERATION_BYTES:]
+    before = max(0, generation - 1).to_bytes(GENERATION_BYTES)
+    after = ((generation + 1) % 2**32).to_bytes(GENERATION_BYTES)
+    return before + rest, after + rest
+
+
+def forget_below(newest: bytes | None) -> bytes | None:
+    """The smallest key kept once `newest` is the newest key stored: its generation and the one before."""
+    if newest is None or len(newest) != SEEN_KEY_BYTES:
+        return None
+    return max(0, int.from_bytes(newest[:GENERATION_BYTES]) - 1).to_bytes(GENERATION_BYTES)
+
+
+def firsts(events: Sequence[Event]) -> list[Event]:
+    """The events of a batch less later copies of one record (a copy may carry the next generation)."""
+    taken: set[bytes] = set()
+    out = []
+    for event in events:
+        if (same := identity(event.seen)) not in taken:
+            taken.add(same)
+            out.append(event)
+    return out
 
 
 def by_day(rows: dict[Key, Values]) -> dict[Key, Values]:
@@ -135,7 +172,7 @@ class Store(Protocol):
         """Grouped sums, ordered by time then dimensions, streamed."""
         ...
 
-    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+    async def maintain(self, *, fold_before: int, delete_before: int) -> None:
         """Fold hourly rows before `fold_before` into days, delete rows before `delete_before`, and forget
-        dedup keys sorting before `forget_before` (a key starts with its record's time)."""
+        dedup keys older than the two newest generations stored (`forget_below`)."""
         ...

@@ -14,7 +14,18 @@ import asyncpg  # type: ignore[import-untyped]
 
 from clickbus.log.port import TopicPartition
 from clickbus.reports import postgres_sql as sql
-from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events, by_day
+from clickbus.reports.port import (
+    Batch,
+    Fenced,
+    Query,
+    RawRow,
+    StoreUnavailable,
+    add_events,
+    by_day,
+    firsts,
+    forget_below,
+    neighbours,
+)
 from clickbus.reports.schema import DIMENSIONS
 from clickbus.reports.sqlite import query_params
 
@@ -108,13 +119,12 @@ class PostgresStore:
                 status = await db.execute(sql.MOVE_POSITION, *values)
             if not status.endswith(" 1"):
                 raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
-        keys = sorted({event.seen for event in batch.events})
-        new = {row[0] for row in await db.fetch(sql.SEE, keys)} if keys else set()
-        fresh = []
-        for event in batch.events:
-            if event.seen in new:
-                new.discard(event.seen)  # the first of a pair written twice in one batch counts, not the second
-                fresh.append(event)
+        events = firsts(batch.events)  # the first of a pair written twice in one batch counts, not the second
+        keys = sorted(event.seen for event in events)
+        around = [neighbours(k) for k in keys]
+        args = (keys, [before for before, _ in around], [after for _, after in around])
+        new = {row[0] for row in await db.fetch(sql.SEE, *args)} if keys else set()
+        fresh = [event for event in events if event.seen in new]
         added = add_events(fresh)
         if added:
             await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in sorted(added.items())])
@@ -133,14 +143,17 @@ class PostgresStore:
                     yield tuple(row)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"report store (PostgreSQL): {exc or type(exc).__name__}") from exc
+        except asyncpg.UndefinedTableError as exc:  # no reporter has migrated this database (to this version) yet
+            raise StoreUnavailable(f"report store (PostgreSQL): {exc}; a reporter creates it when it starts") from exc
 
-    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+    async def maintain(self, *, fold_before: int, delete_before: int) -> None:
         async def upkeep(db: asyncpg.Connection) -> None:
             await db.execute(sql.LOCK_UPKEEP)
             await db.execute(sql.FOLD, fold_before)
             await db.execute(sql.DELETE_OLD, delete_before)
             await db.execute(sql.DELETE_OLD_DAYS, delete_before)
-            await db.execute(sql.FORGET, forget_before)
+            if (below := forget_below(await db.fetchval(sql.NEWEST_SEEN))) is not None:
+                await db.execute(sql.FORGET, below)
 
         await self._transaction(upkeep)
 

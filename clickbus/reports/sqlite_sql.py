@@ -49,6 +49,7 @@ INSERT INTO days ({_ALL}) SELECT hour - hour % 86400, {", ".join(DIMENSIONS)}, r
     GROUP BY {", ".join(str(i) for i in range(1, len(DIMENSIONS) + 3))}
 """,
     ),
+    (3, "DELETE FROM seen"),  # keys now start with their generation (`counting`), not their record's time
 )
 
 CREATE_MIGRATIONS = "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
@@ -58,7 +59,12 @@ RECORD_MIGRATION = "INSERT INTO migrations (version, applied_at) VALUES (?, strf
 POSITIONS = "SELECT topic, part, next FROM positions WHERE grp = ?"
 INSERT_POSITION = "INSERT INTO positions (grp, topic, part, next) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 MOVE_POSITION = "UPDATE positions SET next = ? WHERE grp = ? AND topic = ? AND part = ? AND next = ?"
-SEE = "INSERT INTO seen (k) VALUES (?) ON CONFLICT DO NOTHING"
+# taken unless it, or the same record's key a generation before or after, is already there
+SEE = (
+    "INSERT INTO seen (k) SELECT :k WHERE NOT EXISTS (SELECT 1 FROM seen WHERE k IN (:before, :after))"
+    " ON CONFLICT DO NOTHING"
+)
+NEWEST_SEEN = "SELECT max(k) FROM seen"
 ADD_ROW = (
     f"INSERT INTO rows ({_ALL}) VALUES ({', '.join('?' * (len(KEY) + len(VALUES)))}) "
     f"ON CONFLICT ({_KEY_LIST}) DO UPDATE SET {_ADD}"
