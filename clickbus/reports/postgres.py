@@ -32,6 +32,7 @@ from clickbus.reports.sqlite import query_params
 T = TypeVar("T")
 FETCH_ROWS = 1000
 CONNECT_TIMEOUT_S = 5.0
+MIGRATION_TIMEOUT_S = 3600.0
 # connection refused or lost, server shutting down or not yet up, deadlock: the transaction is retried whole
 _UNAVAILABLE = (
     OSError,
@@ -82,7 +83,7 @@ class PostgresStore:
         applied = {row[0] for row in await db.fetch(sql.APPLIED)}
         for version, script in sql.MIGRATIONS:
             if version not in applied:
-                await db.execute(script)
+                await db.execute(script, timeout=MIGRATION_TIMEOUT_S)  # a backfill may outlast any query
                 await db.execute(sql.RECORD_MIGRATION, version)
 
     async def _guard(self, work: Callable[[], Awaitable[T]]) -> T:
