@@ -79,6 +79,11 @@ def identity(seen: bytes) -> bytes:
     return seen[GENERATION_BYTES:] if len(seen) == SEEN_KEY_BYTES else seen
 
 
+def generation(seen: bytes) -> int:
+    """The generation a dedup key starts with (0 for a key of another shape)."""
+    return int.from_bytes(seen[:GENERATION_BYTES]) if len(seen) == SEEN_KEY_BYTES else 0
+
+
 def neighbours(seen: bytes) -> tuple[bytes, bytes]:
     """The same record's keys one generation before and after: where a copy written across a window's edge is
     remembered (after: a copy stamped earlier than its original, by another host's clock)."""

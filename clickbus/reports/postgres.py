@@ -23,8 +23,8 @@ from clickbus.reports.port import (
     add_events,
     by_day,
     firsts,
-    forget_below,
-    neighbours,
+    generation,
+    identity,
 )
 from clickbus.reports.schema import DIMENSIONS
 from clickbus.reports.sqlite import query_params
@@ -54,6 +54,7 @@ class PostgresStore:
         self.read_only = read_only
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._newest: int | None = None  # the newest dedup generation this process counted (none yet: forget nothing)
 
     def __repr__(self) -> str:
         return "PostgresStore(dsn=***)"
@@ -110,8 +111,7 @@ class PostgresStore:
     async def apply(self, batch: Batch) -> int:
         return await self._transaction(lambda db: self._apply(db, batch))
 
-    @staticmethod
-    async def _apply(db: asyncpg.Connection, batch: Batch) -> int:
+    async def _apply(self, db: asyncpg.Connection, batch: Batch) -> int:
         for move in sorted(batch.moves, key=lambda m: (m.topic, m.partition)):
             if move.expected is None:
                 status = await db.execute(sql.INSERT_POSITION, batch.group, move.topic, move.partition, move.next)
@@ -121,11 +121,12 @@ class PostgresStore:
             if not status.endswith(" 1"):
                 raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
         events = firsts(batch.events)  # the first of a pair written twice in one batch counts, not the second
-        keys = sorted(event.seen for event in events)
-        around = [neighbours(k) for k in keys]
-        args = (keys, [before for before, _ in around], [after for _, after in around])
+        keys = sorted((identity(event.seen), generation(event.seen)) for event in events)
+        args = ([k for k, _ in keys], [g for _, g in keys])
         new = {row[0] for row in await db.fetch(sql.SEE, *args)} if keys else set()
-        fresh = [event for event in events if event.seen in new]
+        fresh = [event for event in events if identity(event.seen) in new]
+        if keys:
+            self._newest = max(self._newest or 0, max(g for _, g in keys))
         added = add_events(fresh)
         if added:
             await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in sorted(added.items())])
@@ -153,8 +154,8 @@ class PostgresStore:
             await db.execute(sql.FOLD, fold_before)
             await db.execute(sql.DELETE_OLD, delete_before)
             await db.execute(sql.DELETE_OLD_DAYS, delete_before)
-            if (below := forget_below(await db.fetchval(sql.NEWEST_SEEN))) is not None:
-                await db.execute(sql.FORGET, below)
+            if self._newest is not None:  # the two newest generations this reporter counted are kept
+                await db.execute(sql.FORGET, self._newest - 1)
 
         await self._transaction(upkeep)
 
