@@ -12,8 +12,8 @@ attempt 0 again, each a record of its own. Records written before steps existed 
 The key starts with the record's generation: the time the log stamped it, in windows of
 `reports.dedup_window_s`. A copy is written close to its original (the spool ships a copy with the
 original's log time; a notifier processing a click again after a crash writes it minutes later), so
-the store looks for a copy's key in its own generation and the one before, and keeps only the two
-newest generations: memory for one to two windows of records, not for every record's whole life.
+a store finds a copy within a generation of its original (`port.neighbours`, `port.identity`) and keeps
+only the two newest generations: memory for one to two windows of records, not for every record's life.
 """
 
 from __future__ import annotations
