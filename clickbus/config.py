@@ -367,7 +367,9 @@ class ReportsConfig:
     )
     retention_months: Annotated[PositiveInt, Doc("rows older than this many months are deleted")] = 13
     hourly_days: Annotated[PositiveInt, Doc("hourly rows older than this are folded into daily rows")] = 35
-    dedup_hours: Annotated[PositiveInt, Doc("a record written twice within this is counted once")] = 48
+    dedup_window_s: Annotated[
+        PositiveFloat, Doc("copies of a record logged within this of each other count once (keys kept 1-2x this)")
+    ] = 3600.0
     batch_max: Annotated[PositiveInt, Doc("records counted in one store transaction, at most")] = 5000
     maintain_every_s: Annotated[PositiveFloat, Doc("how often old rows are folded and deleted")] = 600.0
 

@@ -8,6 +8,12 @@ carries: on Kafka a spooled outcome may be written twice, and its copies share t
 decision they record, the second half of their `idempotency_key`). Not the attempt: a click parked
 again while its bidder's breaker is open keeps its attempt, and a replayed dead letter starts at
 attempt 0 again, each a record of its own. Records written before steps existed use their attempt.
+
+The key starts with the record's generation: the time the log stamped it, in windows of
+`reports.dedup_window_s`. A copy is written close to its original (the spool ships a copy with the
+original's log time; a notifier processing a click again after a crash writes it minutes later), so
+a store finds a copy within a generation of its original (`port.neighbours`, `port.identity`) and keeps
+only the two newest generations: memory for one to two windows of records, not for every record's life.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import orjson
 
 from clickbus.ids import uuid7_ms
-from clickbus.reports.port import Event
+from clickbus.reports.port import GENERATION_BYTES, Event
 from clickbus.reports.schema import bucket
 
 HOUR_MS = 3_600_000
@@ -31,20 +37,23 @@ _RETRIED = (0, 0, 0, 1, 0)
 _DEAD = (0, 0, 0, 0, 1)
 
 
-def event_of(value: bytes) -> Event | None:
-    """The report event of one record on `verdicts` or `deliveries`; None when it counts for nothing."""
+def event_of(value: bytes, generation: int = 0) -> Event | None:
+    """The report event of one record on `verdicts` or `deliveries`; None when it counts for nothing.
+
+    `generation`: the dedup window the record was written in (`generation_of` its log time).
+    """
     try:
         data = orjson.loads(value)
         dims = data.get("dims")
         code = _COUNTED.get(data.get("outcome"))
         if code is None or not isinstance(dims, dict):  # parked, no_bidder, malformed; or written before dims
             return None
-        return _event(data, dims, code)
+        return _event(data, dims, code, generation)
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
         return None
 
 
-def _event(data: dict[str, Any], dims: dict[str, Any], code: int) -> Event:
+def _event(data: dict[str, Any], dims: dict[str, Any], code: int, generation: int) -> Event:
     record_id = str(data["click_id"])
     step = int(data["step"] if "step" in data else data.get("attempt") or 0)
     at_ms = _event_ms(record_id, data)
@@ -72,7 +81,7 @@ def _event(data: dict[str, Any], dims: dict[str, Any], code: int) -> Event:
         int(bool(data.get("test"))),
         reason,
     )
-    return Event(seen_key(record_id, step, code), key, counts, latency)
+    return Event(seen_key(record_id, step, code, generation), key, counts, latency)
 
 
 def _event_ms(record_id: str, data: dict[str, Any]) -> int:
@@ -82,17 +91,17 @@ def _event_ms(record_id: str, data: dict[str, Any]) -> int:
         return int(data.get("ts_ms") or 0)
 
 
-def seen_key(record_id: str, step: int, code: int) -> bytes:
-    """(record id, step, outcome) as bytes that sort by the record's time (a UUIDv7 starts with it)."""
+def seen_key(record_id: str, step: int, code: int, generation: int = 0) -> bytes:
+    """(generation, record id, step, outcome) as bytes that sort by generation (`port.SEEN_KEY_BYTES` long)."""
     try:
         raw = bytes.fromhex(record_id.replace("-", ""))
     except ValueError:
         raw = b""
     if len(raw) != 16:
         raw = hashlib.blake2b(record_id.encode("utf-8", "replace"), digest_size=16).digest()
-    return raw + (step & 0xFFFF).to_bytes(2) + bytes((code,))
+    return generation.to_bytes(GENERATION_BYTES) + raw + (step & 0xFFFF).to_bytes(2) + bytes((code,))
 
 
-def forget_before(ms: int) -> bytes:
-    """The smallest dedup key of a record made at `ms`: keys below it are older."""
-    return (ms & (2**48 - 1)).to_bytes(6)
+def generation_of(log_ms: int, window_s: float) -> int:
+    """The dedup generation of a record the log stamped at `log_ms`."""
+    return max(0, log_ms) // max(1, int(window_s * 1000)) % 2**32

@@ -15,6 +15,8 @@ from clickbus.log.port import TopicPartition
 from clickbus.reports.schema import BUCKETS, COUNTERS, Key
 
 Values = list[int]  # in `VALUES` order: counters, then histogram buckets
+GENERATION_BYTES = 4
+SEEN_KEY_BYTES = GENERATION_BYTES + 16 + 2 + 1  # generation, record id, step, outcome (`counting.seen_key`)
 
 
 class StoreUnavailable(ClickbusError):
@@ -39,7 +41,7 @@ class Move:
 class Event:
     """One record's contribution: its dedup key, its row and what it adds there."""
 
-    seen: bytes  # (record id, step, outcome): a record written twice is counted once
+    seen: bytes  # (generation, record id, step, outcome): a record written twice is counted once
     key: Key
     counts: tuple[int, int, int, int, int]  # COUNTERS
     latency_bucket: int = -1  # histogram bucket of a delivered callback's latency, or -1
@@ -67,6 +69,76 @@ class Query:
 
 # A grouped row: the time bucket (or None), every dimension (None when not grouped), reason, then VALUES.
 RawRow = tuple[int | str | None, ...]
+
+
+DAY = 86400
+
+
+def identity(seen: bytes) -> bytes:
+    """A dedup key without its generation: what every copy of a record shares."""
+    return seen[GENERATION_BYTES:] if len(seen) == SEEN_KEY_BYTES else seen
+
+
+def generation(seen: bytes) -> int:
+    """The generation a dedup key starts with (0 for a key of another shape)."""
+    return int.from_bytes(seen[:GENERATION_BYTES]) if len(seen) == SEEN_KEY_BYTES else 0
+
+
+def neighbours(seen: bytes) -> tuple[bytes, bytes]:
+    """The same record's keys one generation before and after: where a copy written across a window's edge is
+    remembered (after: a copy stamped earlier than its original, by another host's clock)."""
+    if len(seen) != SEEN_KEY_BYTES:
+        return seen, seen
+    generation = int.from_bytes(seen[:GENERATION_BYTES])
+    rest = seen[GENERATION_BYTES:]
+    before = max(0, generation - 1).to_bytes(GENERATION_BYTES)
+    after = ((generation + 1) % 2**32).to_bytes(GENERATION_BYTES)
+    return before + rest, after + rest
+
+
+def forget_below(newest: bytes | None) -> bytes | None:
+    """The smallest key kept once `newest` is the newest key stored: its generation and the one before."""
+    if newest is None or len(newest) != SEEN_KEY_BYTES:
+        return None
+    return max(0, int.from_bytes(newest[:GENERATION_BYTES]) - 1).to_bytes(GENERATION_BYTES)
+
+
+def firsts(events: Sequence[Event]) -> list[Event]:
+    """The events of a batch less later copies of one record (a copy may carry the next generation)."""
+    taken: set[bytes] = set()
+    out = []
+    for event in events:
+        if (same := identity(event.seen)) not in taken:
+            taken.add(same)
+            out.append(event)
+    return out
+
+
+def by_day(rows: dict[Key, Values]) -> dict[Key, Values]:
+    """The same counts on day rows: each hour's key with its hour moved to midnight (UTC), summed."""
+    days: dict[Key, Values] = {}
+    for key, values in rows.items():
+        hour = int(key[0])
+        day_key = (hour - hour % DAY, *key[1:])
+        total = days.get(day_key)
+        if total is None:
+            days[day_key] = list(values)
+        else:
+            for i, n in enumerate(values):
+                total[i] += n
+    return days
+
+
+def day_span(query: Query) -> tuple[int, int]:
+    """The whole days of a by-day or by-month query, read from day rows; an empty span at `until` otherwise.
+
+    The hours before and after the span are read from the hourly rows, so the answer is the same.
+    """
+    if query.grain not in ("day", "month"):
+        return query.until, query.until
+    first = -(-query.since // DAY) * DAY
+    last = query.until - query.until % DAY
+    return (first, last) if first < last else (query.until, query.until)
 
 
 def add_events(events: Sequence[Event]) -> dict[Key, Values]:
@@ -105,7 +177,7 @@ class Store(Protocol):
         """Grouped sums, ordered by time then dimensions, streamed."""
         ...
 
-    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+    async def maintain(self, *, fold_before: int, delete_before: int) -> None:
         """Fold hourly rows before `fold_before` into days, delete rows before `delete_before`, and forget
-        dedup keys sorting before `forget_before` (a key starts with its record's time)."""
+        dedup keys older than the two newest generations stored (`forget_below`)."""
         ...

@@ -14,12 +14,25 @@ import asyncpg  # type: ignore[import-untyped]
 
 from clickbus.log.port import TopicPartition
 from clickbus.reports import postgres_sql as sql
-from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events
+from clickbus.reports.port import (
+    Batch,
+    Fenced,
+    Query,
+    RawRow,
+    StoreUnavailable,
+    add_events,
+    by_day,
+    firsts,
+    generation,
+    identity,
+)
+from clickbus.reports.schema import DIMENSIONS
 from clickbus.reports.sqlite import query_params
 
 T = TypeVar("T")
 FETCH_ROWS = 1000
 CONNECT_TIMEOUT_S = 5.0
+MIGRATION_TIMEOUT_S = 3600.0
 # connection refused or lost, server shutting down or not yet up, deadlock: the transaction is retried whole
 _UNAVAILABLE = (
     OSError,
@@ -41,6 +54,7 @@ class PostgresStore:
         self.read_only = read_only
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._newest: int | None = None  # the newest dedup generation this process counted (none yet: forget nothing)
 
     def __repr__(self) -> str:
         return "PostgresStore(dsn=***)"
@@ -70,7 +84,7 @@ class PostgresStore:
         applied = {row[0] for row in await db.fetch(sql.APPLIED)}
         for version, script in sql.MIGRATIONS:
             if version not in applied:
-                await db.execute(script)
+                await db.execute(script, timeout=MIGRATION_TIMEOUT_S)  # a backfill may outlast any query
                 await db.execute(sql.RECORD_MIGRATION, version)
 
     async def _guard(self, work: Callable[[], Awaitable[T]]) -> T:
@@ -97,8 +111,7 @@ class PostgresStore:
     async def apply(self, batch: Batch) -> int:
         return await self._transaction(lambda db: self._apply(db, batch))
 
-    @staticmethod
-    async def _apply(db: asyncpg.Connection, batch: Batch) -> int:
+    async def _apply(self, db: asyncpg.Connection, batch: Batch) -> int:
         for move in sorted(batch.moves, key=lambda m: (m.topic, m.partition)):
             if move.expected is None:
                 status = await db.execute(sql.INSERT_POSITION, batch.group, move.topic, move.partition, move.next)
@@ -107,16 +120,17 @@ class PostgresStore:
                 status = await db.execute(sql.MOVE_POSITION, *values)
             if not status.endswith(" 1"):
                 raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
-        keys = sorted({event.seen for event in batch.events})
-        new = {row[0] for row in await db.fetch(sql.SEE, keys)} if keys else set()
-        fresh = []
-        for event in batch.events:
-            if event.seen in new:
-                new.discard(event.seen)  # the first of a pair written twice in one batch counts, not the second
-                fresh.append(event)
-        rows = sorted(add_events(fresh).items())
-        if rows:
-            await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in rows])
+        events = firsts(batch.events)  # the first of a pair written twice in one batch counts, not the second
+        keys = sorted((identity(event.seen), generation(event.seen)) for event in events)
+        args = ([k for k, _ in keys], [g for _, g in keys])
+        new = {row[0] for row in await db.fetch(sql.SEE, *args)} if keys else set()
+        fresh = [event for event in events if identity(event.seen) in new]
+        if keys:
+            self._newest = max(self._newest or 0, max(g for _, g in keys))
+        added = add_events(fresh)
+        if added:
+            await db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in sorted(added.items())])
+            await db.executemany(sql.ADD_DAY, [(*key, *values) for key, values in sorted(by_day(added).items())])
         return len(fresh)
 
     async def query(self, query: Query) -> AsyncIterator[RawRow]:
@@ -126,22 +140,28 @@ class PostgresStore:
         args = query_args(query)
         try:
             async with pool.acquire() as db, db.transaction(readonly=True):
-                async for row in db.cursor(sql.QUERY, *args, prefetch=FETCH_ROWS):
+                statement = sql.query(frozenset(name for name, _ in query.filters))
+                async for row in db.cursor(statement, *args, prefetch=FETCH_ROWS):
                     yield tuple(row)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"report store (PostgreSQL): {exc or type(exc).__name__}") from exc
+        except asyncpg.UndefinedTableError as exc:  # no reporter has migrated this database (to this version) yet
+            raise StoreUnavailable(f"report store (PostgreSQL): {exc}; a reporter creates it when it starts") from exc
 
-    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+    async def maintain(self, *, fold_before: int, delete_before: int) -> None:
         async def upkeep(db: asyncpg.Connection) -> None:
             await db.execute(sql.LOCK_UPKEEP)
             await db.execute(sql.FOLD, fold_before)
             await db.execute(sql.DELETE_OLD, delete_before)
-            await db.execute(sql.FORGET, forget_before)
+            await db.execute(sql.DELETE_OLD_DAYS, delete_before)
+            if self._newest is not None:  # the two newest generations this reporter counted are kept
+                await db.execute(sql.FORGET, self._newest - 1)
 
         await self._transaction(upkeep)
 
 
 def query_args(query: Query) -> list[Any]:
-    """The positional arguments of `postgres_sql.QUERY`."""
+    """The positional arguments of `postgres_sql.query`."""
     params = query_params(query)
-    return [params[name] for name in sql.QUERY_PARAMETERS]
+    filters = dict(query.filters)
+    return [params[name] for name in sql.QUERY_PARAMETERS] + [filters[name] for name in DIMENSIONS if name in filters]

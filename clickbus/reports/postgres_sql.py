@@ -7,6 +7,8 @@ Column lists come from `schema`'s constants when this module loads, never from a
 
 from __future__ import annotations
 
+import functools
+
 from clickbus.reports.schema import DIMENSIONS, KEY, TEXT_DIMENSIONS, VALUES
 
 _KEY_COLUMNS = ",\n    ".join(
@@ -34,6 +36,29 @@ CREATE TABLE positions (grp text NOT NULL, topic text NOT NULL, part integer NOT
 CREATE TABLE seen (k bytea PRIMARY KEY);
 """,
     ),
+    (
+        2,
+        f"""
+CREATE TABLE days (
+    {_KEY_COLUMNS},
+    {_VALUE_COLUMNS},
+    PRIMARY KEY ({_KEY_LIST})
+);
+CREATE INDEX days_member_hour ON days (member, hour);
+INSERT INTO days ({_ALL}) SELECT hour - hour % 86400, {", ".join(DIMENSIONS)}, reason, {_SUMS} FROM rows
+    GROUP BY {_POSITIONS};
+""",
+    ),
+    # a record's key without its generation, which sits beside it: a copy in any generation conflicts on one
+    # index probe, and a block-range index finds old generations to forget at almost no cost per insert
+    (
+        3,
+        """
+DROP TABLE seen;
+CREATE TABLE seen (k bytea PRIMARY KEY, gen bigint NOT NULL);
+CREATE INDEX seen_gen ON seen USING brin (gen);
+""",
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(7265736)"  # one starting reporter migrates at a time
@@ -47,19 +72,22 @@ RECORD_MIGRATION = "INSERT INTO migrations (version, applied_at) VALUES ($1, now
 POSITIONS = "SELECT topic, part, next FROM positions WHERE grp = $1"
 INSERT_POSITION = "INSERT INTO positions (grp, topic, part, next) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
 MOVE_POSITION = "UPDATE positions SET next = $1 WHERE grp = $2 AND topic = $3 AND part = $4 AND next = $5"
-SEE = "INSERT INTO seen (k) SELECT unnest($1::bytea[]) ON CONFLICT DO NOTHING RETURNING k"
+# each key taken unless it, or the same record's key a generation before or after, is already there
+SEE = "INSERT INTO seen (k, gen) SELECT * FROM unnest($1::bytea[], $2::bigint[]) ON CONFLICT DO NOTHING RETURNING k"
 ADD_ROW = (
     f"INSERT INTO rows ({_ALL}) VALUES ({', '.join(f'${i}' for i in range(1, len(KEY) + len(VALUES) + 1))}) "
     f"ON CONFLICT ({_KEY_LIST}) DO UPDATE SET {_ADD}"
 )
+ADD_DAY = ADD_ROW.replace("INSERT INTO rows", "INSERT INTO days", 1).replace(" = rows.", " = days.")
 
-# The order `query_args` binds them in.
+# The order `query_args` binds them in, then one value per filtered dimension, in `DIMENSIONS` order.
 QUERY_PARAMETERS = (
     "grain",
     "since",
     "until",
+    "day_since",
+    "day_until",
     *(f"g_{name}" for name in DIMENSIONS),
-    *(f"f_{name}" for name in DIMENSIONS),
 )
 _N = {name: f"${i}" for i, name in enumerate(QUERY_PARAMETERS, 1)}
 _TIME = (
@@ -69,17 +97,24 @@ _TIME = (
 _GROUPED = ", ".join(f"CASE WHEN {_N['g_' + name]}::boolean THEN {name} END" for name in DIMENSIONS)
 
 
-def _filter(name: str) -> str:
-    kind = "text" if name in TEXT_DIMENSIONS else "bigint"
-    return f"({_N['f_' + name]}::{kind} IS NULL OR {name} = {_N['f_' + name]}::{kind})"
+@functools.cache
+def query(filtered: frozenset[str]) -> str:
+    """The grouped read with an equality for each filtered dimension only, as `sqlite_sql.query` is built."""
+    where = ""
+    for i, name in enumerate((name for name in DIMENSIONS if name in filtered), len(QUERY_PARAMETERS) + 1):
+        where += f" AND {name} = ${i}::{'text' if name in TEXT_DIMENSIONS else 'bigint'}"
+    since, day_since, day_until, until = (
+        f"{_N[name]}::bigint" for name in ("since", "day_since", "day_until", "until")
+    )
+    spans = (("rows", since, day_since), ("days", day_since, day_until), ("rows", day_until, until))
+    parts = " UNION ALL ".join(
+        f"SELECT {_ALL} FROM {table} WHERE hour >= {low} AND hour < {high}{where}" for table, low, high in spans
+    )
+    return (
+        f"SELECT {_TIME}, {_GROUPED}, reason, {_SUMS} FROM ({parts}) AS spans"
+        f" GROUP BY {_POSITIONS} ORDER BY {_POSITIONS}"
+    )
 
-
-QUERY = (
-    f"SELECT {_TIME}, {_GROUPED}, reason, {_SUMS} FROM rows"
-    f" WHERE hour >= {_N['since']}::bigint AND hour < {_N['until']}::bigint"
-    f" AND {' AND '.join(_filter(name) for name in DIMENSIONS)}"
-    f" GROUP BY {_POSITIONS} ORDER BY {_POSITIONS}"
-)
 
 # DELETE ... RETURNING takes each row as it is once its writers commit: no count added meanwhile is lost.
 FOLD = (
@@ -88,4 +123,5 @@ FOLD = (
     f" GROUP BY {_POSITIONS} ON CONFLICT ({_KEY_LIST}) DO UPDATE SET {_ADD}"
 )
 DELETE_OLD = "DELETE FROM rows WHERE hour < $1"
-FORGET = "DELETE FROM seen WHERE k < $1"
+DELETE_OLD_DAYS = "DELETE FROM days WHERE hour < $1"  # retention starts at a month: whole days only
+FORGET = "DELETE FROM seen WHERE gen < $1"

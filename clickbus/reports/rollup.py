@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from clickbus.log.port import Consumer, Entry, Log, Topic, TopicPartition
-from clickbus.reports.counting import event_of
+from clickbus.reports.counting import event_of, generation_of
 from clickbus.reports.port import Batch, Event, Fenced, Move, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -38,11 +38,13 @@ class Rollup:
         batch_max: int = 5000,
         fetch_wait_s: float = 0.2,
         log_group: str | None = None,
+        dedup_window_s: float = 3600.0,
     ) -> None:
         self.store = store
         self.group = group
         self.batch_max = batch_max
         self.fetch_wait_s = fetch_wait_s
+        self.dedup_window_s = dedup_window_s
         self.counted = 0  # events added to the store by this process
         self.waiting = False  # the store is unavailable and a batch waits for it
         # the log's group offsets are a hint (the store's positions decide); tests name another to lag them
@@ -114,7 +116,7 @@ class Rollup:
                 continue  # counted before the last stop; the log's hint lagged the store
             move = moves.get(tp)
             moves[tp] = Move(entry.topic, entry.partition, move.expected if move else stored, entry.offset + 1)
-            if (event := event_of(entry.value)) is not None:
+            if (event := event_of(entry.value, generation_of(entry.timestamp_ms, self.dedup_window_s))) is not None:
                 events.append(event)
         return Batch(self.group, list(moves.values()), events) if moves else None
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from clickbus import tasks
 from clickbus.config import Config
 from clickbus.log.port import Log
-from clickbus.reports.counting import forget_before
 from clickbus.reports.port import Store, StoreUnavailable
 from clickbus.reports.rollup import Rollup
 from clickbus.reports.window import kept_since
@@ -45,7 +44,10 @@ class Reporter:
     def __init__(self, config: Config, log: Log, store: Store | None = None) -> None:
         self.config = config
         self.store = store if store is not None else open_store(config)
-        self.rollup = Rollup(log, self.store, config.reports.group, batch_max=config.reports.batch_max)
+        settings = config.reports
+        self.rollup = Rollup(
+            log, self.store, settings.group, batch_max=settings.batch_max, dedup_window_s=settings.dedup_window_s
+        )
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._rolling = False
@@ -85,14 +87,11 @@ class Reporter:
             await asyncio.sleep(self.config.reports.maintain_every_s)
 
     async def maintain(self, now: float | None = None) -> None:
-        """Fold hours older than `reports.hourly_days` into days, delete rows past retention, forget old keys."""
+        """Fold hours older than `reports.hourly_days` into days, delete rows past retention, forget old dedup keys."""
         settings = self.config.reports
         now = time.time() if now is None else now
         fold_before = int(now - settings.hourly_days * 86400) // 86400 * 86400
-        forget = forget_before(int((now - settings.dedup_hours * 3600) * 1000))
         try:
-            await self.store.maintain(
-                fold_before=fold_before, delete_before=kept_since(now, settings.retention_months), forget_before=forget
-            )
+            await self.store.maintain(fold_before=fold_before, delete_before=kept_since(now, settings.retention_months))
         except StoreUnavailable as exc:
             logger.warning("reports upkeep skipped: %s", exc)

@@ -16,7 +16,19 @@ from typing import Any, TypeVar
 
 from clickbus.log.port import TopicPartition
 from clickbus.reports import sqlite_sql as sql
-from clickbus.reports.port import Batch, Fenced, Query, RawRow, StoreUnavailable, add_events
+from clickbus.reports.port import (
+    Batch,
+    Fenced,
+    Query,
+    RawRow,
+    StoreUnavailable,
+    add_events,
+    by_day,
+    day_span,
+    firsts,
+    forget_below,
+    neighbours,
+)
 from clickbus.reports.schema import DIMENSIONS
 
 T = TypeVar("T")
@@ -109,13 +121,20 @@ class SQLiteStore:
                     cursor = db.execute(sql.MOVE_POSITION, values)
                 if cursor.rowcount != 1:
                     raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
-            fresh = [event for event in batch.events if db.execute(sql.SEE, (event.seen,)).rowcount == 1]
-            db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in add_events(fresh).items()])
+            fresh = [event for event in firsts(batch.events) if self._see(db, event.seen)]
+            rows = add_events(fresh)
+            db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in rows.items()])
+            db.executemany(sql.ADD_DAY, [(*key, *values) for key, values in by_day(rows).items()])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return len(fresh)
+
+    @staticmethod
+    def _see(db: sqlite3.Connection, seen: bytes) -> bool:
+        before, after = neighbours(seen)
+        return db.execute(sql.SEE, {"k": seen, "before": before, "after": after}).rowcount == 1
 
     async def query(self, query: Query) -> AsyncIterator[RawRow]:
         if not self.path.exists():  # no reporter has counted anything here yet: an empty report, not an error
@@ -123,7 +142,8 @@ class SQLiteStore:
         params = query_params(query)
         db = await asyncio.to_thread(self._reader)
         try:
-            cursor = await asyncio.to_thread(db.execute, sql.QUERY, params)
+            statement = sql.query(frozenset(name for name, _ in query.filters))
+            cursor = await asyncio.to_thread(db.execute, statement, params)
             while rows := await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS):
                 for row in rows:
                     yield row
@@ -137,17 +157,19 @@ class SQLiteStore:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return db
 
-    async def maintain(self, *, fold_before: int, delete_before: int, forget_before: bytes) -> None:
-        await self._on_writer(self._maintain, fold_before, delete_before, forget_before)
+    async def maintain(self, *, fold_before: int, delete_before: int) -> None:
+        await self._on_writer(self._maintain, fold_before, delete_before)
 
-    def _maintain(self, fold_before: int, delete_before: int, forget_before: bytes) -> None:
+    def _maintain(self, fold_before: int, delete_before: int) -> None:
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(sql.FOLD, (fold_before,))
             db.execute(sql.DROP_FOLDED, (fold_before,))
             db.execute(sql.DELETE_OLD, (delete_before,))
-            db.execute(sql.FORGET, (forget_before,))
+            db.execute(sql.DELETE_OLD_DAYS, (delete_before,))
+            if (below := forget_below(db.execute(sql.NEWEST_SEEN).fetchone()[0])) is not None:
+                db.execute(sql.FORGET, (below,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -155,8 +177,10 @@ class SQLiteStore:
 
 
 def query_params(query: Query) -> dict[str, object]:
-    """The named parameters of `sqlite_sql.QUERY` (and, renamed, of the PostgreSQL one)."""
+    """The named parameters of `sqlite_sql.query` (and, renamed, of the PostgreSQL one)."""
+    day_since, day_until = day_span(query)
     params: dict[str, object] = {"grain": query.grain, "since": query.since, "until": query.until}
+    params |= {"day_since": day_since, "day_until": day_until}
     filters = dict(query.filters)
     for name in DIMENSIONS:
         params[f"g_{name}"] = name in query.by

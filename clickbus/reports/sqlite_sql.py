@@ -1,10 +1,14 @@
 """Every SQL statement of the SQLite store, parameterised; numbered migrations applied at start.
 
-Column lists come from `schema`'s constants when this module loads (never from a request); every
-value, filters included, is a bound parameter: a filter left out binds NULL and matches all.
+Column lists come from `schema`'s constants (never from a request); every value, filters included,
+is a bound parameter. A report reads its whole days from `days`, the same counts summed by day as
+they are written, and only the hours around them from `rows`: a 90-day report by day reads 90 rows
+per key instead of 2,160, through an index led by the one column every filtered report names.
 """
 
 from __future__ import annotations
+
+import functools
 
 from clickbus.reports.schema import BUCKET_COLUMNS, COUNTERS, DIMENSIONS, KEY, TEXT_DIMENSIONS, VALUES
 
@@ -32,6 +36,20 @@ CREATE TABLE positions (grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT
 CREATE TABLE seen (k BLOB PRIMARY KEY) WITHOUT ROWID;
 """,
     ),
+    (
+        2,
+        f"""
+CREATE TABLE days (
+    {_KEY_COLUMNS},
+    {_VALUE_COLUMNS},
+    PRIMARY KEY ({_KEY_LIST})
+) WITHOUT ROWID;
+CREATE INDEX days_member_hour ON days (member, hour);
+INSERT INTO days ({_ALL}) SELECT hour - hour % 86400, {", ".join(DIMENSIONS)}, reason, {_SUMS} FROM rows
+    GROUP BY {", ".join(str(i) for i in range(1, len(DIMENSIONS) + 3))}
+""",
+    ),
+    (3, "DELETE FROM seen"),  # keys now start with their generation (`counting`), not their record's time
 )
 
 CREATE_MIGRATIONS = "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
@@ -41,24 +59,39 @@ RECORD_MIGRATION = "INSERT INTO migrations (version, applied_at) VALUES (?, strf
 POSITIONS = "SELECT topic, part, next FROM positions WHERE grp = ?"
 INSERT_POSITION = "INSERT INTO positions (grp, topic, part, next) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 MOVE_POSITION = "UPDATE positions SET next = ? WHERE grp = ? AND topic = ? AND part = ? AND next = ?"
-SEE = "INSERT INTO seen (k) VALUES (?) ON CONFLICT DO NOTHING"
+# taken unless it, or the same record's key a generation before or after, is already there
+SEE = (
+    "INSERT INTO seen (k) SELECT :k WHERE NOT EXISTS (SELECT 1 FROM seen WHERE k IN (:before, :after))"
+    " ON CONFLICT DO NOTHING"
+)
+NEWEST_SEEN = "SELECT max(k) FROM seen"
 ADD_ROW = (
     f"INSERT INTO rows ({_ALL}) VALUES ({', '.join('?' * (len(KEY) + len(VALUES)))}) "
     f"ON CONFLICT ({_KEY_LIST}) DO UPDATE SET {_ADD}"
 )
+ADD_DAY = ADD_ROW.replace("INSERT INTO rows", "INSERT INTO days", 1)
 
 _TIME = (
     "CASE :grain WHEN 'hour' THEN hour WHEN 'day' THEN hour - hour % 86400"
     " WHEN 'month' THEN CAST(strftime('%s', hour, 'unixepoch', 'start of month') AS INTEGER) END"
 )
 _GROUPED = ", ".join(f"CASE WHEN :g_{name} THEN {name} END" for name in DIMENSIONS)
-_FILTERS = " AND ".join(f"(:f_{name} IS NULL OR {name} = :f_{name})" for name in DIMENSIONS)
 _POSITIONS = ", ".join(str(i) for i in range(1, len(DIMENSIONS) + 3))
-QUERY = (
-    f"SELECT {_TIME}, {_GROUPED}, reason, {_SUMS} FROM rows"
-    f" WHERE hour >= :since AND hour < :until AND {_FILTERS}"
-    f" GROUP BY {_POSITIONS} ORDER BY {_POSITIONS}"
-)
+
+
+@functools.cache
+def query(filtered: frozenset[str]) -> str:
+    """The grouped read with an equality for each filtered dimension (only those: `x = ? OR ? IS NULL` defeats indexes).
+
+    Hours in [since, day_since) and [day_until, until) come from `rows`, whole days between from `days`.
+    """
+    where = "".join(f" AND {name} = :f_{name}" for name in DIMENSIONS if name in filtered)
+    spans = (("rows", ":since", ":day_since"), ("days", ":day_since", ":day_until"), ("rows", ":day_until", ":until"))
+    parts = " UNION ALL ".join(
+        f"SELECT {_ALL} FROM {table} WHERE hour >= {low} AND hour < {high}{where}" for table, low, high in spans
+    )
+    return f"SELECT {_TIME}, {_GROUPED}, reason, {_SUMS} FROM ({parts}) GROUP BY {_POSITIONS} ORDER BY {_POSITIONS}"
+
 
 FOLD = (
     f"INSERT INTO rows ({_ALL}) SELECT hour - hour % 86400, {', '.join(DIMENSIONS)}, reason, {_SUMS} FROM rows"
@@ -67,6 +100,7 @@ FOLD = (
 )
 DROP_FOLDED = "DELETE FROM rows WHERE hour < ? AND hour % 86400 <> 0"
 DELETE_OLD = "DELETE FROM rows WHERE hour < ?"
+DELETE_OLD_DAYS = "DELETE FROM days WHERE hour < ?"  # retention starts at a month: whole days only
 FORGET = "DELETE FROM seen WHERE k < ?"
 
 __all__ = ["BUCKET_COLUMNS", "COUNTERS"]

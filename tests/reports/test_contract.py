@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from clickbus.reports.counting import seen_key
 from clickbus.reports.port import Batch, Event, Fenced, Move, Query, RawRow, Store
 from clickbus.reports.schema import BUCKETS, COUNTERS, DIMENSIONS, Key, bucket
 
@@ -93,16 +94,49 @@ async def test_time_grains_and_filters(store: Store) -> None:
     assert await rows(store, (), None, creative=99) == []
 
 
+async def test_a_report_by_day_reads_whole_days_and_the_hours_around_them_alike(store: Store) -> None:
+    # whole days come from the day rows, the hours of the partial days at each end from the hourly rows
+    hours = [DAY - 86400 * 3 + 3600 * i for i in range(0, 4 * 24, 5)]
+    events = [click(b"%d" % i, hour=hour, creative=i % 3) for i, hour in enumerate(hours)]
+    events += [click(b"x%d" % i, hour=hour, member=14) for i, hour in enumerate(hours)]
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, None, len(events))], events))
+    since, until = DAY - 86400 * 3 + 7 * 3600, DAY + 13 * 3600
+    expected: dict[tuple[int, int], int] = {}
+    for i, hour in enumerate(hours):
+        if since <= hour < until:
+            expected[(hour - hour % 86400, i % 3)] = expected.get((hour - hour % 86400, i % 3), 0) + 1
+    query = Query(since, until, ("creative",), "day", (("member", 13),))
+    got = {(row[0], row[4]): values(row)["clicks"] async for row in store.query(query)}
+    assert got == expected
+    month = [row async for row in store.query(Query(since, until, (), "month", (("member", 13),)))]
+    assert [values(row)["clicks"] for row in month] == [sum(expected.values())]
+
+
 async def test_maintenance_folds_old_hours_into_days_and_deletes_past_retention(store: Store) -> None:
     old = DAY - 86400 * 40
     events = [click(b"a", hour=old + 3600), click(b"b", hour=old + 7200), click(b"c", hour=old), click(b"d")]
     events.append(click(b"e", hour=DAY - 86400 * 400))
     await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 5)], events))
-    await store.maintain(fold_before=DAY - 86400 * 35, delete_before=DAY - 86400 * 395, forget_before=b"b")
+    await store.maintain(fold_before=DAY - 86400 * 35, delete_before=DAY - 86400 * 395)
     got = await rows(store, (), "hour")
     assert [(row[0], values(row)["clicks"]) for row in got] == [(old, 3), (H, 1)]
-    await store.apply(Batch(GROUP, [Move("deliveries", 0, 5, 6)], [click(b"a"), click(b"b")]))  # a forgotten, b kept
-    assert sum(values(row)["clicks"] for row in await rows(store)) == 5
+    assert sum(values(row)["clicks"] for row in await rows(store)) == 4
+
+
+async def test_copies_count_once_across_a_generation_and_keys_are_kept_two_generations(store: Store) -> None:
+    def logged(record: str, generation: int) -> Event:
+        return Event(seen_key(record, 1, 1, generation), key(), (0, 1, 0, 0, 0))
+
+    first = [logged("00000000-0000-7000-8000-00000000000a", 10), logged("00000000-0000-7000-8000-00000000000b", 11)]
+    assert await store.apply(Batch(GROUP, [Move("deliveries", 0, None, 2)], first)) == 2
+    # copies logged a generation later (across the window's edge) or earlier (another host's clock), and in one batch
+    copies = [logged("00000000-0000-7000-8000-00000000000a", 11), logged("00000000-0000-7000-8000-00000000000b", 10)]
+    copies += [logged("00000000-0000-7000-8000-00000000000c", 11), logged("00000000-0000-7000-8000-00000000000c", 12)]
+    assert await store.apply(Batch(GROUP, [Move("deliveries", 0, 2, 6)], copies)) == 1
+    await store.apply(Batch(GROUP, [Move("deliveries", 0, 6, 7)], [logged("00000000-0000-7000-8000-00000000000d", 13)]))
+    await store.maintain(fold_before=0, delete_before=0)  # keeps generations 12 and 13: a (10) and b (11) forgotten
+    late = [logged("00000000-0000-7000-8000-00000000000a", 10), logged("00000000-0000-7000-8000-00000000000d", 12)]
+    assert await store.apply(Batch(GROUP, [Move("deliveries", 0, 7, 9)], late)) == 1  # a again; d still known
 
 
 async def test_starting_twice_applies_each_migration_once(store: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -12,6 +13,7 @@ from clickbus.log.port import Topic
 from clickbus.reports.port import Query, Store
 from clickbus.reports.rollup import Rollup
 from clickbus.reports.schema import COUNTERS, DIMENSIONS, bucket
+from clickbus.reports.service import Reporter
 from tests.support.configs import build_config
 from tests.support.waiting import eventually_async
 
@@ -97,6 +99,28 @@ async def test_a_click_parked_again_at_the_same_attempt_counts_again_and_copies_
     await rollup.start()
     try:
         await eventually_async(lambda: counted(store, {"retried": 2, "dead_lettered": 1, "delivered": 1}))
+    finally:
+        await rollup.stop(5)
+        await log.stop(5)
+
+
+async def test_a_late_records_copy_is_known_after_upkeep_however_old_its_click(tmp_path: Path, store: Store) -> None:
+    """Keys are kept by when their record was logged, not by their click's time: a dead letter replayed three
+    days after its click, spooled twice around an upkeep, still counts once."""
+    config = build_config(tmp_path)
+    log = open_log(config)
+    await log.start()
+    old = uuid7(time.time_ns() - 3 * 86400 * 10**9)
+    replayed = outcome(old, "delivered", attempt=0, step=7)
+    await log.append(Topic.DELIVERIES, b"k", replayed)
+    rollup = Rollup(log, store, GROUP, fetch_wait_s=0.05, dedup_window_s=config.reports.dedup_window_s)
+    await rollup.start()
+    try:
+        await eventually_async(lambda: counted(store, {"delivered": 1}))
+        await Reporter(config, log, store).maintain()
+        await log.append(Topic.DELIVERIES, b"k", replayed)  # the spooled copy, shipped after the upkeep
+        await log.append(Topic.DELIVERIES, b"k", outcome(uuid7(), "dead", step=3))  # to know the copy was read
+        await eventually_async(lambda: counted(store, {"delivered": 1, "dead_lettered": 1}))
     finally:
         await rollup.stop(5)
         await log.stop(5)

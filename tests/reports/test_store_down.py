@@ -92,3 +92,19 @@ async def test_clicks_are_answered_while_the_report_store_is_down(tmp_path: Path
             response = await client.get(app_click_path(edge, auction_id=auction), allow_redirects=False)
             assert response.status == 302
         assert len(await recorded(config)) == 5
+
+
+async def test_a_database_no_reporter_has_set_up_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster = PostgresCluster(bin_dir).init()
+    cluster.start()
+    try:
+        reader = PostgresStore(cluster.new_database(), read_only=True)  # migrations are the reporter's
+        await reader.start()
+        with pytest.raises(StoreUnavailable, match="a reporter creates it"):
+            [row async for row in reader.query(Query(0, 2**40, ()))]
+        await reader.stop()
+    finally:
+        cluster.remove()
