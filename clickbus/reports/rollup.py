@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -50,6 +51,7 @@ class Rollup:
         # the log's group offsets are a hint (the store's positions decide); tests name another to lag them
         self._consumer: Consumer = log.consumer(TOPICS, log_group or group, on_assign=self._on_assign)
         self._positions: dict[TopicPartition, int] = {}
+        self._held: set[TopicPartition] = set()  # the partitions this member was last assigned
         self._reload = True
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -72,6 +74,7 @@ class Rollup:
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
         logger.info("reports group %s assigned %s", self.group, " ".join(f"{t}[{p}]" for t, p in sorted(tps)))
+        self._held = set(tps)
         self._reload = True  # partitions moved: read the store's positions again before counting more
 
     async def _run(self) -> None:
@@ -89,15 +92,22 @@ class Rollup:
             self._reload = False
             self._positions = await self._patiently(lambda: self.store.positions(self.group))
         entries = await self._consumer.fetch(max_records=self.batch_max, timeout_s=self.fetch_wait_s)
-        batch = self.batch(entries)
-        if batch is None:
-            return
-        try:
-            self.counted += await self._patiently(lambda: self.store.apply(batch))
-        except Fenced as exc:
-            logger.info("reports: %s; reloading positions", exc)
-            self._reload = True
-            return
+        while True:
+            batch = self.batch(entries)
+            if batch is None:
+                return
+            try:
+                self.counted += await self._patiently(functools.partial(self.store.apply, batch))
+                break
+            except Fenced as exc:
+                # Another member moved a position while this one fetched (a rebalance). These entries are counted
+                # again past the positions it reached, not dropped: the consumer has moved on past them, and
+                # what of them lies beyond the new positions would never be read again (an undercount).
+                logger.info("reports: %s; counting the batch again past the store's positions", exc)
+                self._positions = await self._patiently(lambda: self.store.positions(self.group))
+                entries = [e for e in entries if (e.topic, e.partition) in self._held]  # the others' new owner reads
+                if self._stopping.is_set():
+                    return
         for move in batch.moves:
             self._positions[(move.topic, move.partition)] = move.next
         try:

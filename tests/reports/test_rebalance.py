@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from clickbus import config as configuration
+from clickbus.config import Config
 from clickbus.ids import uuid7
 from clickbus.log import open_log
 from clickbus.log.port import Log, Topic
@@ -43,7 +44,8 @@ def write_config(tmp_path: Path, bootstrap: str, dsn: str) -> Path:
         f'[log.kafka]\nbootstrap_servers = "{bootstrap}"\nidempotence = false\npartitions = 3\n'
         "request_timeout_ms = 2000\nconnect_timeout_ms = 2000\nretry_backoff_ms = 100\n"
         "group_session_timeout_ms = 1000\ngroup_heartbeat_interval_ms = 200\n"
-        f'[reports]\nstore = "postgres"\npostgres_dsn = "{dsn}"\nbatch_max = 50\n'
+        # a group of its own: the session's broker has seen other tests' reporters in the default group
+        f'[reports]\nstore = "postgres"\npostgres_dsn = "{dsn}"\nbatch_max = 50\ngroup = "r{uuid.uuid4().hex[:12]}"\n'
     )
     return path
 
@@ -76,6 +78,23 @@ async def expected(log: Log) -> dict[Key, Values]:
                 seen.add(event.seen)
                 events.append(event)
     return add_events(events)
+
+
+async def reported_rows(config: Config) -> dict[Key, Values]:
+    store = open_store(config, read_only=True)
+    await store.start()
+    try:
+        rows = [row async for row in store.query(Query(0, 2**40, DIMENSIONS, "hour"))]
+    finally:
+        await store.stop()
+    return {tuple(k for k in row[:11] if k is not None): [int(v or 0) for v in row[11:]] for row in rows}
+
+
+def difference(got: dict[Key, Values], want: dict[Key, Values]) -> str:
+    """The rows where the report and the topics' own counts differ (a double count or a loss shows there)."""
+    keys = sorted(set(got) | set(want), key=str)
+    rows = [f"{k}: reported {got.get(k)}, topics {want.get(k)}" for k in keys if got.get(k) != want.get(k)]
+    return "the report differs from the topics' own counts:\n" + "\n".join(rows)
 
 
 @contextlib.contextmanager
@@ -120,20 +139,13 @@ async def test_two_reporters_across_rebalances_count_each_record_once(
             want = await expected(log)
             assert sum(v[0] + v[1] for v in want.values()) > 100
 
-            async def reported() -> dict[Key, Values] | None:
-                store = open_store(config, read_only=True)
-                await store.start()
-                try:
-                    rows = [row async for row in store.query(Query(0, 2**40, DIMENSIONS, "hour"))]
-                finally:
-                    await store.stop()
-                got = {tuple(k for k in row[:11] if k is not None): [int(v or 0) for v in row[11:]] for row in rows}
-                return got if got == want else None
+            async def caught_up() -> bool:
+                return await reported_rows(config) == want
 
             with contextlib.suppress(TimeoutError):
-                await eventually_async(reported, timeout_s=120)  # two reporters catching up on a loaded machine
-            got = await reported()
-            assert got == want, "the report differs from the topics' own counts"
+                await eventually_async(caught_up, timeout_s=120)  # two reporters catching up on a loaded machine
+            got = await reported_rows(config)
+            assert got == want, difference(got, want)
         b_log = (tmp_path / "b.log").read_text()
         # b held only some partitions while a was alive, and all of them while a was dead: real rebalances
         assigned = [line for line in b_log.splitlines() if "assigned" in line]

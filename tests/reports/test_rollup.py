@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 
 from clickbus.ids import uuid7
 from clickbus.log import EmbeddedLog, open_log
-from clickbus.log.port import Topic
-from clickbus.reports.port import Query, Store
+from clickbus.log.port import Topic, TopicPartition
+from clickbus.reports.port import Batch, Query, Store
 from clickbus.reports.rollup import Rollup
 from clickbus.reports.schema import COUNTERS, DIMENSIONS, bucket
 from clickbus.reports.service import Reporter
@@ -123,4 +124,48 @@ async def test_a_late_records_copy_is_known_after_upkeep_however_old_its_click(t
         await eventually_async(lambda: counted(store, {"delivered": 1, "dead_lettered": 1}))
     finally:
         await rollup.stop(5)
+        await log.stop(5)
+
+
+class RacedStore:
+    """The store, where another member counts `batch` just after this member first reads the positions."""
+
+    def __init__(self, store: Store, batch: Batch) -> None:
+        self.store, self.batch, self.raced = store, batch, False
+
+    async def positions(self, group: str) -> dict[TopicPartition, int]:
+        read = await self.store.positions(group)
+        if not self.raced:
+            self.raced = True
+            await self.store.apply(self.batch)  # the other member held the partition a moment and counted five
+        return read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_fenced_batch_is_counted_again_past_the_positions_another_member_reached(
+    tmp_path: Path, store: Store
+) -> None:
+    """A rebalance mid-batch: another member counted part of what this one had fetched (and moved on past).
+
+    Before the fix the fenced batch was dropped while the consumer went on after it, so what lay between
+    the other member's position and the next fetch was never counted (the report stayed short for good).
+    """
+    log = open_log(build_config(tmp_path))
+    await log.start()
+    for _ in range(10):
+        await log.append(Topic.VERDICTS, b"k", outcome(uuid7(), "valid"))
+    other = Rollup(log, store, GROUP, fetch_wait_s=0.05, log_group="the-other-member")
+    entries = [e async for e in log.read(Topic.VERDICTS, from_beginning=True, follow=False)]
+    first_five = other.batch(entries[:5])
+    assert first_five is not None
+    raced = RacedStore(store, first_five)
+    this = Rollup(log, cast(Store, raced), GROUP, fetch_wait_s=0.05)
+    await this.start()
+    try:
+        await eventually_async(lambda: counted(store, {"clicks": 10}))  # each once: five by each member
+        assert raced.raced
+    finally:
+        await this.stop(5)
         await log.stop(5)
