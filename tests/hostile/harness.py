@@ -41,6 +41,7 @@ RAW_HOST = "clickbus.test"  # the Host of `request`'s raw requests
 SIGNED_HOST = "shop.example"
 LANDING = f"https://{SIGNED_HOST}/landing"
 AD = AdContext(member_id=13, auction_id_64=1, landing_url=LANDING, redirect_hosts=(SIGNED_HOST,))
+SUMMARY_DIR_ENV = "CLICKBUS_TEST_SUMMARY_DIR"  # where workers of `pytest -n N` leave their SUMMARY lines
 SUMMARY: list[str] = []  # every category's line, printed again in pytest's terminal summary
 _STATUS = re.compile(rb"HTTP/\d\.\d (\d{3})")
 _HEAD_END = b"\r\n\r\n"
