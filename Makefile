@@ -39,9 +39,9 @@ postgresql:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null || echo "postgresql: install failed; its tests will skip"; \
 	fi
 
-# Three workers (pytest-xdist): the suite mostly waits on processes and deadlines, not on the CPU.
+# Two workers (pytest-xdist): the suite mostly waits on processes and deadlines, not on the CPU.
 # PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 
 test: $(VENV)/.installed-test chromium postgresql
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -83,7 +83,8 @@ async def test_retries_until_delivered(
 ) -> None:
     stub = await stubs(script=list(script))
     clicked = f.click(13)
-    config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "timeout_s": 0.3}})
+    # 1 s: long enough that the scripted 200 is never taken for a timeout on a loaded machine (0.3 s once was)
+    config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "timeout_s": 1.0}})
     async with running(config):
         await f.append(log, clicked)
         await eventually(lambda: [r for r in stub.received if r.answered == "200"])
