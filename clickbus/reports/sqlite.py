@@ -140,17 +140,19 @@ class SQLiteStore:
         if not self.path.exists():  # no reporter has counted anything here yet: an empty report, not an error
             return
         params = query_params(query)
-        db = await asyncio.to_thread(self._reader)
-        try:
+        db: sqlite3.Connection | None = None
+        try:  # any database error, opening included (a file that is not a database, a directory): a 503, never a 500
+            db = await asyncio.to_thread(self._reader)
             statement = sql.query(frozenset(name for name, _ in query.filters))
             cursor = await asyncio.to_thread(db.execute, statement, params)
             while rows := await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS):
                 for row in rows:
                     yield row
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise StoreUnavailable(f"report store: {exc}") from exc
         finally:
-            await asyncio.to_thread(db.close)
+            if db is not None:
+                await asyncio.to_thread(db.close)
 
     def _reader(self) -> sqlite3.Connection:
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)

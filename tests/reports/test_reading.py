@@ -141,3 +141,18 @@ def test_cli_reports_and_exits_2_with_the_same_message(tmp_path: Path) -> None:
     assert "20.00%" in table.stdout and "total" in table.stdout
     bad = subprocess.run([*cli, "--by", "colour"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "unknown dimension: colour" in bad.stderr
+
+
+@pytest.mark.parametrize("damage", ["not a database", "a directory"])
+async def test_a_damaged_report_file_is_a_503_naming_it_never_a_500(tmp_path: Path, damage: str) -> None:
+    config = build_config(tmp_path / "var")
+    config.reports_path.parent.mkdir(parents=True, exist_ok=True)
+    if damage == "a directory":
+        config.reports_path.mkdir()
+    else:
+        config.reports_path.write_bytes(b"these bytes are no SQLite database" * 100)
+    edge = create_app(config, keyring=Keyring({"k1": new_key()}, "k1"))
+    async with TestClient(TestServer(create_admin_app(edge))) as client:
+        response = await client.get("/v1/reports", params={"since": "7d"})
+        assert response.status == 503  # before: 500
+        assert "report store" in orjson.loads(await response.read())["error"]
