@@ -6,6 +6,7 @@ const LIVE = "/v1/console/live";
 const REPORTS = "/v1/reports";
 const EVERY_MS = 1000;
 const WINDOW_S = 600; // the server keeps ten minutes of samples; the page shows what it has
+const SHOWN_S = 300; // the live charts' scrolling window
 const VALID = "valid";
 const CALLBACKS = ["delivered", "retried", "held", "refused", "dead_lettered"];
 const DIMENSIONS = ["member", "publisher", "campaign", "creative", "placement", "country", "device", "source", "test"];
@@ -92,7 +93,12 @@ class TimeChart {
     const options = {
       width: Math.max(300, this.target.clientWidth - 4),
       height: 200,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        // a scrolling window that ends at the newest sample: a page opened a second ago shows one point at
+        // the right edge of five minutes, not a span of years that uPlot would stretch around a single point
+        x: { time: true, range: (u, min, max) => { const end = max ?? Date.now() / 1000; return [end - SHOWN_S, end]; } },
+        y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+      },
       axes: [{}, { size: 56 }],
       series: [{}, ...series],
     };
