@@ -35,13 +35,7 @@ def try_lock(directory: Path) -> int | None:
     make_dirs(directory)
     if created:
         fsync_dir(directory.parent)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    return try_lock_file(directory / LOCK_NAME)
 
 
 def lock_first_free(place: Callable[[int], Path], preferred: int) -> Held | None:
@@ -65,8 +59,8 @@ def fsync_dir(path: Path) -> None:
 
 def try_lock_file(path: Path) -> int | None:
     """Take an exclusive `flock` on `path` (creating it and its directory): the lock's fd, or None if it is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    make_dirs(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -8,7 +8,6 @@ full disk killed the edge with SIGBUS. Needs root (to mount); skipped with the r
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 import subprocess
@@ -21,6 +20,7 @@ import orjson
 import pytest
 
 from tests.hostile.harness import AD, CAMPAIGN, Tally, click_path, fetch, insert_url, session, start_service
+from tests.support.mounts import fill
 from tests.support.service import Service
 from tests.support.waiting import eventually_async
 
@@ -42,19 +42,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield var
     finally:
         subprocess.run(["umount", "-l", str(var)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the filesystem has not one byte left; the file."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        for chunk in (64 * 1024, 4096, 1):
-            try:
-                while True:
-                    out.write(b"\0" * chunk)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-    return filler
 
 
 async def test_full_data_disk_answers_503_keeps_health_and_recovers(small_disk: Path, tmp_path: Path) -> None:

@@ -21,10 +21,8 @@ def test_a_partition_with_only_its_active_segment_has_no_closed_segment(tmp_path
     assert closed_segments(directory, 0) == []  # before: ValueError from zip(strict=True)
 
 
-async def test_retention_on_the_defaults_survives_its_first_runs_with_no_closed_segment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = EmbeddedLog(tmp_path / "log", retention_check_s=0.02)  # 64 MB segments: none closes in this test
+def count_runs(log: EmbeddedLog, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each retention run of `log`."""
     runs: list[int] = []
     enforce = log.enforce_retention
 
@@ -33,6 +31,14 @@ async def test_retention_on_the_defaults_survives_its_first_runs_with_no_closed_
         await enforce()
 
     monkeypatch.setattr(log, "enforce_retention", counted)
+    return runs
+
+
+async def test_retention_on_the_defaults_survives_its_first_runs_with_no_closed_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = EmbeddedLog(tmp_path / "log", retention_check_s=0.02)  # 64 MB segments: none closes in this test
+    runs = count_runs(log, monkeypatch)
     await log.start()
     try:
         await log.append(Topic.CLICKS, b"k", orjson.dumps({"n": 0}))
@@ -48,14 +54,7 @@ async def test_retention_still_holds_its_bound_once_segments_close_after_those_f
 ) -> None:
     """Before: dead after its first run, retention never deleted a segment again (3.8 MB kept for a 2 MB bound)."""
     log = EmbeddedLog(tmp_path / "log", segment_bytes=1024, retention=Retention(3600.0, 4096), retention_check_s=0.02)
-    runs: list[int] = []
-    enforce = log.enforce_retention
-
-    async def counted() -> None:
-        runs.append(1)
-        await enforce()
-
-    monkeypatch.setattr(log, "enforce_retention", counted)
+    runs = count_runs(log, monkeypatch)
     await log.start()
     try:
         await log.append(Topic.CLICKS, b"k", orjson.dumps({"n": 0}))
