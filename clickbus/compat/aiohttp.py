@@ -13,15 +13,28 @@
   line too long; the handler answers it `431`. So that a head is refused before up to 1 MB of it is
   buffered, the bytes fed while no head is complete and no body is pending (the last message's payload,
   a `StreamReader`, `is_eof()`) count toward the cap as they arrive.
+- `Application._handle(request)`: the request handler `Application._make_handler` gives aiohttp's `Server`
+  (whose connections call it for every request), which resolves the route and runs the handler.
+  `FrontedApplication` overrides it so that a `front` answers some requests before the router, and defines
+  the subclass with aiohttp's "inheritance is discouraged" `DeprecationWarning` silenced. It extends `ATTRS`
+  with its one attribute, as aiohttp's debug mode asks of subclasses.
+- What `RequestHandler.finish_response`, `start` and the access loggers use of a response, so that a front
+  may answer with an object that is not a `StreamResponse` (see `Answer`): `await prepare(request)`, then
+  `await write_eof()`, then `status` and `body_length` (access logs), `headers` (only in an access log
+  format naming a response header) and `keep_alive` (whether the connection stays open).
+- `helpers.rfc822_formatted_time()`: the `Date` value aiohttp writes (cached per second).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs, helpers, web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDictProxy
 
 CHECKED_VERSION = "3.14.5"
 
@@ -88,3 +101,53 @@ class _CappedParser:
 def cap_heads(handler: RequestHandler, limit: int) -> None:
     """Make `handler`'s connection refuse request heads larger than `limit` bytes with `HeadTooLarge`."""
     handler._parser = _CappedParser(handler._parser, limit)  # type: ignore[assignment]  # its duck, see the class
+
+
+class Answer(Protocol):
+    """An answer a front gives aiohttp instead of a `StreamResponse`: what aiohttp uses of one."""
+
+    status: int
+    keep_alive: bool
+    body_length: int
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+
+    async def prepare(self, request: web.BaseRequest) -> None: ...
+
+    async def write_eof(self) -> None: ...
+
+
+# The answering of a request the front takes, or None to leave the request to the router.
+Front = Callable[[web.Request], Awaitable[Answer] | None]
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp discourages subclasses; this one is checked
+
+    class FrontedApplication(web.Application):
+        """An application whose requests meet its `front` before its router (see the module)."""
+
+        ATTRS = web.Application.ATTRS | frozenset(["_front"])
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._front: Front | None = None
+
+        @property
+        def front(self) -> Front | None:
+            return self._front
+
+        @front.setter
+        def front(self, front: Front | None) -> None:
+            self._front = front
+
+        async def _handle(self, request: web.Request) -> web.StreamResponse:
+            front = self._front
+            if front is not None and (answering := front(request)) is not None:
+                return cast(web.StreamResponse, await answering)  # an `Answer`: see the module
+            return await super()._handle(request)
+
+
+def http_date() -> str:
+    """The `Date` header value aiohttp writes now."""
+    return helpers.rfc822_formatted_time()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from clickbus.compat.aiohttp import FrontedApplication
 from clickbus.config import Config
 from clickbus.console import routes as console
 from clickbus.creative import Inserter
@@ -50,6 +51,7 @@ from clickbus.edge.appkeys import (
 )
 from clickbus.edge.buckets import FileBuckets
 from clickbus.edge.connections import drop_server_header
+from clickbus.edge.thin import Thin
 from clickbus.keystore import load_keyring
 from clickbus.log import Log, open_log
 from clickbus.log.lifecycle import flushing, started
@@ -73,13 +75,15 @@ def create_app(
     metrics: Metrics | None = None,
     notifier: Notifier | None = None,
     reporter: Reporter | None = None,
+    thin: bool = True,
 ) -> web.Application:
     """Build the public edge for `config`; `log`, `keyring` and `metrics` default to what the configuration names.
 
-    A `log` not yet metered is metered here. A `notifier` (built on the same log) runs for the application's
+    The hot routes take the thin path (`clickbus.edge.thin`) unless `thin` is False (for comparisons: both answer
+    alike). A `log` not yet metered is metered here. A `notifier` (built on the same log) runs for the application's
     life, started and stopped by it, and so does a `reporter` (reporting runs where the notifier runs).
     """
-    app = web.Application(client_max_size=config.edge.max_body_bytes)
+    app = FrontedApplication(client_max_size=config.edge.max_body_bytes)
     app[CONFIG] = config
     app[KEYRING] = keyring if keyring is not None else load_keyring(config)
     app[ADDRESS_SECRET] = app[KEYRING].derive(b"client address")
@@ -110,6 +114,8 @@ def create_app(
         app.add_routes(insert.keyed_routes)
         app.cleanup_ctx.append(insert.insertion_thread)
     app.on_response_prepare.append(drop_server_header)
+    if thin:
+        app.front = Thin(app)
     return app
 
 

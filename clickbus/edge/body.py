@@ -77,9 +77,12 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
-async def read_json(request: web.Request) -> Any:
-    """The parsed JSON body; raise `BodyError` (413, 415 or 400) when it cannot be had."""
-    edge = request.app[CONFIG].edge
+async def read_json(request: web.Request, *, app: web.Application | None = None) -> Any:
+    """The parsed JSON body; raise `BodyError` (413, 415 or 400) when it cannot be had.
+
+    `app` is the request's application, for requests the router did not see (see `clickbus.edge.thin`).
+    """
+    edge = (request.app if app is None else app)[CONFIG].edge
     limit = edge.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(413, f"body larger than {limit} bytes")

@@ -62,17 +62,22 @@ def client_address(peer: str | None, forwarded: Sequence[str], proxies: Sequence
     return str(current)
 
 
-def client_of(request: web.Request, *, trust_forwarded: bool) -> Client:
-    """Describe the client; `X-Forwarded-For` is believed only past `edge.trusted_proxies` (see the module)."""
+def client_of(request: web.Request, *, trust_forwarded: bool, app: web.Application | None = None) -> Client:
+    """Describe the client; `X-Forwarded-For` is believed only past `edge.trusted_proxies` (see the module).
+
+    `app` is the request's application, for requests the router did not see (see `clickbus.edge.thin`).
+    """
+    if app is None:
+        app = request.app
     address = request.remote
     if trust_forwarded:
         forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, [])
-        address = client_address(address, forwarded, request.app[CONFIG].edge.trusted_proxies)
+        address = client_address(address, forwarded, app[CONFIG].edge.trusted_proxies)
     user_agent = request.headers.get(hdrs.USER_AGENT, "")[:MAX_HEADER_CHARS]
     return Client(
         ip=truncate_ip(address),
         user_agent=user_agent,
         referer=request.headers.get(hdrs.REFERER, "")[:MAX_HEADER_CHARS],
         device=device_key(user_agent),
-        key=address_key(request.app[ADDRESS_SECRET], address),
+        key=address_key(app[ADDRESS_SECRET], address),
     )
