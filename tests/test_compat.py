@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import re
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,57 @@ async def test_capped_parser_refuses_large_heads_and_counts_them_exactly() -> No
     assert aiohttp_compat.head_size(message) == len(small), AIOHTTP
     with pytest.raises(aiohttp_compat.HeadTooLarge):
         handler._parser.feed_data(small.replace(b"X-A: ", b"X-A: a"))  # type: ignore[union-attr]
+
+
+class _Written:
+    """The least an answer of a front may be (see `clickbus.compat.aiohttp.Answer`)."""
+
+    status = 200
+    body_length = 0
+    keep_alive = True
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        body = b"front"
+        self.body_length = await _send(request, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + body)
+
+    async def write_eof(self) -> None:
+        return None
+
+
+async def _send(request: web.BaseRequest, data: bytes) -> int:
+    await request.writer.write(data)
+    await request.writer.drain()
+    return len(data)
+
+
+async def test_a_front_answers_before_the_router_and_aiohttp_writes_and_keeps_alive(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    app = aiohttp_compat.FrontedApplication()
+    app.router.add_get("/routed", _ok)
+    answered: list[str] = []
+
+    def front(request: web.Request) -> Awaitable[aiohttp_compat.Answer] | None:
+        if request.raw_path != "/front":
+            return None
+        answered.append(request.raw_path)
+        return _answer()
+
+    app.front = front
+    client = await aiohttp_client(app)
+    for _ in range(2):  # one kept-alive connection: the answer's keep_alive is read
+        response = await client.get("/front")
+        assert (response.status, await response.text()) == (200, "front"), AIOHTTP
+    assert (await client.get("/routed")).status == 200, AIOHTTP
+    assert (await client.get("/elsewhere")).status == 404, AIOHTTP
+    assert answered == ["/front", "/front"], AIOHTTP
+    assert len(client.server.runner.server.connections) == 1, AIOHTTP  # type: ignore[union-attr]
+
+
+async def _answer() -> aiohttp_compat.Answer:
+    return _Written()  # type: ignore[return-value]  # no headers property: not used by the default access log
+
+
+def test_http_date_is_aiohttps_date_of_now() -> None:
+    text = aiohttp_compat.http_date()
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", text), AIOHTTP
