@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -157,3 +158,27 @@ async def _answer() -> aiohttp_compat.Answer:
 def test_http_date_is_aiohttps_date_of_now() -> None:
     text = aiohttp_compat.http_date()
     assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", text), AIOHTTP
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",  # a head completed in the chunk where the large one starts
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",  # a body that ends where it starts
+    ],
+)
+async def test_capped_parser_measures_a_head_begun_in_a_chunk_it_did_not_count(before: bytes) -> None:
+    from aiohttp.web_protocol import RequestHandler
+
+    limit = 2000
+    handler = RequestHandler(web.Server(_ok), loop=asyncio.get_running_loop())
+    aiohttp_compat.cap_heads(handler, limit)
+    large = b"GET /b HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * limit + b"\r\n\r\n"
+    parser: Any = handler._parser
+    if before.startswith(b"POST"):
+        parser.feed_data(before)  # the head alone: its body comes with the next chunk
+        before = b"abc"
+    parser.feed_data(before + large[:-20])
+    parser.feed_data(large[-20:-10])  # small chunks after the large one: the head is still measured whole
+    with pytest.raises(aiohttp_compat.HeadTooLarge):
+        parser.feed_data(large[-10:])

@@ -71,27 +71,34 @@ def head_size(message: Any) -> int:
 class _CappedParser:
     """aiohttp's request parser, refusing heads larger than `limit` bytes."""
 
-    __slots__ = ("_body", "_inner", "_limit", "_pending")
+    __slots__ = ("_body", "_inner", "_limit", "_pending", "_uncounted")
 
     def __init__(self, inner: Any, limit: int) -> None:
         self._inner = inner
         self._limit = limit
         self._body: Any = None  # the last message's payload: bytes fed before its end are body, not head
         self._pending = 0  # bytes of the head being received (at most a chunk short: never too many)
+        self._uncounted = 0  # the length of the last chunk not counted in `_pending`: what it may be short of
 
     def feed_data(self, data: bytes) -> Any:
         in_head = self._body is None or self._body.is_eof()
         parsed = self._inner.feed_data(data)
-        for message, payload in parsed[0]:
-            if (size := head_size(message)) > self._limit:
-                raise HeadTooLarge(size, self._limit)
-            self._body = payload
-        if parsed[0]:
+        if messages := parsed[0]:
+            # A head completed here is made of this chunk, the pending bytes and at most the last chunk they
+            # do not count: while those are within the cap, so is every head, and none needs measuring.
+            if self._uncounted + self._pending + len(data) > self._limit:
+                for message, _ in messages:
+                    if (size := head_size(message)) > self._limit:
+                        raise HeadTooLarge(size, self._limit)
+            self._body = messages[-1][1]
             self._pending = 0
+            self._uncounted = len(data)  # the start of the next head, if any
         elif in_head:  # no head completed: all of `data` belongs to the one being received
             self._pending += len(data)
             if self._pending > self._limit:
                 raise HeadTooLarge(self._pending, self._limit)
+        else:  # a body, and perhaps the start of the next head
+            self._uncounted = len(data)
         return parsed
 
     def __getattr__(self, name: str) -> Any:

@@ -43,11 +43,10 @@ ROUTES: dict[tuple[str, str], ThinHandler] = {
 class Thin:
     """The front of the public application: the thin handler's answering of a request, or None for the router."""
 
-    __slots__ = ("_app", "served")
+    __slots__ = ("_app",)
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
-        self.served = 0  # requests answered here, not by the router
 
     def __call__(self, request: web.Request) -> Awaitable[Answer] | None:
         path, mark, _ = request.raw_path.partition("?")
@@ -55,5 +54,4 @@ class Thin:
         handler = ROUTES.get((request.method, where))
         if handler is None or _TOKEN.fullmatch(token) is None or hdrs.EXPECT in request.headers:
             return None
-        self.served += 1
         return handler(self._app, request, token, bool(mark))
