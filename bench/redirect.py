@@ -20,11 +20,8 @@ from typing import Any
 
 from bench.load import (
     SERVER_CORES,
-    Rate,
     Server,
     Target,
-    _children,
-    _cpu_seconds,
     bare_server,
     clickbus_run,
     compared,
@@ -62,7 +59,7 @@ http {{ access_log off;
 """
 
 
-def _nginx_rate(connections: int, duration_s: float) -> Rate | None:
+def _nginx_rps(connections: int, duration_s: float) -> float | None:
     """nginx's `return 302` on one worker process, when nginx is installed: the floor of any redirector."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
@@ -78,13 +75,7 @@ def _nginx_rate(connections: int, duration_s: float) -> Rate | None:
         process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         try:
             _wait_for_port(port)
-            url = f"http://127.0.0.1:{port}/ck/x"
-            requests_per_s(url, connections=connections, duration_s=1)  # warm up, as served_rate does
-            workers = [process.pid, *_children(process.pid)]  # the master and its one worker
-            cpu, started = sum(map(_cpu_seconds, workers)), time.monotonic()
-            rps = requests_per_s(url, connections=connections, duration_s=duration_s)
-            served = rps * (time.monotonic() - started)
-            return Rate(rps, (sum(map(_cpu_seconds, workers)) - cpu) / served * 1e6)
+            return requests_per_s(f"http://127.0.0.1:{port}/ck/x", connections=connections, duration_s=duration_s)
         finally:
             process.terminate()
             process.wait(10)
@@ -108,11 +99,9 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         compared("redirect, `clickbus run --no-notifier` (embedded log)", rates["edge"], bare, BARE, ">= 0.6", detail),
         compared("redirect, `clickbus run` (in-process notifier)", rates["notifier"], bare, BARE, ">= 0.45", detail),
     ]
-    nginx = _nginx_rate(connections, duration)
+    nginx = _nginx_rps(connections, duration)
     if nginx is not None:
-        rows.append(ratio_row(rows[0]["name"], rates["edge"].rps, nginx.rps, "nginx return 302, 1 worker", "report"))
-        # how much of the gap is aiohttp's own: the bare handler against nginx, by CPU per request
-        rows.append(compared(BARE, bare, nginx, "nginx return 302, 1 worker", "report", detail))
+        rows.append(ratio_row(rows[0]["name"], rates["edge"].rps, nginx, "nginx return 302, 1 worker", "report"))
     print_rows(rows)
     return rows
 
