@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import socket
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,19 @@ async def test_capped_parser_refuses_large_heads_and_counts_them_exactly() -> No
     assert aiohttp_compat.head_size(message) == len(small), AIOHTTP
     with pytest.raises(aiohttp_compat.HeadTooLarge):
         handler._parser.feed_data(small.replace(b"X-A: ", b"X-A: a"))  # type: ignore[union-attr]
+
+
+async def test_a_detached_transport_is_left_open_by_aiohttp() -> None:
+    """aiohttp closes a connection after an answer that ends it, unless its transport has been taken."""
+    from aiohttp.web_protocol import RequestHandler
+
+    ours, theirs = socket.socketpair()
+    handler = RequestHandler(web.Server(_ok), loop=asyncio.get_running_loop())
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: handler, ours)
+    taken = aiohttp_compat.detach_transport(handler)
+    assert taken is transport and handler.transport is None, AIOHTTP
+    theirs.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await asyncio.sleep(0.2)  # answered and finished by aiohttp, with nowhere to write and nothing to close
+    assert not transport.is_closing(), AIOHTTP
+    transport.close()
+    theirs.close()

@@ -13,10 +13,14 @@
   line too long; the handler answers it `431`. So that a head is refused before up to 1 MB of it is
   buffered, the bytes fed while no head is complete and no body is pending (the last message's payload,
   a `StreamReader`, `is_eof()`) count toward the cap as they arrive.
+- `RequestHandler.transport` (from `BaseProtocol`): `start()` closes it when a connection's last answer is
+  written, and skips that when it is None. `detach_transport` takes it, so that a refused connection can be
+  closed lingering (`clickbus.edge.connections`); the loop's `connection_lost` still reaches the handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -30,6 +34,13 @@ def heads_parsed(handler: RequestHandler) -> int:
     """How many request heads `handler`'s connection has delivered so far."""
     count: int = handler._request_count
     return count
+
+
+def detach_transport(handler: RequestHandler) -> asyncio.Transport | None:
+    """Take `handler`'s transport from aiohttp, which then neither writes to nor closes it; the caller closes it."""
+    transport = handler.transport
+    handler.transport = None
+    return transport
 
 
 class BareResponse(web.Response):
