@@ -11,7 +11,7 @@ import os
 import platform
 from typing import Any
 
-from bench.load import pinning
+from bench.load import met, pinning
 
 BENCHES = (
     "insertion",
@@ -32,12 +32,15 @@ baseline in the same run; compare ratios, not absolute figures, across machines.
 
 The HTTP benchmarks pin the server process, all its threads, to core 0 and the load
 generator (wrk; an aiohttp client loop where wrk is missing) to core 1 with `taskset`
-(`bench/load.py`), so that server and load never take turns on one core. Each row's note
-gives the server's CPU time per request beside its baseline's: on a machine that other
-work shares, CPU per request moves far less than requests/s, so a ratio of the two
-CPU figures far from the throughput ratio says the run was disturbed.
+(`bench/load.py`), so that server and load never take turns on one core. Their figure is
+the server's CPU time per request (all its threads and child processes, from /proc), and
+the ratio is the baseline's CPU per request over ours: on a machine that other work
+shares, CPU per request moves far less than requests/s, which each row's note gives.
+A requests/s ratio far from the CPU ratio says the run was disturbed.
+`met` says whether the ratio meets its target. `python -m bench.profile TARGET` shows where
+a server's CPU goes under the same load.
 `python -m bench.retention --full` runs the retention check for 10 minutes (`make bench`: 30 s).
-Where each target of issue #13 stands, and why: docs/targets.md."""
+Where each target stands, and why: docs/targets.md."""
 
 
 def machine() -> str:
@@ -56,12 +59,17 @@ def _cpuinfo() -> list[str]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| benchmark | figure | baseline | ratio | target |", "|---|---|---|---|---|"]
+    lines = ["| benchmark | figure | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
     for row in rows:
         named = f" ({row['baseline_name']})" if row.get("baseline_name") else ""
-        baseline = f"{row['baseline']:,.0f}{named}" if row.get("baseline") else "-"
+        base = row.get("baseline")
+        baseline = f"{base:,.1f}{named}" if base and base < 100 else f"{base:,.0f}{named}" if base else "-"
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "-"
-        lines.append(f"| {row['name']} | {row['value']:,.1f} {row['unit']} | {baseline} | {ratio} | {row['target']} |")
+        verdict = row["met"] if "met" in row else met(row)
+        shown = "-" if verdict is None else "yes" if verdict else "**no**"
+        lines.append(
+            f"| {row['name']} | {row['value']:,.1f} {row['unit']} | {baseline} | {ratio} | {row['target']} | {shown} |"
+        )
     details = [f"- {row['name']}: {row['detail']}" for row in rows if row.get("detail")]
     return "\n".join(lines + (["", *details] if details else []))
 

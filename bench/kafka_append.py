@@ -185,7 +185,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
     detail = f"{pinning()}, broker on core {LOAD_CORE}; {HTTP_CONNECTIONS} connections, {seconds:.0f}s x {rounds}"
     return [
         row("kafka_append", ours, "records/s", base, base_name, "ratio >= 0.9"),
-        compared("redirect, Kafka backend", rates["kafka"], rates["bare"], "bare aiohttp 302", ">= 0.4", detail),
+        compared("redirect, Kafka backend", rates["kafka"], rates["bare"], "bare aiohttp 302", ">= 0.45", detail),
         compared("redirect, Kafka backend", rates["kafka"], rates["embedded"], "embedded log", "report", detail),
     ]
 

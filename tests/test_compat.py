@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import math
 import re
+import socket
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,19 @@ async def test_capped_parser_measures_a_head_begun_in_a_chunk_it_did_not_count(b
     parser.feed_data(large[-20:-10])  # small chunks after the large one: the head is still measured whole
     with pytest.raises(aiohttp_compat.HeadTooLarge):
         parser.feed_data(large[-10:])
+
+
+async def test_a_detached_transport_is_left_open_by_aiohttp() -> None:
+    """aiohttp closes a connection after an answer that ends it, unless its transport has been taken."""
+    from aiohttp.web_protocol import RequestHandler
+
+    ours, theirs = socket.socketpair()
+    handler = RequestHandler(web.Server(_ok), loop=asyncio.get_running_loop())
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: handler, ours)
+    taken = aiohttp_compat.detach_transport(handler)
+    assert taken is transport and handler.transport is None, AIOHTTP
+    theirs.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await asyncio.sleep(0.2)  # answered and finished by aiohttp, with nowhere to write and nothing to close
+    assert not transport.is_closing(), AIOHTTP
+    transport.close()
+    theirs.close()

@@ -23,10 +23,14 @@
   `await write_eof()`, then `status` and `body_length` (access logs), `headers` (only in an access log
   format naming a response header) and `keep_alive` (whether the connection stays open).
 - `helpers.rfc822_formatted_time()`: the `Date` value aiohttp writes (cached per second).
+- `RequestHandler.transport` (from `BaseProtocol`): `start()` closes it when a connection's last answer is
+  written, and skips that when it is None. `detach_transport` takes it, so that a refused connection can be
+  closed lingering (`clickbus.edge.connections`); the loop's `connection_lost` still reaches the handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
@@ -43,6 +47,13 @@ def heads_parsed(handler: RequestHandler) -> int:
     """How many request heads `handler`'s connection has delivered so far."""
     count: int = handler._request_count
     return count
+
+
+def detach_transport(handler: RequestHandler) -> asyncio.Transport | None:
+    """Take `handler`'s transport from aiohttp, which then neither writes to nor closes it; the caller closes it."""
+    transport = handler.transport
+    handler.transport = None
+    return transport
 
 
 class BareResponse(web.Response):

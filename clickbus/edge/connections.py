@@ -11,6 +11,12 @@ connection at once instead of lingering for the rest of the body.
 A request head larger than `edge.max_head_bytes` in all (aiohttp bounds each header line and
 their number, not their sum) is answered `431` and the connection closed, on both listeners.
 
+A connection refused that way is closed lingering, as nginx's `lingering_close` does: the answer,
+then a FIN, then what the client still sends is read and dropped for up to `LINGER_S` (and
+`LINGER_BYTES`) before the close. Closing at once, with the client's bytes unread, makes the kernel
+send a reset, and a client still sending may lose the answer to it (an asyncio client does: a
+failed write aborts its reads).
+
 Errors aiohttp answers before any handler runs (a malformed request line, a header too long)
 get a fixed body naming only the status: aiohttp's default echoed the offending bytes, which
 may carry the sender's own `Authorization` header. No answer names the server software.
@@ -29,12 +35,15 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 
-from clickbus.compat.aiohttp import BareResponse, HeadTooLarge, cap_heads, heads_parsed
+from clickbus.compat.aiohttp import BareResponse, HeadTooLarge, cap_heads, detach_transport, heads_parsed
 from clickbus.config import EdgeConfig, HostPort
 from clickbus.edge.sockets import BACKLOG, bind
 from clickbus.logging_setup import JsonAccessLogger, access_logger
 
 logger = logging.getLogger(__name__)
+
+LINGER_S = 2.0  # how long a refused client may go on sending before the close (nginx: lingering_timeout 5 s)
+LINGER_BYTES = 1024 * 1024  # and how much of it is read and dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,7 @@ class GuardedHandler(RequestHandler):
 
     # One timer per connection, re-aimed rather than re-made: a kept-alive connection parses a head
     # per request, and a timer handle each time would cost more than the check itself.
-    __slots__ = ("_head_due", "_head_timeout_s", "_head_timer", "_in_request")
+    __slots__ = ("_discarded", "_head_due", "_head_timeout_s", "_head_timer", "_in_request", "_lingering", "_refused")
 
     def __init__(self, manager: web.Server, *, head_timeout_s: float, head_bytes: int, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -75,12 +84,16 @@ class GuardedHandler(RequestHandler):
         self._head_due: float | None = None  # loop time by which the pending head must be whole
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_request = False
+        self._refused = False  # a malformed request was answered: close lingering once the answer is written
+        self._lingering: asyncio.Transport | None = None  # taken from aiohttp, closed by `_linger`'s timer
+        self._discarded = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._arm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._lingering = None
         self._disarm()
         if self._head_timer is not None:
             self._head_timer.cancel()
@@ -88,6 +101,11 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:  # answered and half-closed: read and drop, up to a bound
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self._lingering.close()
+            return
         heads = heads_parsed(self)
         super().data_received(data)
         if heads_parsed(self) != heads:
@@ -103,6 +121,8 @@ class GuardedHandler(RequestHandler):
         self._in_request = False
         if resp.status == HTTPStatus.REQUEST_TIMEOUT:
             self.force_close()  # the body is still trickling in: do not linger for it
+        elif self._refused:
+            self._linger()
         return answered
 
     def handle_error(
@@ -118,7 +138,18 @@ class GuardedHandler(RequestHandler):
             raise ConnectionError("an answer was already sent")
         response = BareResponse(status=status, text=f"{status} {_phrase(status)}\n")
         response.force_close()
+        self._refused = True
         return response
+
+    def _linger(self) -> None:
+        """Half-close after the answer, drop what still comes, close after `LINGER_S` or the client's own close."""
+        transport = detach_transport(self)  # aiohttp would close it now, with the client's bytes unread
+        if transport is None or transport.is_closing():
+            return
+        self._lingering = transport
+        if transport.can_write_eof():
+            transport.write_eof()  # the FIN follows the answer once it is flushed
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()

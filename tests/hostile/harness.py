@@ -245,7 +245,7 @@ class RawConnection:
         """The next whole answer (its head, and its body up to `Content-Length`), or what came before a close."""
         try:
             async with asyncio.timeout(limit_s):
-                while (whole := _answer_length(self._buffer)) is None and await self._read():
+                while (whole := answer_length(self._buffer)) is None and await self._read():
                     pass
         except TimeoutError:
             return Answer.parse(self._buffer, hung=True)
@@ -284,7 +284,7 @@ class RawConnection:
         self._writer.close()
 
 
-def _answer_length(buffer: bytes) -> int | None:
+def answer_length(buffer: bytes) -> int | None:
     """How many bytes of `buffer` the first answer takes, None until it is whole (interim `1xx` answers skipped)."""
     start = 0
     while (end := buffer.find(_HEAD_END, start)) >= 0:
