@@ -156,14 +156,18 @@ def dedup_key(field: Callable[[str], Any], record_id: str) -> bytes:
 
 
 def _user(field: Callable[[str], Any], record_id: str) -> str:
+    return user_part(field("user_id"), field("user_id_64"), field("session_id"), field("client_key"), record_id)
+
+
+def user_part(user_id: str, user_id_64: int, session_id: str, client_key: str, record_id: str) -> str:
     """The publisher's user id, else the auction's user, else the session, else the full address's hash."""
-    if user_id := field("user_id"):
+    if user_id:
         return _named("u", user_id)
-    if user_id_64 := field("user_id_64"):
+    if user_id_64:
         return f"x:{user_id_64}"
-    if session_id := field("session_id"):
+    if session_id:
         return _named("s", session_id)
-    if client_key := field("client_key"):
+    if client_key:
         return f"a:{client_key}"
     return f"r:{record_id}"  # nothing names the user (no address, or a record from before client_key)
 
