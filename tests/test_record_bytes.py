@@ -230,12 +230,18 @@ def build(patch: Callable[[object, str, object], None]) -> dict[str, Any]:
     }
 
 
+def fresh_ids(mp: pytest.MonkeyPatch) -> None:
+    """The id module's state as in a new process (its clock, counter and unused random bytes are global)."""
+    mp.setattr(ids, "_last_ms", 0)
+    mp.setattr(ids, "_counter", 0)
+    mp.setattr(ids, "_pool", b"")
+    mp.setattr(ids, "_at", 0)
+
+
 @pytest.fixture(scope="module")
 def built() -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
-        # the id module's clock state is global: a fresh one, as in a new process, for fixed ids
-        mp.setattr(ids, "_last_ms", 0)
-        mp.setattr(ids, "_counter", 0)
+        fresh_ids(mp)
         yield build(mp.setattr)
 
 
@@ -267,6 +273,5 @@ def test_the_records_parse_back(built: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ids, "_last_ms", 0)
-        mp.setattr(ids, "_counter", 0)
+        fresh_ids(mp)
         print(json.dumps(build(mp.setattr), indent=1, ensure_ascii=True))
