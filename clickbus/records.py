@@ -3,8 +3,8 @@
 A click record carries every Xandr `click_request` field plus clickbus's own
 context. Records are serialized once, with orjson, as plain JSON so that
 standard tools (kcat, jq) read the topics. The edge, which records on every
-click, pixel and beacon, writes that JSON with `complete` and `encode` without
-building the record (see there why); readers parse it back into the dataclasses.
+click, pixel and beacon, writes that JSON from a dict without building the record
+(`edge/events.py`, see there why); readers parse it back into the dataclasses.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -156,14 +156,18 @@ def dedup_key(field: Callable[[str], Any], record_id: str) -> bytes:
 
 
 def _user(field: Callable[[str], Any], record_id: str) -> str:
+    return user_part(field("user_id"), field("user_id_64"), field("session_id"), field("client_key"), record_id)
+
+
+def user_part(user_id: str, user_id_64: int, session_id: str, client_key: str, record_id: str) -> str:
     """The publisher's user id, else the auction's user, else the session, else the full address's hash."""
-    if user_id := field("user_id"):
+    if user_id:
         return _named("u", user_id)
-    if user_id_64 := field("user_id_64"):
+    if user_id_64:
         return f"x:{user_id_64}"
-    if session_id := field("session_id"):
+    if session_id:
         return _named("s", session_id)
-    if client_key := field("client_key"):
+    if client_key:
         return f"a:{client_key}"
     return f"r:{record_id}"  # nothing names the user (no address, or a record from before client_key)
 
@@ -176,47 +180,16 @@ def _ad(field: Callable[[str], Any], record_id: str) -> str:
     return f"r:{record_id}"
 
 
-# Stands for a field without a default in `_Record.complete`'s template; orjson refuses to serialize it.
-_REQUIRED: Any = object()
-
-
 class _Record:
     """Shared serialization for the record dataclasses."""
 
     KIND: ClassVar[str]
     HEADERS: ClassVar[tuple[tuple[str, bytes], ...]]
-    TEMPLATE: ClassVar[dict[str, Any]]  # every field in order, at its default
     FIELDS: ClassVar[frozenset[str]]
     __slots__ = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
-
-    @classmethod
-    def complete(cls, **values: Any) -> dict[str, Any]:
-        """Every field of the record `cls(**values)` would be, in its order, without building it.
-
-        A frozen dataclass's `__init__` sets each field through `object.__setattr__` (about
-        3 us for a click's 25 fields) and orjson reads a dataclass four times slower than a
-        dict: on the edge, which records every click, pixel and beacon, that was 6 us each.
-        An unknown field raises here, a missing one in `encode`, as the constructor would.
-        """
-        record = cls.TEMPLATE.copy()
-        record.update(values)  # known names keep the template's (the dataclass's) order
-        if len(record) != len(cls.TEMPLATE):
-            raise TypeError(f"unknown {cls.KIND} record fields: {sorted(set(values) - cls.FIELDS)}")
-        return record
-
-    @classmethod
-    def encode(cls, record: dict[str, Any]) -> bytes:
-        """The JSON of a `complete` record: byte for byte `cls(**record).to_json()`."""
-        try:
-            return orjson.dumps(record)
-        except orjson.JSONEncodeError:
-            missing = sorted(name for name, value in record.items() if value is _REQUIRED)
-            if missing:
-                raise TypeError(f"{cls.KIND} record fields missing: {missing}") from None
-            raise  # a value JSON cannot hold (a lone surrogate): as to_json fails
 
     @classmethod
     def from_json(cls: type[R], raw: bytes) -> R:
@@ -242,10 +215,9 @@ def headers_of(kind: str) -> tuple[tuple[str, bytes], ...]:
 
 
 def _prepare(cls: type[R]) -> type[R]:
-    """Give a record class its headers, field names and `complete` template, once."""
+    """Give a record class its headers and field names, once."""
     cls.HEADERS = headers_of(cls.KIND)
-    cls.TEMPLATE = {f.name: _REQUIRED if f.default is MISSING else f.default for f in fields(cls)}  # type: ignore[arg-type]
-    cls.FIELDS = frozenset(cls.TEMPLATE)
+    cls.FIELDS = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
     return cls
 
 

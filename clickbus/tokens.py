@@ -18,7 +18,8 @@ end at `redirect_hosts` and read as having none; with them a token grows by
 
 Every pixel, beacon and click verifies a token, so verification is on the hot
 path: each key's HMAC pads are hashed once (`Mac`), and the canonical-base64
-check reads the text instead of encoding the bytes again.
+check reads the text instead of encoding the bytes again; the verified token is
+built slot by slot (`_positional`), not through the frozen dataclasses' `__init__`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import re
 import secrets
 import struct
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from clickbus.errors import TokenError
 
@@ -54,6 +56,7 @@ _SPARE_BITS = {2: 0x0F, 3: 0x03}
 _BLOCK = 64  # SHA-256's block size: HMAC pads the key to it
 _IPAD = bytes.maketrans(bytes(range(256)), bytes(b ^ 0x36 for b in range(256)))
 _OPAD = bytes.maketrans(bytes(range(256)), bytes(b ^ 0x5C for b in range(256)))
+F = TypeVar("F", "AdContext", "Token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,28 @@ class Token:
 
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
+
+
+def _positional(cls: type[F]) -> Callable[..., F]:
+    """`cls(*values)` for a frozen slotted dataclass, every field given in order, for verification's hot path.
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`, which looks the name up
+    on the class again: setting the slots directly takes half the time (an AdContext: 3.5 us down to 1.9).
+    """
+    slots = tuple(getattr(cls, f.name).__set__ for f in fields(cls))
+    new = object.__new__
+
+    def build(*values: Any) -> F:
+        made = new(cls)
+        for put, value in zip(slots, values, strict=True):
+            put(made, value)
+        return made
+
+    return build
+
+
+_new_ad = _positional(AdContext)
+_new_token = _positional(Token)
 
 
 def new_key() -> bytes:
@@ -155,50 +180,41 @@ def _put_uint(out: bytearray, n: int) -> None:
     out.append(n)
 
 
-class _Cursor:
-    """Reads the variable-length tail of a token body, failing on any overrun."""
+def _string(raw: bytes, at: int) -> tuple[str, int]:
+    """The varint-prefixed UTF-8 string at `at` of a token body, and where it ends; fails on any overrun."""
+    if at < len(raw) and raw[at] < 0x80:  # most strings are short: one length byte
+        n = raw[at]
+        at += 1
+    else:
+        n, at = _varint(raw, at)
+    end = at + n
+    if end > len(raw):
+        raise TokenError("token body is truncated")
+    try:
+        return raw[at:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise TokenError("token holds invalid UTF-8") from None
 
-    __slots__ = ("at", "raw")
 
-    def __init__(self, raw: bytes, at: int) -> None:
-        self.raw = raw
-        self.at = at
+def _uint(raw: bytes, at: int) -> tuple[int, int]:
+    """The varint of at most 32 bits at `at` of a token body, and where it ends."""
+    n, at = _varint(raw, at)
+    if n > _U32:
+        raise TokenError("token holds an integer out of range")
+    return n, at
 
-    def string(self) -> str:
-        at = self.at
-        if at < len(self.raw) and self.raw[at] < 0x80:  # most strings are short: one length byte
-            n = self.raw[at]
-            self.at = at + 1
-        else:
-            n = self._varint()
-        end = self.at + n
-        if end > len(self.raw):
+
+def _varint(raw: bytes, at: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if at >= len(raw) or shift > 28:
             raise TokenError("token body is truncated")
-        try:
-            text = self.raw[self.at : end].decode("utf-8")
-        except UnicodeDecodeError:
-            raise TokenError("token holds invalid UTF-8") from None
-        self.at = end
-        return text
-
-    def uint(self) -> int:
-        """A varint of at most 32 bits."""
-        n = self._varint()
-        if n > _U32:
-            raise TokenError("token holds an integer out of range")
-        return n
-
-    def _varint(self) -> int:
-        n = shift = 0
-        while True:
-            if self.at >= len(self.raw) or shift > 28:
-                raise TokenError("token body is truncated")
-            byte = self.raw[self.at]
-            self.at += 1
-            n |= (byte & 0x7F) << shift
-            if not byte & 0x80:  # most strings are short: one length byte
-                return n
-            shift += 7
+        byte = raw[at]
+        at += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return n, at
+        shift += 7
 
 
 class Stamp:
@@ -318,28 +334,33 @@ def _check_ranges(ad: AdContext, expires_at: int) -> None:
 
 def _parse_body(key_id: str, signed: bytes, at: int) -> Token:
     issued, expires, auction, member, user, creative, flags, pos = _FIXED.unpack_from(signed, at)
-    cursor = _Cursor(signed, at + _FIXED.size)
-    landing, notify, userdata, hosts = cursor.string(), cursor.string(), cursor.string(), cursor.string()
+    landing, at = _string(signed, at + _FIXED.size)
+    notify, at = _string(signed, at)
+    userdata, at = _string(signed, at)
+    hosts, at = _string(signed, at)
     campaign = publisher = 0
     country = placement = ""
-    if cursor.at != len(signed):  # the reporting dimensions; tokens without them end here
-        campaign, publisher, country, placement = cursor.uint(), cursor.uint(), cursor.string(), cursor.string()
-    if cursor.at != len(signed):
+    if at != len(signed):  # the reporting dimensions; tokens without them end here
+        campaign, at = _uint(signed, at)
+        publisher, at = _uint(signed, at)
+        country, at = _string(signed, at)
+        placement, at = _string(signed, at)
+    if at != len(signed):
         raise TokenError("token has trailing bytes")
-    ad = AdContext(
-        member_id=member,
-        auction_id_64=auction,
-        user_id_64=user,
-        creative_id=creative,
-        landing_url=landing,
-        custom_notify_data=notify,
-        userdata_json=userdata,
-        test=bool(flags & _FLAG_TEST),
-        pos=pos,
-        redirect_hosts=tuple(hosts.split(",")) if hosts else (),
-        campaign_id=campaign,
-        placement=placement,
-        publisher_id=publisher,
-        country=country,
+    ad = _new_ad(
+        member,
+        auction,
+        user,
+        creative,
+        landing,
+        notify,
+        userdata,
+        bool(flags & _FLAG_TEST),
+        pos,
+        tuple(hosts.split(",")) if hosts else (),
+        campaign,
+        placement,
+        publisher,
+        country,
     )
-    return Token(key_id, issued, expires, ad)
+    return _new_token(key_id, issued, expires, ad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -40,3 +41,23 @@ def test_random_bits_are_spread() -> None:
     assert len(set(rand_b)) == len(ids)
     ones = sum(bin(r).count("1") for r in rand_b) / (62 * len(ids))
     assert 0.48 < ones < 0.52
+
+
+def test_a_forked_child_never_mints_from_its_parents_random_bytes() -> None:
+    """Random bytes are read for many ids at once: a child forked with some unused must read its own."""
+    ms = _fresh_ms()
+    uuid7(now_ns=ms * 1_000_000)  # the parent holds unused random bytes now
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: mint one id at the next millisecond and say it
+        try:
+            os.write(writer, uuid7(now_ns=(ms + 1) * 1_000_000).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = uuid7(now_ns=(ms + 1) * 1_000_000)
+    assert uuid7_ms(child) == uuid7_ms(parent) == ms + 1
+    assert child[15:] != parent[15:]  # counter seed and rand_b: drawn afresh, not shared

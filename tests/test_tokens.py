@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 from typing import Any
 
@@ -10,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clickbus import tokens
 from clickbus.errors import TokenError
-from clickbus.tokens import MAX_TOKEN_CHARS, AdContext, Keyring, Mac, new_key
+from clickbus.tokens import MAX_TOKEN_CHARS, AdContext, Keyring, Mac, Token, new_key
 
 KEYS = {"k1": new_key(), "k2": new_key()}
 SIGNER = Keyring(KEYS, "k1")
@@ -200,3 +202,15 @@ def test_other_spellings_of_a_token_are_refused(spare: int) -> None:
         if spelling != token:
             with pytest.raises(TokenError, match="base64url"):
                 SIGNER.verify(spelling)
+
+
+def test_verification_builds_what_the_constructors_build() -> None:
+    """`_positional` sets every slot, in the dataclass's order: equal (and hashed) as the constructor's, never short."""
+    values = (1, 2, 3, 4, "https://l.example/", "n", "{}", True, 5, ("h.example",), 6, "top", 7, "DE")
+    built, made = tokens._new_ad(*values), AdContext(*values)
+    assert built == made and hash(built) == hash(made) and repr(built) == repr(made)
+    assert tokens._new_token("k", 1, 2, built) == Token("k", 1, 2, made)
+    with pytest.raises(ValueError):
+        tokens._new_ad(*values[:-1])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.member_id = 9  # type: ignore[misc]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import hdrs, web
 
@@ -24,9 +24,11 @@ from clickbus.settings.values import Network
 MAX_HEADER_CHARS = 2048
 
 
-@dataclass(frozen=True, slots=True)
-class Client:
-    """The client's truncated address, user agent, referer and device key, and a keyed hash of its full address."""
+class Client(NamedTuple):
+    """The client's truncated address, user agent, referer and device key, and a keyed hash of its full address.
+
+    A NamedTuple rather than a frozen dataclass, as `events.Event`: one is built per request.
+    """
 
     ip: str
     user_agent: str
@@ -75,9 +77,9 @@ def client_of(request: web.Request, *, trust_forwarded: bool, app: web.Applicati
         address = client_address(address, forwarded, app[CONFIG].edge.trusted_proxies)
     user_agent = request.headers.get(hdrs.USER_AGENT, "")[:MAX_HEADER_CHARS]
     return Client(
-        ip=truncate_ip(address),
-        user_agent=user_agent,
-        referer=request.headers.get(hdrs.REFERER, "")[:MAX_HEADER_CHARS],
-        device=device_key(user_agent),
-        key=address_key(app[ADDRESS_SECRET], address),
+        truncate_ip(address),
+        user_agent,
+        request.headers.get(hdrs.REFERER, "")[:MAX_HEADER_CHARS],
+        device_key(user_agent),
+        address_key(app[ADDRESS_SECRET], address),
     )

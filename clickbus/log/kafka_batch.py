@@ -51,17 +51,40 @@ class Sent:
 
 
 @lru_cache(maxsize=512)
-def _words(count: int) -> Callable[[bytes], tuple[int, ...]]:
-    return struct.Struct(f"<{count}I").unpack_from
+def _lanes(count: int) -> tuple[Callable[[bytes], tuple[int, ...]], Callable[..., bytes], int]:
+    """For `count` 32-bit words: their reader, their packer into 64-bit lanes, and a mask of each lane's low 32 bits."""
+    return (
+        struct.Struct(f"<{count}I").unpack_from,
+        struct.Struct(f"<{count}Q").pack,
+        int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little"),
+    )
+
+
+@lru_cache(maxsize=512)
+def _unlanes(count: int) -> Callable[[bytes], tuple[int, ...]]:
+    return struct.Struct(f"<{count}Q").unpack
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 of `data` (as `aiokafka.partitioner.murmur2`, about twice as fast)."""
+    """Kafka's murmur2 of `data` (as `aiokafka.partitioner.murmur2`, about five times as fast).
+
+    Each 4-byte word is mixed on its own (`k *= m; k ^= k >> 24; k *= m`) before it meets the running
+    hash, so every word is mixed at once: one big integer holds each word in a 64-bit lane, where a
+    32-bit word times a 32-bit constant cannot carry into the next lane, and each step is masked back
+    to 32 bits a lane (the shift's spill from the next lane lands above them). Only the running hash
+    (`h = h * m ^ k`) is a Python loop, two operations a word instead of nine.
+    """
     length = len(data)
     h = 0x9747B28C ^ length
-    for k in _words(length >> 2)(data):
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
+    count = length >> 2
+    if count:
+        read, pack, low = _lanes(count)
+        lanes = int.from_bytes(pack(*read(data)), "little") * _M & low
+        lanes = ((lanes ^ (lanes >> 24)) & low) * _M & low
+        m = _M
+        for k in _unlanes(count)(lanes.to_bytes(count * 8, "little")):
+            h = h * m ^ k  # masked once at the end: the low 32 bits of h * m ^ k depend only on those of h
+        h &= _MASK
     tail = length & 3
     if tail:
         end = length - tail

@@ -42,7 +42,7 @@ from clickbus.log.segment import (
     write_high_water,
     write_index,
 )
-from clickbus.log.spool_format import SpooledRecord, encode_record
+from clickbus.log.spool_format import headers_field, record_frame, topic_field
 from clickbus.private_files import PRIVATE_FILE
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,9 @@ class PartitionWriter:
         self._fd = os.open(segment_path(self.directory, self._base), _APPEND, PRIVATE_FILE)
         self._index_fd = os.open(segment_path(self.directory, self._base, INDEX_SUFFIX), _APPEND, PRIVATE_FILE)
         self._new_segment = False
+        self._topic_field = topic_field(topic)
+        self._headers: Headers = ()
+        self._headers_field = headers_field(())
         self._pending: list[_Pending] = []
         self._inflight: _Group | None = None
         self._scheduled = False
@@ -257,13 +260,14 @@ class PartitionWriter:
 
     def _write(self, records: list[_Pending]) -> _Group:
         first, start = self._next, self._size
-        topic = self.topic
-        buffer = b"".join(
-            [
-                encode_record(SpooledRecord(first + i, topic, r.key, r.value, r.headers, r.timestamp_ms))
-                for i, r in enumerate(records)
-            ]
-        )
+        topic, headers, encoded = self._topic_field, self._headers, self._headers_field
+        frames = []
+        for seq, r in enumerate(records, first):
+            if r.headers is not headers:  # records of one kind share one headers tuple: encoded once
+                headers, encoded = r.headers, headers_field(r.headers)
+            frames.append(record_frame(seq, topic, r.key, r.value, encoded, r.timestamp_ms))
+        self._headers, self._headers_field = headers, encoded
+        buffer = b"".join(frames)
         try:
             _write_all(self._fd, buffer)
         except OSError:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 RECORD, DONE, SHIPPED = 1, 2, 3
 _HEAD = struct.Struct(">IIQB")  # payload length, crc32 of the rest, seq, kind
 HEAD_SIZE = _HEAD.size
+_LENGTH_CRC = struct.Struct(">II")  # _HEAD in two: payload length and CRC, then the seq and kind the CRC covers
+_SEQ_KIND = struct.Struct(">QB")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -43,19 +45,52 @@ class Frame:
 
 def encode_record(record: SpooledRecord) -> bytes:
     """The RECORD frame for `record`."""
-    topic = record.topic.encode()
-    parts = [_U16.pack(len(topic)), topic, _U32.pack(len(record.key)), record.key]
-    parts += [_U32.pack(len(record.value)), record.value, _U16.pack(len(record.headers))]
-    for name, value in record.headers:
+    return record_frame(
+        record.seq,
+        topic_field(record.topic),
+        record.key,
+        record.value,
+        headers_field(record.headers),
+        record.timestamp_ms,
+    )
+
+
+def topic_field(topic: str) -> bytes:
+    """A RECORD payload's topic, as `record_frame` takes it (a writer of one topic encodes it once)."""
+    raw = topic.encode()
+    return _U16.pack(len(raw)) + raw
+
+
+def headers_field(headers: tuple[tuple[str, bytes], ...]) -> bytes:
+    """A RECORD payload's headers, as `record_frame` takes it (every record of a kind has the same ones)."""
+    parts = [_U16.pack(len(headers))]
+    for name, value in headers:
         raw = name.encode()
         parts += [_U16.pack(len(raw)), raw, _U32.pack(len(value)), value]
-    parts.append(_U64.pack(record.timestamp_ms))
-    return encode_frame(RECORD, record.seq, b"".join(parts))
+    return b"".join(parts)
+
+
+def record_frame(seq: int, topic: bytes, key: bytes, value: bytes, headers: bytes, timestamp_ms: int) -> bytes:
+    """The RECORD frame of a record whose topic and headers are already encoded (`topic_field`, `headers_field`)."""
+    size = _U32.pack
+    tail = b"".join(
+        (
+            _SEQ_KIND.pack(seq, RECORD),
+            topic,
+            size(len(key)),
+            key,
+            size(len(value)),
+            value,
+            headers,
+            _U64.pack(timestamp_ms),
+        )
+    )
+    return _LENGTH_CRC.pack(len(tail) - _SEQ_KIND.size, zlib.crc32(tail)) + tail
 
 
 def encode_frame(kind: int, seq: int, payload: bytes = b"") -> bytes:
-    tail = _U64.pack(seq) + bytes((kind,)) + payload
-    return _U32.pack(len(payload)) + _U32.pack(zlib.crc32(tail)) + tail
+    tail = _SEQ_KIND.pack(seq, kind) + payload
+    return _LENGTH_CRC.pack(len(payload), zlib.crc32(tail)) + tail
 
 
 class _Payload:
