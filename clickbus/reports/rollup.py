@@ -25,11 +25,13 @@ T = TypeVar("T")
 
 TOPICS = (Topic.VERDICTS, Topic.DELIVERIES)
 RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
-# After a batch of only a few records, wait this long before fetching again: each fetch is a read of every
-# partition on a thread and each batch a store transaction, and the log wakes its readers at every synced
-# group of any topic, so under a steady trickle of clicks the rollup paid both for every few records.
-LINGER_S = 0.1
-LINGER_BELOW = 256
+# After a batch of fewer than LINGER_BELOW records, wait this long before fetching again: each fetch is a read
+# of every partition on a thread and each batch a store transaction, and the log wakes its readers at every
+# synced group of any topic, so under a steady trickle of clicks the rollup paid both for every few records
+# (in-process reporting cost about 140 us per click at 2,000 clicks/s, about 60 us with this linger). Reports
+# stay within a second of the verdicts; a rate that fills LINGER_BELOW in LINGER_S is fetched without pause.
+LINGER_S = 0.5
+LINGER_BELOW = 2000
 
 
 class Rollup:
