@@ -24,9 +24,9 @@ from tests.support.waiting import eventually
 async def test_clicks_waiting_for_a_slot_share_one_timer(
     stubs: StartStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # one slot and an answer every 0.2 s: 29 of 30 clicks wait. A timeout per waiting click armed 29 timers;
+    # one slot and an answer every 0.1 s: 29 of 30 clicks wait. A timeout per waiting click armed 29 timers;
     # the bidder's one timer, and aiohttp's for the request in flight, are all that may be armed now
-    stub = await stubs(delay_s=0.2)
+    stub = await stubs(delay_s=0.1)
     config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 1}}, slot_wait_s=5.0)
     bidder = Bidder(config.members[13], config.notifier)
     await bidder.start()
