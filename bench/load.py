@@ -160,6 +160,12 @@ class Target:
     url: Callable[[Server], str]
     json_body: bytes | None = None
     config: str = ""
+    paths: Callable[[Server], list[str]] | None = None  # paths to GET in turn instead of `url`'s alone
+
+
+def paths_of(target: Target, server: Server) -> list[str] | None:
+    """The paths `target` loads in turn on `server`, if it loads more than its one URL."""
+    return target.paths(server) if target.paths is not None else None
 
 
 def bare_server() -> tuple[str, ...]:
@@ -197,10 +203,12 @@ def served_rate(target: Target, *, duration_s: float, connections: int) -> Rate:
     CPU per request moves less than requests/s when other work shares the machine: compare both.
     """
     with Server(list(target.argv), config=target.config) as server:
-        url = target.url(server)
-        requests_per_s(url, connections=connections, duration_s=1, json_body=target.json_body)
+        url, paths = target.url(server), paths_of(target, server)
+        requests_per_s(url, connections=connections, duration_s=1, json_body=target.json_body, paths=paths)
         cpu, started = server.cpu_seconds(), time.monotonic()
-        rps = requests_per_s(url, connections=connections, duration_s=duration_s, json_body=target.json_body)
+        rps = requests_per_s(
+            url, connections=connections, duration_s=duration_s, json_body=target.json_body, paths=paths
+        )
         served = rps * (time.monotonic() - started)
         return Rate(rps, (server.cpu_seconds() - cpu) / served * 1e6)
 
@@ -241,12 +249,21 @@ def generator() -> str:
 
 
 def requests_per_s(
-    url: str, *, connections: int, duration_s: float, threads: int = 1, json_body: bytes | None = None
+    url: str,
+    *,
+    connections: int,
+    duration_s: float,
+    threads: int = 1,
+    json_body: bytes | None = None,
+    paths: Sequence[str] | None = None,
 ) -> float:
-    """Sustained requests/s against `url` (a JSON POST when `json_body` is given); raises on any 4xx/5xx."""
+    """Sustained requests/s against `url` (a JSON POST when `json_body` is given); raises on any 4xx/5xx.
+
+    `paths`: GET these paths of `url`'s server in turn (distinct clicks) instead of `url` over and over.
+    """
     if not shutil.which("wrk"):
         with pinned({LOAD_CORE}):
-            return asyncio.run(_client_loop(url, connections, duration_s, json_body))
+            return asyncio.run(_client_loop(url, connections, duration_s, json_body, paths))
     command = [
         *on_cores(["wrk"], str(LOAD_CORE)),
         f"-t{threads}",
@@ -255,8 +272,8 @@ def requests_per_s(
         url,
     ]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        if json_body is not None:
-            script.write(_post_script(json_body))
+        if json_body is not None or paths:
+            script.write(_post_script(json_body) if json_body is not None else _paths_script(paths or []))
             script.flush()
             command[-1:-1] = ["-s", script.name]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -288,8 +305,21 @@ def _post_script(body: bytes) -> str:
     return f'wrk.method = "POST"\n{headers}\nwrk.body = [==[{body.decode()}]==]\n'
 
 
-async def _client_loop(url: str, connections: int, duration_s: float, json_body: bytes | None = None) -> float:
+def _paths_script(paths: Sequence[str]) -> str:
+    """A wrk script that GETs `paths` in turn, one after another over all connections."""
+    table = ",\n".join(f"[==[{path}]==]" for path in paths)
+    return (
+        f"local paths = {{\n{table}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n"
+    )
+
+
+async def _client_loop(
+    url: str, connections: int, duration_s: float, json_body: bytes | None = None, paths: Sequence[str] | None = None
+) -> float:
     done = 0
+    base = url.split("/", 3)
+    urls = [f"{base[0]}//{base[2]}{path}" for path in paths] if paths else [url]
     deadline = time.monotonic() + duration_s
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -299,7 +329,7 @@ async def _client_loop(url: str, connections: int, duration_s: float, json_body:
             while time.monotonic() < deadline:
                 method, headers = ("GET", {}) if json_body is None else ("POST", {"Content-Type": "application/json"})
                 async with session.request(
-                    method, url, data=json_body, headers=headers, allow_redirects=False
+                    method, urls[done % len(urls)], data=json_body, headers=headers, allow_redirects=False
                 ) as response:
                     if response.status >= 400:
                         raise RuntimeError(f"{response.status} from {url}")

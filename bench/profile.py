@@ -10,7 +10,7 @@ because fsync and the kernel's socket work hold no GIL. The collapsed stacks are
 (`--keep PATH`) for a flame graph. py-spy is a test dependency; it needs ptrace rights over the server.
 
 TARGET is one of: bare (aiohttp's 302), edge (`clickbus run --no-notifier`), notifier (`clickbus run`),
-pixel, beacon, bare-pixel, bare-beacon.
+notifier-distinct (`clickbus run` under distinct clicks, each valid), pixel, beacon, bare-pixel, bare-beacon.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 from bench import beacon, pixel, redirect
-from bench.load import Server, Target, requests_per_s
+from bench.load import Server, Target, paths_of, requests_per_s
 
 
 def targets() -> dict[str, Target]:
@@ -99,8 +99,8 @@ def main() -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     target = targets()[args.target]
     with Server(list(target.argv), config=target.config) as server, tempfile.TemporaryDirectory() as directory:
-        url = target.url(server)
-        requests_per_s(url, connections=args.connections, duration_s=1, json_body=target.json_body)  # warm up
+        url, paths = target.url(server), paths_of(target, server)
+        requests_per_s(url, connections=args.connections, duration_s=1, json_body=target.json_body, paths=paths)
         raw = Path(args.keep or Path(directory) / "stacks.txt")
         assert server.process is not None
         spy = [py_spy, "record", "--format", "raw", "--subprocesses", "--rate", "250", *([] if args.all else ["--gil"])]
@@ -109,7 +109,12 @@ def main() -> None:
         load = threading.Thread(
             target=requests_per_s,
             args=(url,),
-            kwargs={"connections": args.connections, "duration_s": args.seconds, "json_body": target.json_body},
+            kwargs={
+                "connections": args.connections,
+                "duration_s": args.seconds,
+                "json_body": target.json_body,
+                "paths": paths,
+            },
         )
         before = cpu_by_thread(server.process.pid)
         load.start()

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from bench.load import (
+    LANDING,
     SERVER_CORES,
     Rate,
     Server,
@@ -33,6 +34,10 @@ from bench.load import (
     process_cpu_s,
     requests_per_s,
 )
+from clickbus import config as configuration
+from clickbus.creative import Inserter
+from clickbus.keystore import load_keyring
+from clickbus.landing import check_landing
 from clickbus.tokens import AdContext
 
 AD = AdContext(
@@ -45,11 +50,32 @@ AD = AdContext(
 BARE = "bare aiohttp 302 handler"
 
 
+DISTINCT_CLICKS = 20_000
+
+
+def distinct_paths(server: Server) -> list[str]:
+    """Click paths of `DISTINCT_CLICKS` ads (an auction each), signed with the server's key.
+
+    One URL loaded over and over is one click and then duplicates (and, from one address on one ad, too much
+    activity): the notifier judges each invalid and writes one record. Real traffic is mostly distinct valid
+    clicks, each a verdict and a delivery step (here `no_bidder`: the bench configures no member).
+    """
+    config = configuration.load(server.config_path, env={})
+    inserter = Inserter(load_keyring(config), config.edge.public_url, ttl_s=3600)
+    landing = check_landing(LANDING)
+    prefix = len(server.url)
+    return [
+        inserter.click_url(AdContext(member_id=1, auction_id_64=auction, landing_url=landing))[prefix:]
+        for auction in range(1, DISTINCT_CLICKS + 1)
+    ]
+
+
 def targets() -> dict[str, Target]:
     return {
         "bare": Target(bare_server(), lambda server: server.url + "/ck/x"),
         "edge": Target(clickbus_run("--no-notifier"), Server.click_url),
         "notifier": Target(clickbus_run(), Server.click_url),
+        "notifier-distinct": Target(clickbus_run(), Server.click_url, paths=distinct_paths),
     }
 
 
@@ -104,6 +130,14 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     rows = [
         compared("redirect, `clickbus run --no-notifier` (embedded log)", rates["edge"], bare, BARE, ">= 0.6", detail),
         compared("redirect, `clickbus run` (in-process notifier)", rates["notifier"], bare, BARE, ">= 0.45", detail),
+        compared(
+            f"redirect, `clickbus run`, {DISTINCT_CLICKS:,} distinct clicks in turn (each valid)",
+            rates["notifier-distinct"],
+            bare,
+            BARE,
+            ">= 0.45",
+            detail,
+        ),
     ]
     nginx = _nginx_rate(connections, duration)
     if nginx is not None:  # how much of the gap to the floor of any redirector is aiohttp's own

@@ -21,7 +21,7 @@ MAX_UA_CHARS = 512  # the parser's cost grows with the text; no real user agent 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def device_class(user_agent: str) -> str:
     """`mobile`, `tablet`, `desktop` or `other` (crawlers, tools, TVs, consoles, nothing)."""
-    # loads the parser's rules: paid once, and only by processes that class devices
+    # loads the parser's rules: paid once, and only by processes that class devices (the notifier at its start)
     import user_agents  # type: ignore[import-untyped]
 
     if not user_agent:
@@ -36,3 +36,8 @@ def device_class(user_agent: str) -> str:
     if parsed.is_pc:
         return DESKTOP
     return OTHER
+
+
+def preload() -> None:
+    """Load the parser's rules now (regex compiling, a second or more under load) rather than at the first click."""
+    device_class("")  # the parser loads on first use; "" is `other` whatever it holds

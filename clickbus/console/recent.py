@@ -41,22 +41,17 @@ class RecentClicks:
 
     def __init__(self, size: int = RECENT_CLICKS) -> None:
         self.size = size
-        self._clicks: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # click id -> [click, verdict, callback]: the row is made in `rows`, once a second for 50 clicks,
+        # rather than for every click judged
+        self._clicks: OrderedDict[str, list[Any]] = OrderedDict()
         self.version = 0  # changes whenever the ring does: writers skip unchanged rings
 
     def click(self, click: ClickRecord, reason: str | None) -> None:
         """A click the notifier has judged (`reason` None: valid)."""
-        self._clicks[click.click_id] = {
-            "time_ms": _time_ms(click),
-            "click_id": click.click_id,
-            "member": click.member_id,
-            "creative": click.creative_id,
-            "landing_host": click.landing_url,  # its host is taken in `rows`, for 50 clicks rather than every one
-            "verdict": reason or VALID,
-            "callback": PENDING if reason is None else "",
-        }
-        while len(self._clicks) > self.size:
-            self._clicks.popitem(last=False)
+        clicks = self._clicks
+        clicks[click.click_id] = [click, reason or VALID, PENDING if reason is None else ""]
+        if len(clicks) > self.size:
+            clicks.popitem(last=False)
         self.version += 1
 
     def outcome(self, click_id: str, outcome: str, status: int | None = None) -> None:
@@ -64,9 +59,20 @@ class RecentClicks:
         entry = self._clicks.get(click_id)
         if entry is None or outcome == "invalid":
             return
-        entry["callback"] = outcome if status is None else f"{outcome} ({status})"
+        entry[2] = outcome if status is None else f"{outcome} ({status})"
         self.version += 1
 
     def rows(self) -> list[dict[str, Any]]:
         """The clicks, newest first."""
-        return [row | {"landing_host": landing_host(row["landing_host"])} for row in reversed(self._clicks.values())]
+        return [
+            {
+                "time_ms": _time_ms(click),
+                "click_id": click.click_id,
+                "member": click.member_id,
+                "creative": click.creative_id,
+                "landing_host": landing_host(click.landing_url),
+                "verdict": verdict,
+                "callback": callback,
+            }
+            for click, verdict, callback in reversed(self._clicks.values())
+        ]

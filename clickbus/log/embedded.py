@@ -135,6 +135,29 @@ class EmbeddedLog:
         self._append_failure = None
         self._appended += 1
 
+    async def append_many(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> list[BaseException | None]:
+        """Append `records` (key, value) to one topic together: one future each, no task, one group when they fit.
+
+        Returns each record's failure (a `LogUnavailable`), or None once it is durable, so a caller retries only
+        the records that failed rather than writing the others twice.
+        """
+        writer = self._writers.get(topic)
+        try:
+            if writer is None:
+                writer = await self._open_writer(topic)
+            futures = [writer.append(key, value, ()) for key, value in records]
+        except LogUnavailable as exc:
+            self._append_failed(exc)
+            return [exc] * len(records)
+        results: list[BaseException | None] = await asyncio.gather(*futures, return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, LogUnavailable)), None)
+        if failed is not None:
+            self._append_failed(failed)
+        else:
+            self._append_failure = None
+        self._appended += sum(r is None for r in results)
+        return results
+
     async def append_at(self, topic: str, key: bytes, value: bytes, headers: Headers, timestamp_ms: int) -> None:
         """Append a record that keeps its own time (a migrated one)."""
         writer = self._writers.get(topic)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
@@ -49,6 +50,21 @@ class MeteredLog:
             self.metrics.log_append(topic, time.perf_counter() - started, ok=False)
             raise
         self.metrics.log_append(topic, time.perf_counter() - started, ok=True)
+
+    async def append_many(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> list[BaseException | None]:
+        """`records` appended together where the wrapped log can (`EmbeddedLog.append_many`), else one by one."""
+        started = time.perf_counter()
+        many = getattr(self.inner, "append_many", None)
+        if many is not None:
+            results: list[BaseException | None] = await many(topic, records)
+        else:
+            results = await asyncio.gather(
+                *(self.inner.append(topic, key, value) for key, value in records), return_exceptions=True
+            )
+        took = time.perf_counter() - started
+        for result in results:
+            self.metrics.log_append(topic, took, ok=result is None)
+        return results
 
     def read(self, topic: str, *, from_beginning: bool, follow: bool) -> AsyncIterator[Entry]:
         return self.inner.read(topic, from_beginning=from_beginning, follow=follow)

@@ -13,6 +13,7 @@ import asyncio
 import binascii
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 
 import aiohttp
@@ -21,6 +22,7 @@ from yarl import URL
 
 from clickbus.config import MemberConfig, NotifierConfig
 from clickbus.errors import AddressRefused, ConfigError
+from clickbus.metrics import BreakerState
 from clickbus.notifier.addresses import GuardedResolver, check_literal
 from clickbus.notifier.breaker import Breaker
 from clickbus.notifier.delivery import Attempt, Verdict, post
@@ -68,7 +70,10 @@ class Bidder:
         self.disabled: str | None = None if member.enabled else DISABLED_BY_CONFIG
         self.load = 0
         self.last_answer = 0.0  # monotonic time of the bidder's latest HTTP answer, any status
-        self._slots = asyncio.Semaphore(member.concurrency)
+        self.shown_state: BreakerState | None = None  # what the breaker gauge shows (the notifier sets it at start)
+        self._free = member.concurrency  # slots nobody holds
+        self._waiters: deque[tuple[float, asyncio.Future[bool]]] = deque()  # (since, waiter) per click, oldest first
+        self._watch: asyncio.TimerHandle | None = None  # the bidder's one timer over all of them (see `_slot`)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -79,6 +84,9 @@ class Bidder:
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._session is not None:
             await self._session.close()
 
@@ -116,7 +124,7 @@ class Bidder:
                     self.last_answer = time.monotonic()
                 return result
             finally:
-                self._slots.release()
+                self._release()
         finally:
             self.load -= 1
 
@@ -124,19 +132,52 @@ class Bidder:
         """Take a concurrency slot; give up once `slot_wait_s` passed without the bidder answering anything.
 
         A healthy bidder draining a burst keeps answering, so its clicks keep waiting (at most
-        `max_load` of them); a stuck one answers nothing, so its clicks are parked quickly.
+        `max_load` of them); a stuck one answers nothing, so its clicks are parked quickly. One timer
+        per bidder watches all its waiting clicks (`_check`), where a timeout per click armed and
+        cancelled a timer for every click that waited.
         """
-        if not self._slots.locked():  # a free slot and nobody queued for one: no timer to arm and cancel
-            await self._slots.acquire()
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
             return True
-        while True:
-            try:
-                async with asyncio.timeout(self.slot_wait_s):
-                    await self._slots.acquire()
-                return True
-            except TimeoutError:
-                if time.monotonic() - self.last_answer > self.slot_wait_s:
-                    return False
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append((time.monotonic(), waiter))
+        if self._watch is None:
+            self._arm(self.slot_wait_s)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():  # handed a slot as it was cancelled
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        """Hand the slot to the oldest click still waiting, or free it."""
+        while self._waiters:
+            _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self._free += 1
+
+    def _arm(self, delay_s: float) -> None:
+        self._watch = asyncio.get_running_loop().call_later(delay_s, self._check)
+
+    def _check(self) -> None:
+        """Give up the clicks that have waited `slot_wait_s` while the bidder answered nothing for as long.
+
+        Then wake again when the oldest click left could be given up: `slot_wait_s` after it began to wait
+        or after the bidder's latest answer, whichever is later.
+        """
+        self._watch = None
+        waiters, wait_s = self._waiters, self.slot_wait_s
+        now = time.monotonic()
+        silent = now - self.last_answer > wait_s
+        while waiters and (waiters[0][1].done() or (silent and now - waiters[0][0] >= wait_s)):
+            _, waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(False)
+        if waiters:
+            self._arm(max(waiters[0][0], self.last_answer) + wait_s - now)
 
 
 def bidders_of(members: Mapping[int, MemberConfig], settings: NotifierConfig) -> dict[int, Bidder]:

@@ -47,12 +47,18 @@ _IMPRESSION_KIND = ImpressionRecord.KIND.encode()
 
 def decode(entry: Entry) -> Record | None:
     """The click or impression in `entry`, or None when it cannot be read."""
-    kind = entry.header(HEADER_KIND)
+    kind = None
+    for name, value in entry.headers:  # `Entry.header`, without a generator per record
+        if name == HEADER_KIND:
+            kind = value
+            break
     is_impression = kind == _IMPRESSION_KIND if kind else short_topic(entry.topic) is Topic.IMPRESSIONS
     # `from_json` of records.py, with the field names computed once: this runs for every click
     cls, known = (ImpressionRecord, _IMPRESSION_FIELDS) if is_impression else (ClickRecord, _CLICK_FIELDS)
     try:
         data = orjson.loads(entry.value)
+        if data.keys() <= known:  # every record this version writes: no copy of the fields
+            return cls(**data)
         return cls(**{k: v for k, v in data.items() if k in known})
     except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
@@ -97,8 +103,12 @@ async def _done() -> None:
 
 
 async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
-    """Both at once; the record is finished when both are (a failure of either leaves it unfinished)."""
-    await asyncio.gather(first, second)
+    """Both at once; the record is finished when both are (a failure of either leaves it unfinished).
+
+    `first` is the recorder's round, shared with the clicks judged beside this one: shielded, so that
+    cancelling this click leaves theirs to be written.
+    """
+    await asyncio.gather(asyncio.shield(first), second)
 
 
 @dataclass(slots=True)
@@ -112,6 +122,9 @@ class IntakeHandler:
     is_crawler: Callable[[str], bool]
     windows: dict[TopicPartition, DedupWindow | None]
     activity: dict[TopicPartition, ActivityWindow | None] = field(default_factory=dict)
+    # per partition, the windows of the topic's other partitions held here (see `accept`): worked out once
+    # per assignment rather than for every record; emptied whenever a window is made
+    peers: dict[TopicPartition, tuple[list[DedupWindow], list[ActivityWindow]]] = field(default_factory=dict)
 
     def _activity_for(self, tp: TopicPartition) -> ActivityWindow | None:
         if short_topic(tp[0]) is Topic.IMPRESSIONS:
@@ -122,9 +135,15 @@ class IntakeHandler:
             window_ms, max_agents=settings.activity_max_agents, max_clicks=settings.activity_max_clicks
         )
 
-    def _activity_also(self, tp: TopicPartition) -> list[ActivityWindow]:
-        """The activity windows of the topic's other partitions held here (see `activity`)."""
-        return [w for (topic, p), w in self.activity.items() if topic == tp[0] and p != tp[1] and w is not None]
+    def _peers(self, tp: TopicPartition) -> tuple[list[DedupWindow], list[ActivityWindow]]:
+        """The dedup and activity windows of the topic's other partitions held here."""
+        peers = self.peers.get(tp)
+        if peers is None:
+            topic, partition = tp
+            dedup = [w for (t, p), w in self.windows.items() if t == topic and p != partition and w is not None]
+            active = [w for (t, p), w in self.activity.items() if t == topic and p != partition and w is not None]
+            peers = self.peers[tp] = (dedup, active)
+        return peers
 
     def _window_for(self, tp: TopicPartition) -> DedupWindow | None:
         if short_topic(tp[0]) is Topic.IMPRESSIONS:
@@ -145,6 +164,7 @@ class IntakeHandler:
             logger.info("dedup window of %s[%d] rebuilt: %d keys%s", tp[0], tp[1], len(window), keys)
 
     def _fresh_window(self, tp: TopicPartition) -> DedupWindow | None:
+        self.peers.clear()
         self.activity[tp] = self._activity_for(tp)
         window = self.windows[tp] = self._window_for(tp)
         return window
@@ -176,13 +196,14 @@ class IntakeHandler:
             return self.recorder.outcome(outcome)
         tp = (entry.topic, entry.partition)
         if tp not in self.windows:  # not prepared: the rebuild failed, or no assignment was reported
+            self.peers.clear()
             self.windows[tp] = self._window_for(tp)
             self.activity[tp] = self._activity_for(tp)
         window = self.windows[tp]
         # The key comes from the record, not the log key, so whatever wrote the record the rule is this one.
         # On Kafka a key always lands on one partition; the embedded log has a partition per writing process,
         # so a duplicate may sit in another partition's window: check them too (a no-op on Kafka).
-        also = [w for (topic, p), w in self.windows.items() if topic == tp[0] and p != tp[1] and w is not None]
+        also, activity_also = self._peers(tp)
         reason = verdict(
             record,
             record.dedup_key(),
@@ -191,7 +212,7 @@ class IntakeHandler:
             window=window,
             also=also,
             activity=self.activity.get(tp),
-            activity_also=self._activity_also(tp),
+            activity_also=activity_also,
         )
         self.recorder.metrics.verdict(record.KIND, reason)  # the one judgement: what `clickbus status` shows
         # The verdict, valid or not, is one record with the dimensions reports count it by.
@@ -207,7 +228,9 @@ class IntakeHandler:
         if isinstance(record, ImpressionRecord):
             return self.recorder.verdict(verdict_record)
         now = _now_ms()
-        return _both(self.recorder.verdict(verdict_record), self.dispatcher.deliver(Parked(record, 0, now, now)))
+        judged_valid = self.recorder.verdict(verdict_record)
+        step = self.dispatcher.deliver(Parked(record, 0, now, now))
+        return judged_valid if step is judged_valid else _both(judged_valid, step)  # no attempt: one round for both
 
 
 @dataclass(slots=True)
@@ -273,7 +296,8 @@ class RetryHandler:
                     await asyncio.wait_for(self.stopping.wait(), wait_s)
             if self.stopping.is_set():  # left unfinished (not committed): read again after the restart
                 raise asyncio.CancelledError
-            await self.dispatcher.deliver(parked)  # parking it again counts its new record before this one ends
+            step = self.dispatcher.deliver(parked)  # parking it again counts its new record before this one ends
+            await (step if asyncio.iscoroutine(step) else asyncio.shield(step))  # a round is shared: see `_both`
         finally:
             depth.finished()
 

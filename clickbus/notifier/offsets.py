@@ -32,10 +32,13 @@ class OffsetTracker:
         self._parts = {tp: p for tp, p in self._parts.items() if tp in keep}
 
     def start(self, tp: TopicPartition, offset: int) -> None:
-        part = self._parts.setdefault(tp, _Partition())
+        part = self._parts.get(tp)
+        if part is None:  # not `setdefault`: that made (and dropped) a _Partition for every record
+            part = self._parts[tp] = _Partition()
         part.pending.add(offset)
         heapq.heappush(part.heap, offset)
-        part.next = max(part.next or 0, offset + 1)
+        if part.next is None or offset >= part.next:
+            part.next = offset + 1
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
         part = self._parts.get(tp)

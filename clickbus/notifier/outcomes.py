@@ -13,8 +13,10 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import orjson
@@ -41,9 +43,9 @@ class Outcome(StrEnum):
     MALFORMED = "malformed"  # not a readable record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__, 3x the cost
 class DeliveryOutcome:
-    """One record on `Topic.DELIVERIES`."""
+    """One record on `Topic.DELIVERIES` (never changed once made: `dataclasses.replace` makes another)."""
 
     click_id: str
     member_id: int
@@ -62,7 +64,7 @@ class DeliveryOutcome:
     idempotency_key: str = field(init=False)  # `<click_id>/<step>`: copies of one record share it
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "idempotency_key", idempotency_key(self.click_id, self.step))
+        self.idempotency_key = idempotency_key(self.click_id, self.step)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -106,8 +108,26 @@ class RetryDepth:
         self._metrics.retry_depth(self._held)
 
 
+class _Round:
+    """The records decided in one turn of the event loop, appended together, and what follows once they are durable."""
+
+    __slots__ = ("after", "records", "task")
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[tuple[bytes, bytes]]] = {}  # topic -> (key, value), in decision order
+        self.after: list[Callable[[], None]] = []  # counters and the console's ring: only once durable
+        self.task: asyncio.Task[None] | None = None
+
+
 class Recorder:
-    """Writes outcomes, parked deliveries and dead letters; counts outcomes for metrics."""
+    """Writes outcomes, parked deliveries and dead letters; counts outcomes for metrics.
+
+    What is decided in one turn of the event loop (a fetched batch judged, the callbacks that came back
+    together) is appended as one round: one task and one append per topic for all of it, rather than a task
+    and an append per record. Each caller awaits its round, so a click is still finished only once what was
+    decided about it is durable; a round whose append fails is retried (the records that failed only) until
+    it succeeds or the notifier stops.
+    """
 
     def __init__(self, log: Log, metrics: Metrics) -> None:
         self.log = log
@@ -115,6 +135,8 @@ class Recorder:
         self.counts: Counter[str] = Counter()
         self.retry_depth = RetryDepth(metrics)
         self.recent = RecentClicks()  # the console's latest clicks (see clickbus.console.feed)
+        self._round: _Round | None = None
+        self._rounds: set[asyncio.Task[None]] = set()  # in flight: `stop` cancels them
 
     async def append(self, topic: str, key: bytes, value: bytes) -> None:
         """Append durably, retrying for as long as the log is unavailable (a stop cancels this)."""
@@ -128,24 +150,28 @@ class Recorder:
                 await asyncio.sleep(APPEND_RETRY_S[min(tries, len(APPEND_RETRY_S) - 1)])
                 tries += 1
 
-    async def outcome(self, outcome: DeliveryOutcome) -> None:
-        await self.append(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json())
-        self.counts[outcome.outcome] += 1  # counted once durable, like the edge counts clicks
+    def outcome(self, outcome: DeliveryOutcome) -> Awaitable[None]:
+        """Append `outcome`; counted once durable, like the edge counts clicks."""
+        return self._queue(
+            Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json(), partial(self._counted, outcome)
+        )
+
+    def _counted(self, outcome: DeliveryOutcome) -> None:
+        self.counts[outcome.outcome] += 1
         self.metrics.delivery(outcome.member_id, outcome.outcome)
         self.recent.outcome(outcome.click_id, outcome.outcome, outcome.status)
 
-    async def verdict(self, outcome: DeliveryOutcome) -> None:
+    def verdict(self, outcome: DeliveryOutcome) -> Awaitable[None]:
         """A `valid` verdict, on its own topic: deliveries keeps one record per attempt or invalid verdict."""
-        await self.append(Topic.VERDICTS, outcome.click_id.encode(), outcome.to_json())
+        return self._queue(Topic.VERDICTS, outcome.click_id.encode(), outcome.to_json())
 
-    async def park(self, parked: Parked, outcome: DeliveryOutcome) -> None:
+    def park(self, parked: Parked, outcome: DeliveryOutcome) -> Awaitable[None]:
         # counted before the append: the retry loop may read the record back before the append returns
         self.retry_depth.written(parked.click.click_id)
-        await asyncio.gather(
-            self.append(Topic.RETRY, parked.click.click_id.encode(), parked.to_json()), self.outcome(outcome)
-        )
+        self._queue(Topic.RETRY, parked.click.click_id.encode(), parked.to_json())
+        return self.outcome(outcome)  # the same round
 
-    async def dead_letter(self, parked: Parked, outcome: DeliveryOutcome) -> None:
+    def dead_letter(self, parked: Parked, outcome: DeliveryOutcome) -> Awaitable[None]:
         logger.warning(
             "click %s for member %d dead-lettered: %s %s",
             parked.click.click_id,
@@ -153,7 +179,68 @@ class Recorder:
             parked.reason,
             parked.last_error or parked.last_status or "",
         )
-        await asyncio.gather(
-            self.append(Topic.DLQ, parked.click.click_id.encode(), parked.to_json()), self.outcome(outcome)
-        )
-        self.metrics.dead_letter(parked.click.member_id)
+        self._queue(Topic.DLQ, parked.click.click_id.encode(), parked.to_json())
+        self._queue(Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json(), partial(self._counted, outcome))
+        return self._queue_after(partial(self.metrics.dead_letter, parked.click.member_id))
+
+    def _queue_after(self, after: Callable[[], None]) -> asyncio.Task[None]:
+        current = self._current()
+        current.after.append(after)
+        assert current.task is not None
+        return current.task
+
+    def _queue(
+        self, topic: str, key: bytes, value: bytes, after: Callable[[], None] | None = None
+    ) -> asyncio.Task[None]:
+        current = self._current()
+        records = current.records.get(topic)
+        if records is None:
+            records = current.records[topic] = []
+        records.append((key, value))
+        if after is not None:
+            current.after.append(after)
+        assert current.task is not None
+        return current.task
+
+    def _current(self) -> _Round:
+        current = self._round
+        if current is None:
+            current = self._round = _Round()
+            # the task's first step runs on the loop's next turn: what else this turn decides joins the round
+            task = current.task = asyncio.ensure_future(self._write(current))
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+        return current
+
+    async def _write(self, current: _Round) -> None:
+        if self._round is current:
+            self._round = None  # closed: what is decided from now on goes into the next round
+        await asyncio.gather(*(self._append_all(topic, records) for topic, records in current.records.items()))
+        for after in current.after:
+            after()
+
+    async def _append_all(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Append `records` durably, retrying those that fail for as long as the log is unavailable."""
+        many = getattr(self.log, "append_many", None)
+        if many is None:  # a log without batches (a test's): one append each
+            await asyncio.gather(*(self.append(topic, key, value) for key, value in records))
+            return
+        tries = 0
+        while records:
+            results: list[BaseException | None] = await many(topic, records)
+            failed = [record for record, result in zip(records, results, strict=True) if result is not None]
+            if not failed:
+                return
+            for result in results:
+                if result is not None and not isinstance(result, LogUnavailable):
+                    raise result
+            logger.warning("notifier append to %s failed: %s", topic, next(r for r in results if r is not None))
+            await asyncio.sleep(APPEND_RETRY_S[min(tries, len(APPEND_RETRY_S) - 1)])
+            tries += 1
+            records = failed
+
+    async def stop(self) -> None:
+        """Cancel the rounds still being appended (their clicks stay unfinished: read again after a restart)."""
+        for task in list(self._rounds):
+            task.cancel()
+        await asyncio.gather(*self._rounds, return_exceptions=True)

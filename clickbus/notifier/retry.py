@@ -29,7 +29,7 @@ from clickbus.records import ClickRecord
 MAX_RETRY_AFTER_S = 7 * 86400.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as `DeliveryOutcome`: one is made for every valid click
 class Parked:
     """A click waiting for its next delivery attempt (or, in the DLQ, for a replay)."""
 
@@ -45,8 +45,8 @@ class Parked:
     idempotency_key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "click_id", self.click.click_id)
-        object.__setattr__(self, "idempotency_key", idempotency_key(self.click.click_id, self.step))
+        self.click_id = self.click.click_id
+        self.idempotency_key = idempotency_key(self.click.click_id, self.step)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 
-from clickbus import tasks
+from clickbus import devices, tasks
 from clickbus.config import Config
 from clickbus.console.feed import Feed
 from clickbus.log.port import Log, Topic
@@ -31,6 +31,7 @@ class Notifier:
 
     def __init__(self, config: Config, log: Log, metrics: Metrics | None = None) -> None:
         settings = config.notifier
+        devices.preload()  # before the process serves: paid during the first clicks it took a second of their CPU
         self.metrics = metrics if metrics is not None else default_metrics()
         self.metrics.label_members(config.members)
         self.bidders = bidders_of(config.members, settings)
@@ -74,7 +75,8 @@ class Notifier:
         """Start the bidders' clients and both loops; one that fails leaves nothing running, to be tried again."""
         for member_id, bidder in self.bidders.items():
             await bidder.start()
-            self.metrics.breaker(member_id, bidder.breaker.state)  # every bidder shows, healthy or not
+            bidder.shown_state = bidder.breaker.state
+            self.metrics.breaker(member_id, bidder.shown_state)  # every bidder shows, healthy or not
         await self.retries.start()
         try:
             await self.intake.start()
@@ -96,5 +98,6 @@ class Notifier:
         self.parked.stopping.set()  # parked retries still waiting stay in the log for the next start
         await self.feed.stop()
         await asyncio.gather(self.intake.stop(timeout), self.retries.stop(timeout))
+        await self.recorder.stop()
         for bidder in self.bidders.values():
             await bidder.close()

@@ -18,6 +18,7 @@ from clickbus.log.port import TopicPartition
 from clickbus.reports import sqlite_sql as sql
 from clickbus.reports.port import (
     Batch,
+    Event,
     Fenced,
     Query,
     RawRow,
@@ -33,6 +34,7 @@ from clickbus.reports.schema import DIMENSIONS
 
 T = TypeVar("T")
 FETCH_ROWS = 1000
+SEEN_CHUNK = 500  # keys per look-up: well under SQLite's bound on a statement's parameters
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -121,7 +123,7 @@ class SQLiteStore:
                     cursor = db.execute(sql.MOVE_POSITION, values)
                 if cursor.rowcount != 1:
                     raise Fenced(f"{move.topic}[{move.partition}] moved past {move.expected} under this reporter")
-            fresh = [event for event in firsts(batch.events) if self._see(db, event.seen)]
+            fresh = self._see_all(db, firsts(batch.events))
             rows = add_events(fresh)
             db.executemany(sql.ADD_ROW, [(*key, *values) for key, values in rows.items()])
             db.executemany(sql.ADD_DAY, [(*key, *values) for key, values in by_day(rows).items()])
@@ -132,9 +134,24 @@ class SQLiteStore:
         return len(fresh)
 
     @staticmethod
-    def _see(db: sqlite3.Connection, seen: bytes) -> bool:
-        before, after = neighbours(seen)
-        return db.execute(sql.SEE, {"k": seen, "before": before, "after": after}).rowcount == 1
+    def _see_all(db: sqlite3.Connection, events: list[Event]) -> list[Event]:
+        """The events whose key (or the same record's a generation before or after) is not yet seen; now seen.
+
+        One look-up per `SEEN_CHUNK` keys and one insert for all, where a statement per event cost more than
+        the rest of the transaction. Exact, since `firsts` left no two events of one record in a batch.
+        """
+        wanted: dict[bytes, None] = {}  # an ordered set: the keys and their neighbours, each once
+        for event in events:
+            before, after = neighbours(event.seen)
+            wanted[event.seen] = wanted[before] = wanted[after] = None
+        keys = list(wanted)
+        found: set[bytes] = set()
+        for start in range(0, len(keys), SEEN_CHUNK):
+            chunk = keys[start : start + SEEN_CHUNK]
+            found.update(k for (k,) in db.execute(sql.seen_among(len(chunk)), chunk))
+        fresh = [e for e in events if e.seen not in found and not found.intersection(neighbours(e.seen))]
+        db.executemany(sql.SEE_MANY, [(event.seen,) for event in fresh])
+        return fresh
 
     async def query(self, query: Query) -> AsyncIterator[RawRow]:
         if not self.path.exists():  # no reporter has counted anything here yet: an empty report, not an error

@@ -59,11 +59,16 @@ RECORD_MIGRATION = "INSERT INTO migrations (version, applied_at) VALUES (?, strf
 POSITIONS = "SELECT topic, part, next FROM positions WHERE grp = ?"
 INSERT_POSITION = "INSERT INTO positions (grp, topic, part, next) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 MOVE_POSITION = "UPDATE positions SET next = ? WHERE grp = ? AND topic = ? AND part = ? AND next = ?"
-# taken unless it, or the same record's key a generation before or after, is already there
-SEE = (
-    "INSERT INTO seen (k) SELECT :k WHERE NOT EXISTS (SELECT 1 FROM seen WHERE k IN (:before, :after))"
-    " ON CONFLICT DO NOTHING"
-)
+# taken unless it, or the same record's key a generation before or after, is already there (`seen_among`)
+SEE_MANY = "INSERT INTO seen (k) VALUES (?) ON CONFLICT DO NOTHING"
+
+
+@functools.cache
+def seen_among(count: int) -> str:
+    """Which of `count` keys are already seen."""
+    return f"SELECT k FROM seen WHERE k IN ({', '.join('?' * count)})"
+
+
 NEWEST_SEEN = "SELECT max(k) FROM seen"
 ADD_ROW = (
     f"INSERT INTO rows ({_ALL}) VALUES ({', '.join('?' * (len(KEY) + len(VALUES)))}) "
