@@ -157,8 +157,9 @@ async def test_burst_to_a_slow_but_answering_bidder_waits_instead_of_parking(
     log: Log, stubs: StartStub, running: RunNotifier, tmp_path: Path
 ) -> None:
     # Answers come every 0.25 s, well inside slot_wait_s even when a loaded machine stalls the loop for a
-    # while; the 16 clicks are 2 s of work for its two slots, so the last ones wait far past slot_wait_s.
-    slot_wait_s, clicks = 1.0, 16
+    # second (a 1 s slot_wait_s parked clicks once under a full suite on two busy cores); the 24 clicks are
+    # 3 s of work for its two slots, so the last ones wait far past slot_wait_s.
+    slot_wait_s, clicks = 2.0, 24
     stub = await stubs(delay_s=0.25)
     config = notifier_config(tmp_path, {13: {"click_uri": stub.url, "concurrency": 2}}, slot_wait_s=slot_wait_s)
     async with running(config):
