@@ -10,6 +10,7 @@ import orjson
 from clickbus.log import open_log
 from clickbus.log.kafka import KafkaLog
 from clickbus.log.port import Topic
+from clickbus.log.spool import Spool
 from tests.chaos.spool_view import spooled_auctions
 from tests.support import configs
 from tests.support.kafka_broker import TansuBroker, own_broker
@@ -43,3 +44,16 @@ async def test_the_view_holds_every_click_answered_from_the_spool_until_it_is_sh
         await eventually(lambda: not spooled_auctions(config), timeout_s=5.0)
     finally:
         await log.stop(5)
+
+
+async def test_a_click_marked_shipped_has_left_the_view_though_its_segment_remains(tmp_path: Path) -> None:
+    config = configs.kafka_config(tmp_path, "127.0.0.1:9")  # no broker: the spool alone
+    spool = Spool(config.data_dir / config.log.kafka.spool_dir, max_bytes=1 << 20)
+    await spool.open()
+    try:
+        seqs = [await spool.put(Topic.CLICKS, b"k", click(n), (), 0) for n in (1, 2, 3)]
+        await spool.mark_shipped(seqs[1])  # a broker acknowledged the first two: it may take them with it
+        assert spool.pending == 1
+        assert spooled_auctions(config) == {3}
+    finally:
+        await spool.close()

@@ -12,11 +12,11 @@ A click acknowledged by a broker and gone with it before it could be read is
 the broker's loss: it is counted apart (`lost_with_broker`), not as lost. Only
 a click answered between the last check before a kill (every click answered
 so far has been read: the load runs on while the test waits for that) and the
-end of that outage can be one, and only if it is not in the edge's spool at
-the end of the outage (tests/chaos/spool_view.py): a click answered from the
-spool must be shipped, whichever outage it was answered in. When its 302
-came back says nothing: one the old broker acknowledged just before the kill
-can reach the load after it.
+end of that outage can be one, and only if the edge's spool does not still
+hold it for shipping at the end of the outage (tests/chaos/spool_view.py):
+such a click no broker took, so it must reach the next one, whichever outage
+it was answered in. When its 302 came back says nothing: one the old broker
+acknowledged just before the kill can reach the load after it.
 
 No notifier runs here: a replaced broker has lost the consumer group's
 offsets, which is the broker's loss too (delivery is proved by the other
@@ -93,7 +93,7 @@ async def run(directory: Path, params: Params) -> Figures:
     stack = Stack(directory, {}, broker=broker)
     name = f"{stack.topic_prefix}.{Topic.CLICKS}"
     followers = [Follower(broker.bootstrap, name).start()]
-    spooled: set[int] = set()  # clicks found in the spool at the end of an outage: never excused
+    spooled: set[int] = set()  # clicks the spool still held at the end of an outage: never excused
     excusable: set[int] = set()  # answered about a kill and not spooled: acknowledged by the broker killed
     try:
         stack.edge.start()
@@ -140,7 +140,7 @@ async def run(directory: Path, params: Params) -> Figures:
                 f"Kafka backend (Tansu), broker SIGKILLed {params.edge_kills} times under running load "
                 f"(no pause), the last time for {params.broker_outage_s} s; a new empty broker each time",
                 "each broker's topic read while it lived; clicks it acknowledged and took with it are lost_with_broker",
-                "excused: answered between the last read before a kill and the outage's end, and not in the spool",
+                "excused: answered between the last read before a kill and the outage's end, not pending in the spool",
             ],
             readyz_during_outage=during,
             read_per_broker=[len(f.messages) for f in followers],
