@@ -94,7 +94,7 @@ async def run(directory: Path, params: Params) -> Figures:
     name = f"{stack.topic_prefix}.{Topic.CLICKS}"
     followers = [Follower(broker.bootstrap, name).start()]
     spooled: set[int] = set()  # clicks the spool still held at the end of an outage: never excused
-    excusable: set[int] = set()  # answered about a kill and not spooled: acknowledged by the broker killed
+    excusable: set[int] = set()  # answered about a kill, not pending in the spool: a broker acknowledged it
     try:
         stack.edge.start()
         load = await ClickLoad(stack.edge.url, stack.keyring, (13,), rate_per_s=params.rate_per_s).start()
@@ -113,7 +113,7 @@ async def run(directory: Path, params: Params) -> Figures:
             looked = load.answered()  # first: each of these that the spool answered is fsync'd there by now
             in_spool = await asyncio.to_thread(spooled_auctions, stack.config)  # no broker: nothing shipped yet
             spooled |= in_spool
-            excusable |= looked - checked - in_spool  # answered from the killed broker's acks (maybe after the kill)
+            excusable |= looked - checked - in_spool  # acknowledged by the broker killed (the 302 maybe after)
             broker.start()  # a new, empty broker on the same port
             await ensure_topics(stack.config.log.kafka, [f"{stack.topic_prefix}.{t}" for t in Topic], 5.0)
             followers.append(Follower(broker.bootstrap, name).start())
