@@ -9,12 +9,15 @@ first ones hold, and a reader gets the first ones there: the later records
 are acknowledged and lost. In the broker chaos scenario an in-flight window
 of the spool shipper, retried by aiokafka onto the new broker before the
 topics were created, was lost that way (about one run in a hundred). When
-this test fails, Tansu has been fixed.
+this test fails, Tansu has been fixed. The second test shows the way round it
+that the scenario takes: a gate that keeps clients from the new broker until
+its topics exist, as a real broker comes back with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
@@ -24,11 +27,14 @@ from clickbus.config import KafkaConfig
 from clickbus.log.kafka_client import ensure_topics
 from tests.support import configs
 from tests.support.kafka_broker import TansuBroker, own_broker
+from tests.support.kafka_gate import KafkaGate
+from tests.support.ports import free_port
 
 __all__ = ["own_broker"]
 
 TOPIC = "quirk"
 BEFORE, AFTER = 600, 30  # records sent before the topic is created on the new broker, and after
+SETUP_CLIENT = "quirk-setup"
 
 
 async def send(producer: Any, n: int) -> tuple[int, int]:
@@ -86,3 +92,31 @@ async def test_tansu_loses_records_acknowledged_after_a_topic_it_stored_without_
     print(f"acknowledged after the creation and never read: {len(lost)} of {AFTER}", sorted(lost.values()))
     assert lost, "Tansu returned every acknowledged record: the quirk is gone"
     assert all(offset < BEFORE // 3 for _, offset in lost.values()), "lost ones reuse offsets the first ones hold"
+
+
+async def test_behind_a_gate_shut_until_the_topic_is_created_no_acknowledged_record_is_lost(tmp_path: Any) -> None:
+    port = free_port()
+    gate = KafkaGate(port, [SETUP_CLIENT]).start()
+    broker = TansuBroker(port, advertised_port=gate.port).start()
+    try:
+        config: KafkaConfig = configs.kafka_config(tmp_path, broker.bootstrap).log.kafka
+        await ensure_topics(config, [TOPIC], 5.0)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False)
+        await producer.start()
+        try:
+            await send(producer, -1)
+            broker.stop()
+            gate.shut()
+            broker.start()  # a new, empty broker that only the setup client reaches
+            sending = asyncio.ensure_future(send_all(producer, range(BEFORE)))  # retried until the gate opens
+            await ensure_topics(dataclasses.replace(config, client_id=SETUP_CLIENT), [TOPIC], 5.0)
+            gate.open()
+            acked = await sending
+            acked |= await send_all(producer, range(BEFORE, BEFORE + AFTER))
+        finally:
+            await producer.stop()
+        read = await read_all(broker.bootstrap)
+    finally:
+        broker.stop()
+        gate.close()
+    assert set(acked) <= set(read), f"acknowledged and never read: {sorted(set(acked) - set(read))[:20]}"
