@@ -29,21 +29,26 @@ def tansu_binary() -> Path:
 
 
 class TansuBroker:
-    """One Tansu broker process on a fixed loopback port; stop and start it at will."""
+    """One Tansu broker process on a fixed loopback port; stop and start it at will.
 
-    def __init__(self, port: int | None = None) -> None:
+    With `advertised_port` clients are told to connect there, to a gate in
+    front of it (tests/support/kafka_gate.py), and `bootstrap` is the gate's.
+    """
+
+    def __init__(self, port: int | None = None, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> TansuBroker:
         assert self.process is None, "already running"
-        url = f"tcp://127.0.0.1:{self.port}"
+        url, advertised = f"tcp://127.0.0.1:{self.port}", f"tcp://127.0.0.1:{self.advertised_port}"
         self.process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "error"},
