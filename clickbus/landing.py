@@ -57,19 +57,28 @@ class _Verdict:
     private: bool = False  # the host is the visitor's own machine or network
 
 
+_TOO_LONG = _Verdict((f"longer than {MAX_LANDING_CHARS} characters",), "", "")
+
+
 def landing_problems(url: str, *, allow_private: bool = False) -> tuple[str, ...]:
     """Every reason `url` may not be a landing page; empty when it may (private hosts too, with `allow_private`)."""
-    verdict = _verdict(url)
+    verdict = _judge(url) if len(url) <= MAX_LANDING_CHARS else _TOO_LONG  # _verdict, inline: every click pays it
     if verdict.private and not allow_private:
         return (PRIVATE_PROBLEM,)
     return verdict.problems
 
 
+def landing_verdict(url: str, *, allow_private: bool = False) -> tuple[tuple[str, ...], str]:
+    """`landing_problems(url)` and `browser_host(url)` from one verdict."""
+    verdict = _judge(url) if len(url) <= MAX_LANDING_CHARS else _TOO_LONG
+    if verdict.private and not allow_private:
+        return (PRIVATE_PROBLEM,), verdict.host
+    return verdict.problems, verdict.host
+
+
 def _verdict(url: str) -> _Verdict:
-    if len(url) > MAX_LANDING_CHARS:
-        return _Verdict((f"longer than {MAX_LANDING_CHARS} characters",), "", "")
     # The same landings come back on every impression of a creative: remember recent verdicts.
-    return _judge(url)
+    return _judge(url) if len(url) <= MAX_LANDING_CHARS else _TOO_LONG
 
 
 @functools.lru_cache(maxsize=4096)
