@@ -75,6 +75,30 @@ CASES: list[tuple[str, Inserter, str, AdContext, bool]] = [
     ("open anchors", INSERTER, "<a " * 40, SHOP, True),
     ("unclosed quotes", INSERTER, '<a href="' * 40, SHOP, True),
     ("many links", INSERTER, "".join(f'<a href="https://x.example/{i}">' for i in range(40)), FULL, True),
+    (
+        "click macro edge cases",
+        INSERTER,
+        "$$${CLICK_URL}&#1; ${CLICK_URL}https://a.example/${IMPRESSION_URL}x ${CLICK_URL}https://a.example/\u00e9 "
+        '${CACHEBUSTER}$ {CLICK_URL} ${CLICK_URL}"https://b.example/" ${CLICK_URL}\u3000 ${AUCTION_ID}$',
+        SHOP,
+        False,
+    ),
+    (
+        "non-ASCII markup",
+        INSERTER,
+        "<p>Gr\u00f6\u00dfe \u20ac \U0001f600</p>${CLICK_URL}https://shop.example/\u00fc ${IMPRESSION_URL}"
+        " ${CLICK_URL_ENC}",
+        IDN,
+        False,
+    ),
+    (
+        "refused click macros",
+        INSERTER,
+        "${CLICK_URL}&amp;x ${CLICK_URL}https://ok.example/&#x202e;x ${CLICK_URL}javascript:1 ${CLICK_URL}javascript:1"
+        " ${CLICK_URL}&#1; ${CLICK_URL_ENC_ENC}",
+        SHOP,
+        False,
+    ),
     ("private allowed", PRIVATE_OK, "${CLICK_URL}http://127.0.0.1:8000/x ${CLICK_URL}", SHOP, False),
     ("private landing", INSERTER, "${CLICK_URL}", AdContext(member_id=1, landing_url="http://10.0.0.1/"), False),
     (
