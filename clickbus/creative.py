@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from clickbus.errors import InsertRequestError
 from clickbus.hosts import redirect_host_problem
-from clickbus.landing import MAX_LANDING_CHARS, browser_host, landing_problems, landing_verdict
+from clickbus.landing import MAX_LANDING_CHARS, PRIVATE_PROBLEM, Verdict, browser_host, landing_problems, verdict
 from clickbus.tokens import AdContext, Keyring
 
 CLICK_PATH = "/ck/"
@@ -39,6 +39,9 @@ _ANCHOR_START = re.compile(r"<a(?=[\s/>])", re.IGNORECASE)
 # the end of the markup, as in a browser, so no match ever backtracks over what it read.
 _ATTRIBUTE = re.compile(r"""[\s/]*([^\s/>][^\s/>=]*)(?:\s*=\s*("[^"]*"?|'[^']*'?|[^\s>]*))?""")
 _HTTP = re.compile(r"https?://", re.IGNORECASE)
+# A creative's markup comes back on every impression: its parse is remembered, up to this size (about
+# 512 x 2 x 8 KiB for the cache in the worst case); larger markups are parsed on each insertion.
+_CACHED_MARKUP_CHARS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +81,11 @@ class Inserter:
     def insert(self, markup: str, ad: AdContext, *, wrap_links: bool = False) -> Insertion:
         """Insert tracking URLs into `markup`; raise `InsertRequestError` listing every refused landing."""
         job = _Job(self, ad)
-        if wrap_links:
+        if wrap_links:  # a markup of its own, with its own tokens: not one to remember
             markup = _wrap_anchors(markup, job)
-        markup = job.expand_macros(markup)
+            markup = job.expand_macros(markup, _parse(markup))
+        else:
+            markup = job.expand_macros(markup, _template(markup))
         if job.problems:
             raise InsertRequestError(job.problems)
         token = job.token_for(ad.landing_url)
@@ -119,19 +124,17 @@ class _Job:
         self.problems: list[dict[str, str]] = []
         self._tokens: dict[str, str] = {}
         self._cachebuster: str | None = None
-        found: tuple[str, ...] = ()
-        host = ""
-        if ad.landing_url:  # one verdict gives its problems and the host appended destinations default to
-            found, host = landing_verdict(ad.landing_url, allow_private=private)
-        hosts = ad.redirect_hosts or ((host,) if host else ())
+        judged = verdict(ad.landing_url) if ad.landing_url else None  # its problems, and the default redirect host
+        hosts = ad.redirect_hosts or ((judged.host,) if judged is not None and judged.host else ())
         self._sign = inserter.keyring.stamp(ad, ttl_s=inserter.ttl_s, redirect_hosts=hosts).sign
-        if found:
-            self._refuse("landing_url", ad.landing_url, found)
+        if judged is not None and (judged.problems or (judged.private and not private)):
+            self._refuse("landing_url", ad.landing_url, judged)
         for host in ad.redirect_hosts:  # the HTTP API has checked them; in-process callers get the same answer
             if (problem := redirect_host_problem(host, allow_private=private)) is not None:
                 self.problems.append({"field": "auction.redirect_hosts", "message": f"{host[:100]!r} {problem}"})
 
-    def _refuse(self, where: str, url: str, found: tuple[str, ...]) -> None:
+    def _refuse(self, where: str, url: str, judged: Verdict) -> None:
+        found = judged.problems or (PRIVATE_PROBLEM,)
         self.problems += [{"field": where, "message": f"{url[:100]!r} {p}"} for p in found]
 
     def token_for(self, landing: str) -> str:
@@ -151,12 +154,9 @@ class _Job:
                 self.problems.append({"field": where, "message": "no landing URL follows and landing_url is not set"})
             landing = self.ad.landing_url
         elif found := landing_problems(landing, allow_private=self.private):
-            self._refuse(where, landing, found)
+            self.problems += [{"field": where, "message": f"{landing[:100]!r} {p}"} for p in found]
             return ""
-        token = self._tokens.get(landing)
-        if token is None:
-            token = self._tokens[landing] = self._sign(landing)
-        return self.click_prefix + token
+        return self.click_prefix + self.token_for(landing)
 
     def wrap(self, url: str) -> str:
         """The click URL that replaces an anchor's `href` value (as written in the markup)."""
@@ -165,32 +165,27 @@ class _Job:
             return url
         return self.click_url(landing, "markup <a href>")
 
-    def expand_macros(self, markup: str) -> str:
-        """`_MACROS.sub(self.expand, markup)`, each `$` found by `str.find` (a memchr) rather than the regex's scan."""
-        at = markup.find("$")
-        if at < 0:
+    def expand_macros(self, markup: str, template: _Template) -> str:
+        """`markup` with each macro of its `template` replaced by its value."""
+        first, macros = template
+        if not macros:
             return markup
-        parts = []
-        done = 0
-        match = _MACROS.match
-        while at >= 0:
-            found = match(markup, at)
-            if found is None:
-                at = markup.find("$", at + 1)
-                continue
-            parts.append(markup[done:at])
-            click, landing, other = found.groups()
-            if click:  # the common macro, expanded here rather than in a call
-                parts.append(self.click_url(_unescape(landing) if "&" in landing else landing, "markup ${CLICK_URL}"))
-            else:
-                parts.append(self.expand(other))
-            done = found.end()
-            at = markup.find("$", done)
-        parts.append(markup[done:])
+        parts = [first]
+        for name, landing, judged, after in macros:
+            if judged is None:
+                parts.append(self.expand(name))
+            elif judged.problems or (judged.private and not self.private):
+                self._refuse("markup ${CLICK_URL}", landing, judged)
+            else:  # a click macro with a landing that may be signed: the common case, without a call
+                token = self._tokens.get(landing)
+                if token is None:
+                    token = self._tokens[landing] = self._sign(landing)
+                parts.append(self.click_prefix + token)
+            parts.append(after)
         return "".join(parts)
 
     def expand(self, macro: str) -> str:
-        """The value of `${macro}`, any macro but `${CLICK_URL}`."""
+        """The value of `${macro}`; `${CLICK_URL}` here is the default landing's."""
         if macro == "IMPRESSION_URL":
             return f"{self.inserter.public_url}{IMPRESSION_PATH}{self.token_for(self.ad.landing_url)}"
         if macro == "CACHEBUSTER":
@@ -199,8 +194,49 @@ class _Job:
             return self._cachebuster
         if macro == "AUCTION_ID":
             return str(self.ad.auction_id_64)
-        enc = quote(f"{self.click_url('', '${' + macro + '}')}?{REDIRECT_PARAM}=", safe="")
+        url = self.click_url("", "${" + macro + "}" if macro != "CLICK_URL" else "markup ${CLICK_URL}")
+        if macro == "CLICK_URL":
+            return url
+        enc = quote(f"{url}?{REDIRECT_PARAM}=", safe="")
         return quote(enc, safe="") if macro == "CLICK_URL_ENC_ENC" else enc
+
+
+# A markup's text before its first macro, then per macro: its name, a click macro's landing (unescaped),
+# that landing's verdict (None for any other macro, and for a click macro without a landing), the text after it.
+_Template = tuple[str, tuple[tuple[str, str, "Verdict | None", str], ...]]
+
+
+def _parse(markup: str) -> _Template:
+    """`markup` cut at its macros, in one linear pass: each `$` found by `str.find` (a memchr), then matched."""
+    macros = []
+    first = None
+    done = 0
+    at = markup.find("$")
+    while at >= 0:
+        found = _MACROS.match(markup, at)
+        if found is None:
+            at = markup.find("$", at + 1)
+            continue
+        if first is None:
+            first = markup[:at]
+        else:
+            macros[-1] = (*macros[-1][:3], markup[done:at])
+        click, landing, other = found.groups()
+        landing = _unescape(landing) if click else ""  # may come out empty (`&#1;`): the default landing
+        macros.append((click or other, landing, verdict(landing) if landing else None, ""))
+        done = found.end()
+        at = markup.find("$", done)
+    if first is None:
+        return markup, ()
+    macros[-1] = (*macros[-1][:3], markup[done:])
+    return first, tuple(macros)
+
+
+_parse_remembered = functools.lru_cache(maxsize=512)(_parse)
+
+
+def _template(markup: str) -> _Template:
+    return _parse_remembered(markup) if len(markup) <= _CACHED_MARKUP_CHARS else _parse(markup)
 
 
 def _unescape(text: str) -> str:
