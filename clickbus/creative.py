@@ -13,6 +13,7 @@ where the last stopped, so no byte is read more than a few times.
 
 from __future__ import annotations
 
+import functools
 import html
 import random
 import re
@@ -21,7 +22,7 @@ from urllib.parse import quote
 
 from clickbus.errors import InsertRequestError
 from clickbus.hosts import redirect_host_problem
-from clickbus.landing import browser_host, landing_problems
+from clickbus.landing import MAX_LANDING_CHARS, PRIVATE_PROBLEM, Verdict, browser_host, landing_problems, verdict
 from clickbus.tokens import AdContext, Keyring
 
 CLICK_PATH = "/ck/"
@@ -38,6 +39,9 @@ _ANCHOR_START = re.compile(r"<a(?=[\s/>])", re.IGNORECASE)
 # the end of the markup, as in a browser, so no match ever backtracks over what it read.
 _ATTRIBUTE = re.compile(r"""[\s/]*([^\s/>][^\s/>=]*)(?:\s*=\s*("[^"]*"?|'[^']*'?|[^\s>]*))?""")
 _HTTP = re.compile(r"https?://", re.IGNORECASE)
+# A creative's markup comes back on every impression: its parse is remembered, up to this size (about
+# 512 x 2 x 8 KiB for the cache in the worst case); larger markups are parsed on each insertion.
+_CACHED_MARKUP_CHARS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,9 @@ class Inserter:
         self.public_url = public_url.rstrip("/")
         self.ttl_s = ttl_s
         self.click_prefix = self.public_url + CLICK_PATH
+        self.impression_prefix = self.public_url + IMPRESSION_PATH
+        self.beacon_click_prefix = self.public_url + BEACON_CLICK_PATH
+        self.beacon_impression_prefix = self.public_url + BEACON_IMPRESSION_PATH
 
     def token(self, ad: AdContext) -> str:
         """A token for `ad`; appended destinations default to its landing's host."""
@@ -74,19 +81,21 @@ class Inserter:
     def insert(self, markup: str, ad: AdContext, *, wrap_links: bool = False) -> Insertion:
         """Insert tracking URLs into `markup`; raise `InsertRequestError` listing every refused landing."""
         job = _Job(self, ad)
-        if wrap_links:
+        if wrap_links:  # a markup of its own, with its own tokens: not one to remember
             markup = _wrap_anchors(markup, job)
-        markup = _MACROS.sub(job.expand, markup)
+            markup = job.expand_macros(markup, _parse(markup))
+        else:
+            markup = job.expand_macros(markup, _template(markup))
         if job.problems:
             raise InsertRequestError(job.problems)
-        token = job.default_token()
-        beacon_impression_url = f"{self.public_url}{BEACON_IMPRESSION_PATH}{token}"
+        token = job.token_for(ad.landing_url)
+        beacon_impression_url = self.beacon_impression_prefix + token
         return Insertion(
             markup=markup,
             click_url=self.click_prefix + token if ad.landing_url else None,
-            impression_url=f"{self.public_url}{IMPRESSION_PATH}{token}",
+            impression_url=self.impression_prefix + token,
             token=token,
-            beacon_click_url=f"{self.public_url}{BEACON_CLICK_PATH}{token}",
+            beacon_click_url=self.beacon_click_prefix + token,
             beacon_impression_url=beacon_impression_url,
             longest_url=max(len(beacon_impression_url), len(self.click_prefix) + job.longest_token()),
         )
@@ -105,69 +114,141 @@ def _own_host(landing_url: str) -> tuple[str, ...]:
 class _Job:
     """One insertion: caches a token per landing and collects landing problems."""
 
-    __slots__ = ("_cachebuster", "_stamp", "_tokens", "ad", "inserter", "problems")
+    __slots__ = ("_cachebuster", "_sign", "_tokens", "ad", "click_prefix", "inserter", "private", "problems")
 
     def __init__(self, inserter: Inserter, ad: AdContext) -> None:
         self.inserter = inserter
         self.ad = ad
+        self.click_prefix = inserter.click_prefix
+        self.private = private = inserter.allow_private_landings
         self.problems: list[dict[str, str]] = []
-        self._stamp = inserter.keyring.stamp(ad, ttl_s=inserter.ttl_s, redirect_hosts=redirect_hosts(ad))
         self._tokens: dict[str, str] = {}
         self._cachebuster: str | None = None
-        if ad.landing_url:
-            self._check("landing_url", ad.landing_url)
-        private = inserter.allow_private_landings
+        judged = verdict(ad.landing_url) if ad.landing_url else None  # its problems, and the default redirect host
+        hosts = ad.redirect_hosts or ((judged.host,) if judged is not None and judged.host else ())
+        self._sign = inserter.keyring.stamp(ad, ttl_s=inserter.ttl_s, redirect_hosts=hosts).sign
+        if judged is not None and (judged.problems or (judged.private and not private)):
+            self._refuse("landing_url", ad.landing_url, judged)
         for host in ad.redirect_hosts:  # the HTTP API has checked them; in-process callers get the same answer
             if (problem := redirect_host_problem(host, allow_private=private)) is not None:
                 self.problems.append({"field": "auction.redirect_hosts", "message": f"{host[:100]!r} {problem}"})
 
-    def _check(self, where: str, url: str) -> bool:
-        found = landing_problems(url, allow_private=self.inserter.allow_private_landings)
+    def _refuse(self, where: str, url: str, judged: Verdict) -> None:
+        found = judged.problems or (PRIVATE_PROBLEM,)
         self.problems += [{"field": where, "message": f"{url[:100]!r} {p}"} for p in found]
-        return not found
 
-    def _token_for(self, landing: str) -> str:
+    def token_for(self, landing: str) -> str:
+        """The token for `landing`, signed once per insertion."""
         token = self._tokens.get(landing)
         if token is None:
-            token = self._tokens[landing] = self._stamp.sign(landing)
+            token = self._tokens[landing] = self._sign(landing)
         return token
-
-    def default_token(self) -> str:
-        return self._token_for(self.ad.landing_url)
 
     def longest_token(self) -> int:
         return max(map(len, self._tokens.values()), default=0)
 
-    def _click_url(self, landing: str, where: str) -> str:
+    def click_url(self, landing: str, where: str) -> str:
+        """The click URL for `landing` (the default one when empty), or "" when it is refused."""
         if not landing:
             if not self.ad.landing_url:
                 self.problems.append({"field": where, "message": "no landing URL follows and landing_url is not set"})
             landing = self.ad.landing_url
-        elif not self._check(where, landing):
+        elif found := landing_problems(landing, allow_private=self.private):
+            self.problems += [{"field": where, "message": f"{landing[:100]!r} {p}"} for p in found]
             return ""
-        return self.inserter.click_prefix + self._token_for(landing)
+        return self.click_prefix + self.token_for(landing)
 
     def wrap(self, url: str) -> str:
         """The click URL that replaces an anchor's `href` value (as written in the markup)."""
-        landing = html.unescape(url)
-        if landing.startswith(self.inserter.click_prefix):
+        landing = _unescape(url)
+        if landing.startswith(self.click_prefix):
             return url
-        return self._click_url(landing, "markup <a href>")
+        return self.click_url(landing, "markup <a href>")
 
-    def expand(self, match: re.Match[str]) -> str:
-        click, landing, other = match.groups()
-        if click:
-            return self._click_url(html.unescape(landing), "markup ${CLICK_URL}")
-        if other == "IMPRESSION_URL":
-            return f"{self.inserter.public_url}{IMPRESSION_PATH}{self.default_token()}"
-        if other == "CACHEBUSTER":
+    def expand_macros(self, markup: str, template: _Template) -> str:
+        """`markup` with each macro of its `template` replaced by its value."""
+        first, macros = template
+        if not macros:
+            return markup
+        parts = [first]
+        for name, landing, judged, after in macros:
+            if judged is None:
+                parts.append(self.expand(name))
+            elif judged.problems or (judged.private and not self.private):
+                self._refuse("markup ${CLICK_URL}", landing, judged)
+            else:  # a click macro with a landing that may be signed: the common case, without a call
+                token = self._tokens.get(landing)
+                if token is None:
+                    token = self._tokens[landing] = self._sign(landing)
+                parts.append(self.click_prefix + token)
+            parts.append(after)
+        return "".join(parts)
+
+    def expand(self, macro: str) -> str:
+        """The value of `${macro}`; `${CLICK_URL}` here is the default landing's."""
+        if macro == "IMPRESSION_URL":
+            return f"{self.inserter.public_url}{IMPRESSION_PATH}{self.token_for(self.ad.landing_url)}"
+        if macro == "CACHEBUSTER":
             if self._cachebuster is None:
                 self._cachebuster = str(random.getrandbits(31))
             return self._cachebuster
-        if other == "AUCTION_ID":
+        if macro == "AUCTION_ID":
             return str(self.ad.auction_id_64)
-        enc = quote(f"{self._click_url('', '${' + other + '}')}?{REDIRECT_PARAM}=", safe="")
-        return quote(enc, safe="") if other == "CLICK_URL_ENC_ENC" else enc
+        url = self.click_url("", "${" + macro + "}" if macro != "CLICK_URL" else "markup ${CLICK_URL}")
+        if macro == "CLICK_URL":
+            return url
+        enc = quote(f"{url}?{REDIRECT_PARAM}=", safe="")
+        return quote(enc, safe="") if macro == "CLICK_URL_ENC_ENC" else enc
+
+
+# A markup's text before its first macro, then per macro: its name, a click macro's landing (unescaped),
+# that landing's verdict (None for any other macro, and for a click macro without a landing), the text after it.
+_Template = tuple[str, tuple[tuple[str, str, "Verdict | None", str], ...]]
+
+
+def _parse(markup: str) -> _Template:
+    """`markup` cut at its macros, in one linear pass: each `$` found by `str.find` (a memchr), then matched."""
+    macros = []
+    first = None
+    done = 0
+    at = markup.find("$")
+    while at >= 0:
+        found = _MACROS.match(markup, at)
+        if found is None:
+            at = markup.find("$", at + 1)
+            continue
+        if first is None:
+            first = markup[:at]
+        else:
+            macros[-1] = (*macros[-1][:3], markup[done:at])
+        click, landing, other = found.groups()
+        landing = _unescape(landing) if click else ""  # may come out empty (`&#1;`): the default landing
+        macros.append((click or other, landing, verdict(landing) if landing else None, ""))
+        done = found.end()
+        at = markup.find("$", done)
+    if first is None:
+        return markup, ()
+    macros[-1] = (*macros[-1][:3], markup[done:])
+    return first, tuple(macros)
+
+
+_parse_remembered = functools.lru_cache(maxsize=512)(_parse)
+
+
+def _template(markup: str) -> _Template:
+    return _parse_remembered(markup) if len(markup) <= _CACHED_MARKUP_CHARS else _parse(markup)
+
+
+def _unescape(text: str) -> str:
+    """`html.unescape(text)`: a creative's landings come back on every impression, so recent ones are remembered."""
+    if "&" not in text:
+        return text
+    return _unescape_cached(text) if len(text) <= MAX_LANDING_CHARS else html.unescape(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unescape_cached(text: str) -> str:
+    return html.unescape(text)
 
 
 def anchor_hrefs(markup: str) -> list[tuple[int, int]]:

@@ -50,30 +50,34 @@ PRIVATE_PROBLEM = f"goes to {PRIVATE} (edge.allow_private_landings)"
 
 
 @dataclass(frozen=True, slots=True)
-class _Verdict:
-    problems: tuple[str, ...]
+class Verdict:
+    """The policy's judgement of one landing string."""
+
+    problems: tuple[str, ...]  # every reason it is refused, a private host aside
     host: str  # as a browser reads it: lower case ASCII; empty when the URL is refused
     location: str  # what goes into a `Location` header
     private: bool = False  # the host is the visitor's own machine or network
 
 
+_TOO_LONG = Verdict((f"longer than {MAX_LANDING_CHARS} characters",), "", "")
+
+
 def landing_problems(url: str, *, allow_private: bool = False) -> tuple[str, ...]:
     """Every reason `url` may not be a landing page; empty when it may (private hosts too, with `allow_private`)."""
-    verdict = _verdict(url)
-    if verdict.private and not allow_private:
+    judged = _judge(url) if len(url) <= MAX_LANDING_CHARS else _TOO_LONG  # verdict(url), inline: every click pays it
+    if judged.private and not allow_private:
         return (PRIVATE_PROBLEM,)
-    return verdict.problems
+    return judged.problems
 
 
-def _verdict(url: str) -> _Verdict:
-    if len(url) > MAX_LANDING_CHARS:
-        return _Verdict((f"longer than {MAX_LANDING_CHARS} characters",), "", "")
+def verdict(url: str) -> Verdict:
+    """The policy's verdict on `url`: refused with problems, or private where private landings are not allowed."""
     # The same landings come back on every impression of a creative: remember recent verdicts.
-    return _judge(url)
+    return _judge(url) if len(url) <= MAX_LANDING_CHARS else _TOO_LONG
 
 
 @functools.lru_cache(maxsize=4096)
-def _judge(url: str) -> _Verdict:
+def _judge(url: str) -> Verdict:
     problems = []
     if _ASCII_REFUSED.search(url) or (not url.isascii() and _invisible(url)):
         problems.append("contains control characters, bidi controls, whitespace or invisible (default-ignorable) ones")
@@ -84,7 +88,7 @@ def _judge(url: str) -> _Verdict:
         host = parts.hostname
         _ = parts.port
     except ValueError:
-        return _Verdict((*problems, "is not a valid URL"), "", "")
+        return Verdict((*problems, "is not a valid URL"), "", "")
     if parts.scheme.lower() not in _SCHEMES:
         problems.append("scheme must be http or https")
     if not host:
@@ -97,8 +101,8 @@ def _judge(url: str) -> _Verdict:
     elif host and browser.hostname != _as_browsers_write(host):
         problems.append(f"has a host that a browser reads as {browser.hostname!r}")
     if problems or browser is None:
-        return _Verdict(tuple(problems), "", "")
-    return _Verdict((), browser.hostname, url if url.isascii() else browser.href, is_private(browser.hostname))
+        return Verdict(tuple(problems), "", "")
+    return Verdict((), browser.hostname, url if url.isascii() else browser.href, is_private(browser.hostname))
 
 
 def _invisible(url: str) -> bool:
@@ -138,12 +142,12 @@ def check_landing(url: str, *, allow_private: bool = False) -> str:
 
 def location_header(url: str) -> str:
     """The `Location` header value for a landing that passes the policy: non-ASCII characters percent-encoded."""
-    return _verdict(url).location
+    return verdict(url).location
 
 
 def browser_host(url: str) -> str:
     """The host a browser goes to for a landing that passes the policy (empty for one that does not)."""
-    return _verdict(url).host
+    return verdict(url).host
 
 
 def host_allowed(url: str, allowed: tuple[str, ...], *, allow_private: bool = False) -> bool:
@@ -151,9 +155,9 @@ def host_allowed(url: str, allowed: tuple[str, ...], *, allow_private: bool = Fa
 
     Entries that are not host names, or are public suffixes (`com`: signed under an older policy), allow nothing.
     """
-    verdict = _verdict(url)
-    host = verdict.host
-    if not host or (verdict.private and not allow_private):
+    judged = verdict(url)
+    host = judged.host
+    if not host or (judged.private and not allow_private):
         return False
     allowed = tuple(h for h in allowed if redirect_host_problem(h, allow_private=allow_private) is None)
     return any(host == h or host.endswith("." + h) for h in allowed)

@@ -24,7 +24,6 @@ built slot by slot (`_positional`), not through the frozen dataclasses' `__init_
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -49,6 +48,8 @@ _U64 = 2**64 - 1
 _U32 = 2**32 - 1
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_LENGTHS = tuple(bytes((n,)) for n in range(0x80))  # the varint of every length under 128: one byte
 _DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Of the last character of an unpadded text of length % 4 == 2 or 3: the bits past the data.
 # Canonical text has them zero; any other spelling decodes to the same bytes.
@@ -124,7 +125,7 @@ def new_key() -> bytes:
 
 
 def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _b64decode(text: str) -> bytes:
@@ -169,6 +170,15 @@ def _put_str(out: bytearray, text: str) -> None:
         n >>= 7
     out.append(n)
     out += raw
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _put_uint(out: bytearray, n: int) -> None:
@@ -220,19 +230,25 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
 class Stamp:
     """A token minus its landing URL: `sign(landing)` completes, tags and encodes it."""
 
-    __slots__ = ("_head", "_mac", "_tail")
+    __slots__ = ("_head", "_inner", "_outer", "_tail")
 
     def __init__(self, mac: Mac, head: bytes, tail: bytes) -> None:
-        self._mac = mac
+        # the key's hashed pads, used inline: insertion signs several landings per creative (Mac.digest's steps)
+        self._inner = mac._inner
+        self._outer = mac._outer
         self._head = head
         self._tail = tail
 
     def sign(self, landing_url: str) -> str:
-        out = bytearray(self._head)
-        _put_str(out, landing_url)
-        out += self._tail
-        out += self._mac.digest(out)[:TAG_BYTES]
-        return _b64encode(bytes(out))
+        raw = landing_url.encode("utf-8")
+        n = len(raw)
+        body = self._head + (_LENGTHS[n] if n < 0x80 else _varint(n)) + raw + self._tail
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        body += outer.digest()[:TAG_BYTES]
+        return binascii.b2a_base64(body, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 class Keyring:
