@@ -172,7 +172,7 @@ def _put_str(out: bytearray, text: str) -> None:
     out += raw
 
 
-def _varint(n: int) -> bytes:
+def _varint_bytes(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -242,7 +242,7 @@ class Stamp:
     def sign(self, landing_url: str) -> str:
         raw = landing_url.encode("utf-8")
         n = len(raw)
-        body = self._head + (_LENGTHS[n] if n < 0x80 else _varint(n)) + raw + self._tail
+        body = self._head + (_LENGTHS[n] if n < 0x80 else _varint_bytes(n)) + raw + self._tail
         inner = self._inner.copy()
         inner.update(body)
         outer = self._outer.copy()

@@ -214,3 +214,11 @@ def test_verification_builds_what_the_constructors_build() -> None:
         tokens._new_ad(*values[:-1])
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.member_id = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("length", [21, 127, 128, 129, 300, 1000])
+def test_landings_of_every_length_class_round_trip(length: int) -> None:
+    """A landing's length is a varint: one byte below 128, more above (a merge once broke the longer ones)."""
+    ad = AdContext(member_id=1, auction_id_64=2, landing_url="https://shop.example/" + "é" * (length // 2))
+    ad = dataclasses.replace(ad, landing_url=ad.landing_url.encode()[: max(length, 21)].decode("utf-8", "ignore"))
+    assert SIGNER.verify(SIGNER.sign(ad, ttl_s=60)).ad == ad
