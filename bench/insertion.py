@@ -105,7 +105,8 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         "baseline": base,
         "baseline_name": "str.replace of the same macros, URLs precomputed",
         "ratio": value / base,
-        "target": ">= 50,000/s on one core",
+        "target": ">= 75,000/s on one core",
+        "met": value >= 75_000,
         "detail": f"{rounds} rounds of {seconds}s, median",
     }
     rows = [row, *adversarial(inserter, value * len(MARKUP), seconds)]

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import time
@@ -133,7 +132,7 @@ def outcome(inserter: Inserter, markup: str, ad: AdContext, wrap_links: bool) ->
     """The insertion as plain data: every field, or every problem listed."""
     random.seed(20)  # ${CACHEBUSTER}
     try:
-        return {"insertion": dataclasses.asdict(inserter.insert(markup, ad, wrap_links=wrap_links))}
+        return {"insertion": inserter.insert(markup, ad, wrap_links=wrap_links)._asdict()}
     except InsertRequestError as error:
         return {"problems": error.problems}
 
