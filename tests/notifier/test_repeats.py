@@ -25,6 +25,10 @@ from tests.support.configs import notifier_config
 from tests.support.records import records
 from tests.support.waiting import eventually, eventually_async
 
+# the first delivery waits for the notifier to start: on Kafka a consumer group's join, which took over 10 s once
+# under a full suite on two busy cores
+START_S = 30.0
+
 
 def _parked(member_id: int = 13) -> Parked:
     """A click parked after its first step, due now: what a retry record holds."""
@@ -82,7 +86,7 @@ async def test_a_copy_read_after_a_restart_is_still_dropped(log: Log, stubs: Sta
     await first.start()
     try:
         await log.append(Topic.RETRY, parked.click.click_id.encode(), parked.to_json())
-        await eventually(lambda: len(stub.received) == 1)
+        await eventually(lambda: len(stub.received) == 1, timeout_s=START_S)
         await eventually(lambda: first.retries.tracker.committable() == {} and not first.retries.in_flight())
     finally:
         await first.stop(5.0)
@@ -110,7 +114,7 @@ async def test_a_dead_letter_written_twice_is_listed_and_replayed_once(
     assert await dlq.pending(log, config.notifier.group) == []
     assert await dlq.replay(log, config.notifier.group, on_start=lambda n: None, on_each=lambda: None) == 0
     async with _running(Notifier(config, log)):
-        await eventually(lambda: len(stub.received) == 1)
+        await eventually(lambda: len(stub.received) == 1, timeout_s=START_S)
     assert [r["idempotency_key"] for r in await records(log, Topic.RETRY)] == [letter.replayed(0).idempotency_key]
 
 
@@ -140,5 +144,5 @@ async def test_records_written_before_keys_existed_are_never_taken_for_copies(
     for _ in range(2):
         await log.append(Topic.RETRY, parked.click.click_id.encode(), orjson.dumps(legacy))
     async with _running(Notifier(config, log)) as notifier:
-        await eventually(lambda: len(stub.received) == 2)
+        await eventually(lambda: len(stub.received) == 2, timeout_s=START_S)
         assert notifier.parked.repeats == 0
