@@ -130,6 +130,7 @@ async def _notify(config: Config) -> None:
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
+            runtime.heap.settle()
             print(f"clickbus notifier running for members {sorted(config.members)}", flush=True)
             await stopping
         starting.cancel()
@@ -157,6 +158,7 @@ async def _report_alone(config: Config) -> None:
     limit_s = config.log.stop_timeout_s
     async with runtime.stop_signal() as stop, runtime.started(log, limit_s), runtime.flushing(metrics, log):
         await reporter.start()
+        runtime.heap.settle()
         print(f"clickbus reporter counting into the {config.reports.store} store", flush=True)
         await stop.wait()
         await reporter.stop(limit_s)

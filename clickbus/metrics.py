@@ -228,7 +228,7 @@ class Metrics:
     @_never_raises
     def delivery(self, member_id: int, status: str) -> None:
         """One delivery attempt: `delivered`, `retry`, `failed`, `rejected`, ... (a short word, not a URL)."""
-        self._child(self.deliveries, self._member(member_id), status).inc()
+        self._batch.count(self._child(self.deliveries, self._member(member_id), status))
 
     @_never_raises
     def retry_depth(self, records: int) -> None:

@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from clickbus import heap
 from clickbus.config import Config
 from clickbus.log import Log, open_log
 from clickbus.log.lifecycle import flushing, started
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "edge_app",
     "flushing",
+    "heap",
     "metered_log",
     "new_loop",
     "notifier",
@@ -79,7 +81,12 @@ def serve_edge(config: Config, *, announce: bool, notifier: bool, listeners: Lis
     try:
         public = edge_app(config, with_notifier=notifier)
         admin = create_admin_app(public)
-        run(serve(public, admin, config, announce=announce, listeners=listeners, on_listening=tell_listening))
+
+        def listening() -> None:
+            heap.settle()  # started: what start-up made is kept for good
+            tell_listening()
+
+        run(serve(public, admin, config, announce=announce, listeners=listeners, on_listening=listening))
     finally:
         mark_process_dead(os.getpid())
     return 0

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from clickbus import tasks
@@ -149,7 +149,14 @@ class EmbeddedLog:
         except LogUnavailable as exc:
             self._append_failed(exc)
             return [exc] * len(records)
-        results: list[BaseException | None] = await asyncio.gather(*futures, return_exceptions=True)
+        results: list[BaseException | None] = []
+        for future in futures:  # one group answers all its futures at once: after the first, most are done
+            try:
+                await future
+            except Exception as exc:  # each record's failure is its result, as with gather's
+                results.append(exc)
+            else:
+                results.append(None)
         failed = next((r for r in results if isinstance(r, LogUnavailable)), None)
         if failed is not None:
             self._append_failed(failed)
@@ -227,7 +234,7 @@ class EmbeddedLog:
                 opened,
                 segment_bytes=self.segment_bytes,
                 max_batch=self.max_batch,
-                on_synced=self._wakeup.fire,
+                on_synced=functools.partial(self._wakeup.fire, topic),
                 on_roll=self._roll.set,
             )
             if not self._running:  # stopped while the partition was being opened
@@ -264,9 +271,9 @@ class EmbeddedLog:
         if offsets:
             await asyncio.to_thread(self.offsets.commit, group, offsets)
 
-    async def wait_for_append(self, timeout: float) -> None:
-        """Until a record is synced in this process, or `timeout` (other processes' records are polled)."""
-        await self._wakeup.wait(timeout)
+    async def wait_for_append(self, topics: Iterable[str], timeout: float) -> None:
+        """Until a record of `topics` is synced in this process, or `timeout` (other processes' records are polled)."""
+        await self._wakeup.wait(topics, timeout)
 
     async def read(self, topic: str, *, from_beginning: bool, follow: bool) -> AsyncIterator[Entry]:
         """Every partition of `topic`, without a group; without `follow`, up to the ends at the start."""
@@ -287,7 +294,7 @@ class EmbeddedLog:
                 if not entries:
                     if not follow:
                         return
-                    await self.wait_for_append(POLL_S)
+                    await self.wait_for_append((topic,), POLL_S)
         finally:
             readers.close()
 

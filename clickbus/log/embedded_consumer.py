@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -40,22 +40,36 @@ def group_dir(root: Path, group: str) -> Path:
 
 
 class Wakeup:
-    """Lets in-process readers wait for the next synced group instead of polling."""
+    """Lets in-process readers wait for the next synced group of the topics they read instead of polling.
+
+    Per topic: a reader of clicks is not woken by the notifier's own outcome appends, which sync as
+    often as the clicks do (each wake is a thread hand-off and a read of every partition).
+    """
 
     def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
-    def fire(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    def fire(self, topic: str) -> None:
+        """A group of `topic` was synced: wake its readers."""
+        waiters = self._waiters.pop(topic, None)
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, topics: Iterable[str], timeout: float) -> None:
+        """Until a group of one of `topics` is synced, or `timeout`."""
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, timeout)
+        lists = [self._waiters.setdefault(topic, []) for topic in topics]
+        for waiting in lists:
+            waiting.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        finally:
+            for waiting in lists:  # a topic that never fires must not keep every waiter of the others
+                with contextlib.suppress(ValueError):
+                    waiting.remove(waiter)
 
 
 class EmbeddedConsumer:
@@ -116,7 +130,7 @@ class EmbeddedConsumer:
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
                 return entries
-            await self.log.wait_for_append(min(remaining, POLL_S))
+            await self.log.wait_for_append(self._readers.topics, min(remaining, POLL_S))
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         await self.log.commit_offsets(self.group, offsets)

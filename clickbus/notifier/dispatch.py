@@ -68,7 +68,7 @@ class Dispatcher:
                 self._park(parked, bidder.breaker.wait_s() + self.schedule.base_s, Outcome.PARKED, why)
             )
             return
-        parked = replace(parked, attempt=parked.attempt + 1, last_error="", reason="")
+        parked = parked.attempted()
         if result.status == RATE_LIMITED:
             pass  # alive and asking us to slow down: Retry-After paces it, the breaker is for failures
         elif result.verdict in (Verdict.RETRY, Verdict.REFUSED):

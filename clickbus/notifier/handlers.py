@@ -102,13 +102,16 @@ async def _done() -> None:
     return None
 
 
-async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
-    """Both at once; the record is finished when both are (a failure of either leaves it unfinished).
+async def _both(first: asyncio.Future[None], second: Awaitable[None]) -> None:
+    """The delivery step `second`, then the verdict round `first`: the record is finished when both are.
 
-    `first` is the recorder's round, shared with the clicks judged beside this one: shielded, so that
-    cancelling this click leaves theirs to be written.
+    `first` is the recorder's round, shared with the clicks judged beside this one, and already running:
+    shielded, so that cancelling this click leaves theirs to be written (and awaited last, it is mostly
+    done by then: no future of its own). A coroutine step runs here, in this click's task, rather than in
+    a task of its own beside a gather; a step that is a round is shielded like `first`.
     """
-    await asyncio.gather(asyncio.shield(first), second)
+    await (second if asyncio.iscoroutine(second) else asyncio.shield(second))
+    await asyncio.shield(first)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -150,7 +150,7 @@ class Recorder:
                 await asyncio.sleep(APPEND_RETRY_S[min(tries, len(APPEND_RETRY_S) - 1)])
                 tries += 1
 
-    def outcome(self, outcome: DeliveryOutcome) -> Awaitable[None]:
+    def outcome(self, outcome: DeliveryOutcome) -> asyncio.Task[None]:
         """Append `outcome`; counted once durable, like the edge counts clicks."""
         return self._queue(
             Topic.DELIVERIES, outcome.click_id.encode(), outcome.to_json(), partial(self._counted, outcome)
@@ -161,17 +161,17 @@ class Recorder:
         self.metrics.delivery(outcome.member_id, outcome.outcome)
         self.recent.outcome(outcome.click_id, outcome.outcome, outcome.status)
 
-    def verdict(self, outcome: DeliveryOutcome) -> Awaitable[None]:
+    def verdict(self, outcome: DeliveryOutcome) -> asyncio.Task[None]:
         """A `valid` verdict, on its own topic: deliveries keeps one record per attempt or invalid verdict."""
         return self._queue(Topic.VERDICTS, outcome.click_id.encode(), outcome.to_json())
 
-    def park(self, parked: Parked, outcome: DeliveryOutcome) -> Awaitable[None]:
+    def park(self, parked: Parked, outcome: DeliveryOutcome) -> asyncio.Task[None]:
         # counted before the append: the retry loop may read the record back before the append returns
         self.retry_depth.written(parked.click.click_id)
         self._queue(Topic.RETRY, parked.click.click_id.encode(), parked.to_json())
         return self.outcome(outcome)  # the same round
 
-    def dead_letter(self, parked: Parked, outcome: DeliveryOutcome) -> Awaitable[None]:
+    def dead_letter(self, parked: Parked, outcome: DeliveryOutcome) -> asyncio.Task[None]:
         logger.warning(
             "click %s for member %d dead-lettered: %s %s",
             parked.click.click_id,

@@ -57,6 +57,10 @@ class Parked:
         click = ClickRecord.from_json(orjson.dumps(data.pop("click")))
         return cls(click=click, **{k: v for k, v in data.items() if k in _PARKED_FIELDS})
 
+    def attempted(self) -> Parked:
+        """This envelope once one more attempt was made (field by field: `replace` costs 3x, for every click)."""
+        return Parked(self.click, self.attempt + 1, self.due_ms, self.first_ms, self.last_status, "", "", self.step)
+
     def next_step(self) -> Parked:
         """This envelope for the decision after this one (what a park writes to `Topic.RETRY`)."""
         return replace(self, step=self.step + 1)

@@ -369,3 +369,31 @@ async def test_readers_in_the_writing_process_see_a_record_only_once_it_is_synce
     release.set()
     await asyncio.wait_for(appending, 10)
     assert values(await read_all(log)) == [0, 1]
+
+
+# -- wakeups: a reader waits for its own topics only ---------------------------------------
+
+
+async def test_a_reader_is_woken_by_its_topic_and_not_by_others(log: EmbeddedLog) -> None:
+    """The notifier reading clicks must not wake for its own outcome appends (each wake reads every partition)."""
+    waiting = asyncio.ensure_future(log.wait_for_append([Topic.CLICKS], 5.0))
+    await asyncio.sleep(0)
+    await log.append(Topic.DELIVERIES, b"k", b"v")  # synced, and no wake for a reader of clicks
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    started = time.monotonic()
+    await log.append(Topic.CLICKS, b"k", b"v")
+    await asyncio.wait_for(waiting, 1.0)
+    assert time.monotonic() - started < 1.0  # woken by the sync, not by its 5 s timeout
+
+
+async def test_waiters_on_a_quiet_topic_do_not_pile_up(log: EmbeddedLog) -> None:
+    """A consumer of clicks and impressions waits on both: impressions never firing must not keep every waiter."""
+    for _ in range(50):
+        waiting = asyncio.ensure_future(log.wait_for_append([Topic.CLICKS, Topic.IMPRESSIONS], 5.0))
+        await asyncio.sleep(0)
+        await log.append(Topic.CLICKS, b"k", b"v")
+        await asyncio.wait_for(waiting, 1.0)
+    for _ in range(5):
+        await log.wait_for_append([Topic.IMPRESSIONS], 0.001)  # timeouts leave nothing behind either
+    assert sum(len(waiters) for waiters in log._wakeup._waiters.values()) == 0
