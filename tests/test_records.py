@@ -22,6 +22,7 @@ from clickbus.records import (
     xandr_timestamp,
 )
 from clickbus.tokens import AdContext, Keyring, Token
+from tests.notifier.factory import click
 
 
 @pytest.mark.parametrize(
@@ -226,3 +227,25 @@ def test_dedup_key_of_values_is_the_records(record: ClickRecord) -> None:
     """The edge keys a record by its values in a dict, the notifier by the record: the same key."""
     values = _values(record)
     assert dedup_key(values.__getitem__, record.click_id) == record.dedup_key()
+
+
+@given(st.permutations([f.name for f in fields(ClickRecord)]), st.booleans())
+def test_a_record_reads_back_the_same_whatever_its_key_order(order: list[str], extra: bool) -> None:
+    """`from_mapping` builds positionally only when the keys are the fields in order; any other object by name."""
+    record = click(13)
+    written = orjson.loads(record.to_json())
+    assert list(written) == [f.name for f in fields(ClickRecord)]  # what the positional path relies on
+    shuffled = {name: written[name] for name in order}
+    if extra:
+        shuffled["from_a_newer_version"] = 1
+    assert ClickRecord.from_mapping(written) == ClickRecord.from_mapping(shuffled) == record
+    assert ClickRecord.from_json(record.to_json()) == record
+
+
+def test_a_record_missing_its_defaults_or_a_required_field() -> None:
+    written = orjson.loads(click(13).to_json())
+    older = {k: v for k, v in written.items() if k not in {"country", "publisher_id", "ad_key"}}
+    assert ClickRecord.from_mapping(older).country == ""  # written before those fields: their defaults
+    del written["member_id"]
+    with pytest.raises(TypeError):
+        ClickRecord.from_mapping(written)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -40,8 +40,6 @@ def short_topic(name: str) -> Topic:
     return Topic(name.rsplit(".", 1)[-1])
 
 
-_CLICK_FIELDS = frozenset(f.name for f in fields(ClickRecord))
-_IMPRESSION_FIELDS = frozenset(f.name for f in fields(ImpressionRecord))
 _IMPRESSION_KIND = ImpressionRecord.KIND.encode()
 
 
@@ -53,13 +51,10 @@ def decode(entry: Entry) -> Record | None:
             kind = value
             break
     is_impression = kind == _IMPRESSION_KIND if kind else short_topic(entry.topic) is Topic.IMPRESSIONS
-    # `from_json` of records.py, with the field names computed once: this runs for every click
-    cls, known = (ImpressionRecord, _IMPRESSION_FIELDS) if is_impression else (ClickRecord, _CLICK_FIELDS)
+    cls: type[Record] = ImpressionRecord if is_impression else ClickRecord
     try:
         data = orjson.loads(entry.value)
-        if data.keys() <= known:  # every record this version writes: no copy of the fields
-            return cls(**data)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls.from_mapping(data)
     except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
 

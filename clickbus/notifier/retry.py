@@ -54,7 +54,7 @@ class Parked:
     @classmethod
     def from_json(cls, raw: bytes) -> Parked:
         data: dict[str, Any] = orjson.loads(raw)
-        click = ClickRecord.from_json(orjson.dumps(data.pop("click")))
+        click = ClickRecord.from_mapping(data.pop("click"))
         return cls(click=click, **{k: v for k, v in data.items() if k in _PARKED_FIELDS})
 
     def attempted(self) -> Parked:
