@@ -4,7 +4,7 @@ CPython's collector runs a young-generation pass every 700 net allocations and a
 whenever the objects promoted since the last one reach a quarter of the old generation. A
 server allocates a few hundred objects per request (tasks, futures, frames, dicts); with the
 defaults the notifier spent 130 µs of its 530 µs per delivery collecting (`gc.callbacks`,
-`python -m bench.delivery`), most of it in full passes over everything loaded at start: the
+`python -m bench.delivery`), half of it in full passes over everything loaded at start: the
 modules, aiohttp, the user-agent parser's compiled patterns.
 
 `settle` is called once a process serves:
