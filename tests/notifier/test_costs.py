@@ -14,6 +14,7 @@ from clickbus.log.port import Topic
 from clickbus.metrics import default_metrics
 from clickbus.notifier.bidders import Bidder
 from clickbus.notifier.delivery import Verdict
+from clickbus.notifier.handlers import _both
 from clickbus.notifier.outcomes import DeliveryOutcome, Outcome, Recorder
 from tests.notifier import factory as f
 from tests.notifier.conftest import StartStub
@@ -70,5 +71,31 @@ async def test_outcomes_decided_together_are_appended_as_one_round(tmp_path: Pat
         later = recorder.outcome(DeliveryOutcome(clicks[0].click_id, 13, 1, Outcome.DELIVERED))
         assert later is not waits[0]  # a round closes once it is written: what comes after is the next one
         await later
+    finally:
+        await log.stop(5.0)
+
+
+async def test_a_click_cancelled_while_its_round_is_written_leaves_the_round_to_the_others(tmp_path: Path) -> None:
+    """A stop's drain cancels clicks one by one: the verdict round they share must still be written for the rest."""
+    log = MeteredLog(EmbeddedLog(tmp_path / "log"), default_metrics())
+    await log.start()
+    try:
+        recorder = Recorder(log, default_metrics())
+        clicks = [f.click(13) for _ in range(3)]
+        shared = [recorder.verdict(DeliveryOutcome(c.click_id, 13, 0, Outcome.VALID)) for c in clicks]
+        assert len({id(r) for r in shared}) == 1
+
+        async def delivered() -> None:  # the delivery step, done at once: each click then waits for the round
+            return None
+
+        works = [asyncio.ensure_future(_both(r, delivered())) for r in shared]
+        await asyncio.sleep(0)  # each click now awaits the round, which the log has not synced yet
+        assert not shared[0].done()
+        works[0].cancel()
+        await asyncio.gather(*works[1:])  # not cancelled with it
+        assert shared[0].done() and not shared[0].cancelled()
+        written = [e.key.decode() async for e in log.read(Topic.VERDICTS, from_beginning=True, follow=False)]
+        assert written == [c.click_id for c in clicks]
+        assert works[0].cancelled()
     finally:
         await log.stop(5.0)
