@@ -159,7 +159,7 @@ class Mac:
 
 def _strings(*texts: str) -> bytes:
     """`texts` as a token writes strings, each UTF-8 after its varint length, in one join."""
-    parts = []
+    parts: list[bytes] = []
     for text in texts:
         raw = text.encode("utf-8")
         n = len(raw)
