@@ -202,7 +202,7 @@ class _Record:
 
         Positionally when the keys are this version's fields in order, as `to_json` writes them: by
         keyword, CPython matches each of the 27 names of a click against the parameters by string
-        comparison (the decoded keys are not interned), 7 us a record where this takes 1.
+        comparison (the decoded keys are not interned), 7 us a record where this takes about 1.
         """
         if tuple(data) == cls.ORDER:
             return cls(*data.values())
@@ -235,7 +235,7 @@ def _prepare(cls: type[R]) -> type[R]:
 
 
 @_prepare
-@dataclass(slots=True)  # never changed once made; not frozen: a frozen __init__ of 27 fields took 10 us, this 2
+@dataclass(slots=True)  # never changed once made; not frozen: frozen, 27 object.__setattr__ took 5.5 us, this 0.6
 class ClickRecord(_Record):
     """One click, as recorded by the edge."""
 
