@@ -80,6 +80,7 @@ class EmbeddedLog:
         self._writers: dict[str, PartitionWriter] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._wakeup = Wakeup()
+        self.partitions_opened = 0  # partitions this process began writing: its consumers look for them at once
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
         self._roll = asyncio.Event()
@@ -241,6 +242,7 @@ class EmbeddedLog:
                 await writer.close(0)
                 raise LogUnavailable("embedded log is not running")
             self._writers[topic] = writer
+            self.partitions_opened += 1
             return writer
 
     def _highest_commit(self, topic: str, partition: int) -> int:

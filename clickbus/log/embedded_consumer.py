@@ -83,6 +83,7 @@ class EmbeddedConsumer:
         self._committed: dict[TopicPartition, int] = {}
         self._locks: dict[TopicPartition, int] = {}  # the flock fd of each partition held
         self._discovered_at = 0.0
+        self._opened_seen = -1  # the log's `partitions_opened` at the last look
 
     async def start(self) -> None:
         await self._discover(always=True)
@@ -90,6 +91,7 @@ class EmbeddedConsumer:
     async def _discover(self, *, always: bool = False) -> None:
         """Take every partition nobody holds (all of them at the start, unless another member has them)."""
         self._discovered_at = time.monotonic()
+        self._opened_seen = self.log.partitions_opened
         taken = await asyncio.to_thread(self._take_free)
         for tp, (fd, committed) in taken.items():
             self._locks[tp] = fd
@@ -124,7 +126,8 @@ class EmbeddedConsumer:
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Entry]:
         deadline = time.monotonic() + timeout_s
         while True:
-            if time.monotonic() - self._discovered_at >= DISCOVER_S:
+            # another process's partitions are found by looking every DISCOVER_S; this one's as it opens them
+            if self.log.partitions_opened != self._opened_seen or time.monotonic() - self._discovered_at >= DISCOVER_S:
                 await self._discover()
             entries = await asyncio.to_thread(self._readers.read, max_records, self.log.limits())
             remaining = deadline - time.monotonic()

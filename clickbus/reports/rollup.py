@@ -29,9 +29,9 @@ RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 # of every partition on a thread and each batch a store transaction, and the notifier syncs verdicts and
 # outcomes at every round, so under a steady trickle of clicks the rollup paid both for every few records
 # (in-process reporting cost about 140 us per click at 2,000 clicks/s without a linger). 0.5 s cost reports
-# their freshness (0.2 -> 0.9 s at 1,000 clicks/s); with 0.1 s four runs gave 0.24-0.26 s (one `make bench`
-# run 1.0 s: a rare stall, cause not found, also seen at 0.05 s), and the default run's CPU per redirect in
-# `python -m bench redirect` (against `--no-notifier` in the same run: 2.52x, 2.43x at 0.5 s, 2.35x at
+# their freshness (0.2 -> 0.9 s at 1,000 clicks/s); with 0.1 s runs give 0.21-0.26 s (the 1.0 s of some was
+# the embedded log finding a new partition only once a second, since fixed), and the default run's CPU per
+# redirect in `python -m bench redirect` (against `--no-notifier` in the same run: 2.52x, 2.43x at 0.5 s, 2.35x at
 # 0.05 s) moved within its noise. A rate that fills LINGER_BELOW in LINGER_S is fetched without pause.
 LINGER_S = 0.1
 LINGER_BELOW = 2000
