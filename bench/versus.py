@@ -1,0 +1,101 @@
+"""Old code against new in the same minutes: `python -m bench.versus REV NAME ... [--rounds N] [--quick]`.
+
+On a shared machine a figure measured an hour ago says little about the code: the baseline of one
+row moved by a fifth between two `make bench` runs of the same commit. This runs the named benchmark
+modules for git revision REV (checked out in a temporary worktree) and for the working tree, taking
+turns, each in a process of its own with the same virtualenv, and prints each row's figures side by
+side with the median over the rounds. Where a row has a ratio against its own same-run baseline, that
+ratio is what is compared; otherwise the figure.
+
+Example: `python -m bench.versus 741b4e7 metrics_cost delivery --rounds 3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+_RUN = """
+import importlib, json, sys
+rows = importlib.import_module("bench." + sys.argv[1]).main(quick=sys.argv[2] == "quick")
+with open(sys.argv[3], "w") as out:
+    json.dump(rows, out, default=str)
+"""
+
+
+def run_rows(tree: Path, name: str, *, quick: bool, scratch: Path) -> list[dict[str, Any]]:
+    """The rows of `bench.<name>` as the code in `tree` measures them (its own process, its own imports)."""
+    out = scratch / f"{name}-{os.getpid()}.json"
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # ahead of the virtualenv's editable install of this tree
+    subprocess.run(
+        [sys.executable, "-c", _RUN, name, "quick" if quick else "full", str(out)],
+        cwd=tree,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return list(json.loads(out.read_text()))
+
+
+def figure(row: dict[str, Any]) -> float | None:
+    value = row.get("ratio") if row.get("ratio") is not None else row.get("value")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def compare(old: list[list[dict[str, Any]]], new: list[list[dict[str, Any]]]) -> list[str]:
+    """One line per row name found in both: the compared figure of each round, the medians, new over old."""
+    lines = []
+    names = [row["name"] for row in new[0]]
+    for name in dict.fromkeys(names):
+        olds = [f for rows in old for row in rows if row["name"] == name and (f := figure(row)) is not None]
+        news = [f for rows in new for row in rows if row["name"] == name and (f := figure(row)) is not None]
+        if not olds or not news:
+            continue
+        what = "ratio" if new[0][names.index(name)].get("ratio") is not None else new[0][names.index(name)]["unit"]
+        o, n = statistics.median(olds), statistics.median(news)
+        change = f"{n / o:.2f}x" if o else "-"
+        lines.append(
+            f"{name} [{what}]: old {' '.join(f'{v:.3g}' for v in olds)} (median {o:.3g}); "
+            f"new {' '.join(f'{v:.3g}' for v in news)} (median {n:.3g}); new/old {change}"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.versus", description=__doc__)
+    parser.add_argument("rev", help="the old code: any git revision")
+    parser.add_argument("names", nargs="+", metavar="NAME", help="benchmark modules under bench/")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of old then new (default 3)")
+    parser.add_argument("--quick", action="store_true", help="each module's quick form")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="clickbus-versus-") as tmp:
+        scratch = Path(tmp)
+        old_tree = scratch / "old"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(old_tree), args.rev], cwd=ROOT, check=True)
+        try:
+            for name in args.names:
+                old: list[list[dict[str, Any]]] = []
+                new: list[list[dict[str, Any]]] = []
+                for turn in range(args.rounds):
+                    # alternate which goes first, so that a drift in the machine's load favours neither
+                    order = [(old, old_tree), (new, ROOT)] if turn % 2 == 0 else [(new, ROOT), (old, old_tree)]
+                    for into, tree in order:
+                        into.append(run_rows(tree, name, quick=args.quick, scratch=scratch))
+                print(f"== {name}: {args.rev} (old) against the working tree (new), {args.rounds} rounds")
+                for line in compare(old, new):
+                    print(f"- {line}")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT, check=False)
+
+
+if __name__ == "__main__":
+    main()
