@@ -51,20 +51,31 @@ def figure(row: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def keyed(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows by name; a name that recurs (one figure against two baselines) is told apart by its baseline's."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name = row["name"]
+        if name in out or row.get("baseline_name"):
+            name = f"{name}, against {row.get('baseline_name') or row.get('baseline')}"
+        out[name] = row
+    return out
+
+
 def compare(old: list[list[dict[str, Any]]], new: list[list[dict[str, Any]]]) -> list[str]:
-    """One line per row name found in both: the compared figure of each round, the medians, new over old."""
+    """One line per row found in both: the compared figure of each round, the medians, new over old."""
+    olds_by, news_by = [keyed(rows) for rows in old], [keyed(rows) for rows in new]
     lines = []
-    names = [row["name"] for row in new[0]]
-    for name in dict.fromkeys(names):
-        olds = [f for rows in old for row in rows if row["name"] == name and (f := figure(row)) is not None]
-        news = [f for rows in new for row in rows if row["name"] == name and (f := figure(row)) is not None]
+    for name, first in news_by[0].items():
+        olds = [f for rows in olds_by if name in rows and (f := figure(rows[name])) is not None]
+        news = [f for rows in news_by if name in rows and (f := figure(rows[name])) is not None]
         if not olds or not news:
             continue
-        what = "ratio" if new[0][names.index(name)].get("ratio") is not None else new[0][names.index(name)]["unit"]
+        what = "ratio" if first.get("ratio") is not None else first["unit"]
         o, n = statistics.median(olds), statistics.median(news)
         change = f"{n / o:.2f}x" if o else "-"
         lines.append(
-            f"{name} [{what}]: old {' '.join(f'{v:.3g}' for v in olds)} (median {o:.3g}); "
+            f"{name} [{what}, {first.get('target', '-')}]: old {' '.join(f'{v:.3g}' for v in olds)} (median {o:.3g}); "
             f"new {' '.join(f'{v:.3g}' for v in news)} (median {n:.3g}); new/old {change}"
         )
     return lines

@@ -1,3 +1,3 @@
 """clickbus: an impression-bus click redirector with a durable log and a bidder notifier."""
 
-__version__ = "0.4.1"
+__version__ = "0.4.2"

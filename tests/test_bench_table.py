@@ -27,3 +27,37 @@ def test_an_http_row_compares_cpu_per_request() -> None:
     row = compared("redirect", Rate(rps=5000, cpu_us=200), Rate(rps=20000, cpu_us=50), "bare", ">= 0.6", "pinned")
     assert (row["value"], row["unit"], row["baseline"], row["ratio"]) == (200, "us CPU/request", 50, 0.25)
     assert "5,000 req/s vs 20,000 req/s" in row["detail"]
+
+
+def test_versus_compares_each_row_by_its_ratio_and_tells_repeated_names_apart() -> None:
+    from bench.versus import compare
+
+    def rows(edge: float, against_nginx: float, p50: float) -> list[dict[str, object]]:
+        return [
+            {
+                "name": "redirect",
+                "value": 111,
+                "unit": "us",
+                "ratio": edge,
+                "baseline_name": "bare",
+                "target": ">= 0.6",
+            },
+            {
+                "name": "redirect",
+                "value": 111,
+                "unit": "us",
+                "ratio": against_nginx,
+                "baseline_name": "nginx",
+                "target": "report",
+            },
+            {"name": "p50", "value": p50, "unit": "ms", "ratio": None, "target": "informational"},
+        ]
+
+    lines = compare([rows(0.40, 0.05, 20.0), rows(0.44, 0.06, 18.0)], [rows(0.45, 0.07, 3.0), rows(0.47, 0.07, 4.0)])
+    assert lines == [
+        "redirect, against bare [ratio, >= 0.6]: old 0.4 0.44 (median 0.42); new 0.45 0.47 (median 0.46); "
+        "new/old 1.10x",
+        "redirect, against nginx [ratio, report]: old 0.05 0.06 (median 0.055); new 0.07 0.07 (median 0.07); "
+        "new/old 1.27x",
+        "p50 [ms, informational]: old 20 18 (median 19); new 3 4 (median 3.5); new/old 0.18x",
+    ]
