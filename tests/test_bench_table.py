@@ -29,7 +29,7 @@ def test_an_http_row_compares_cpu_per_request() -> None:
     assert "5,000 req/s vs 20,000 req/s" in row["detail"]
 
 
-def test_versus_compares_each_row_by_its_ratio_and_tells_repeated_names_apart() -> None:
+def test_versus_matches_rows_across_runs_and_tells_like_names_apart() -> None:
     from bench.versus import compare
 
     def rows(edge: float, against_nginx: float, p50: float) -> list[dict[str, object]]:
@@ -51,6 +51,11 @@ def test_versus_compares_each_row_by_its_ratio_and_tells_repeated_names_apart() 
                 "target": "report",
             },
             {"name": "p50", "value": p50, "unit": "ms", "ratio": None, "target": "informational"},
+            # a measured rate in the name: still one row across runs
+            {"name": f"freshness, {round(990 + p50)} clicks/s", "value": p50 / 10, "unit": "s", "target": "<= 5 s"},
+            # names that differ only in numbers: told apart by their order
+            {"name": "wrap_links x 8000 (24 KB)", "value": edge * 10, "unit": "MB/s", "target": "flat"},
+            {"name": "wrap_links x 21800 (64 KB)", "value": edge * 20, "unit": "MB/s", "target": "flat"},
         ]
 
     lines = compare([rows(0.40, 0.05, 20.0), rows(0.44, 0.06, 18.0)], [rows(0.45, 0.07, 3.0), rows(0.47, 0.07, 4.0)])
@@ -60,4 +65,7 @@ def test_versus_compares_each_row_by_its_ratio_and_tells_repeated_names_apart() 
         "redirect, against nginx [ratio, report]: old 0.05 0.06 (median 0.055); new 0.07 0.07 (median 0.07); "
         "new/old 1.27x",
         "p50 [ms, informational]: old 20 18 (median 19); new 3 4 (median 3.5); new/old 0.18x",
+        "freshness, 993 clicks/s [s, <= 5 s]: old 2 1.8 (median 1.9); new 0.3 0.4 (median 0.35); new/old 0.18x",
+        "wrap_links x 8000 (24 KB) [MB/s, flat]: old 4 4.4 (median 4.2); new 4.5 4.7 (median 4.6); new/old 1.10x",
+        "wrap_links x 21800 (64 KB) [MB/s, flat]: old 8 8.8 (median 8.4); new 9 9.4 (median 9.2); new/old 1.10x",
     ]
