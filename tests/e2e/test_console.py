@@ -21,6 +21,8 @@ import pytest
 from aiohttp import ClientSession
 from pytest_aiohttp import AiohttpServer
 
+from clickbus.console.feed import Feed
+from clickbus.console.recent import RecentClicks
 from clickbus.creative import Inserter
 from clickbus.edge import create_admin_app, create_app
 from clickbus.keystore import load_keyring
@@ -297,6 +299,35 @@ def assert_report_view(
     assert sum(int(row["clicks"]) for row in csv_rows) == VALID
     assert sum(int(row["invalid_duplicate"]) for row in csv_rows) == DUPLICATES
     assert sum(int(row["invalid_bot"]) for row in csv_rows) == CRAWLED
+
+
+async def test_a_live_chart_of_one_sample_ends_at_it(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+    """A page opened in the service's first seconds has one sample: the window of five minutes ends at it.
+
+    uPlot stretches a time scale around a single point to a thousand days (86400 / its 1e-3), and the
+    charts showed an empty August 2029 until a second sample came (caught in the console screenshot).
+    """
+    config = build_config(tmp_path / "var")
+    metrics = create_metrics()
+    feed = Feed(config, metrics, RecentClicks())
+    feed.write([])
+    feed.write([])  # the notifier's feed as its second second writes it: one sample, of rates between the two
+    [sample] = feed.sampler.ring
+    server = await aiohttp_server(create_admin_app(create_app(config, metrics=metrics)), host="127.0.0.1")
+    async_playwright = _playwright()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(str(server.make_url("/")))
+            shown = await until_shown(
+                page,
+                "[...document.querySelectorAll('#live .chart')].every(c => c.dataset.until)"
+                " && [...document.querySelectorAll('#live .chart')].map(c => [+c.dataset.from, +c.dataset.until])",
+            )
+        finally:
+            await browser.close()
+    assert shown == [pytest.approx([sample["t"] - 300, sample["t"]])] * 6  # each chart: five minutes, ending at it
 
 
 def tableless_store(path: Path) -> None:

@@ -59,6 +59,7 @@ class TimeChart {
     this.format = format;
     this.keys = null;
     this.plot = null;
+    this.newest = null; // the newest sample's time: where the window ends
   }
 
   update(times, series) {
@@ -66,6 +67,7 @@ class TimeChart {
     if (keys.join("\n") !== this.keys) this.build(keys);
     const raw = keys.map((k) => series[k]);
     this.raw = raw;
+    this.newest = times.length ? times[times.length - 1] : null;
     let lines = raw;
     if (this.stacked) {
       let sums = times.map(() => 0);
@@ -95,11 +97,18 @@ class TimeChart {
       height: 200,
       scales: {
         // a scrolling window that ends at the newest sample: a page opened a second ago shows one point at
-        // the right edge of five minutes, not a span of years that uPlot would stretch around a single point
-        x: { time: true, range: (u, min, max) => { const end = max ?? Date.now() / 1000; return [end - SHOWN_S, end]; } },
+        // the right edge of five minutes. Not uPlot's `max`: around a single point of a time scale, uPlot
+        // stretches it to a thousand days later (86400 / its 1e-3), and the point fell out of the window.
+        x: { time: true, range: () => { const end = this.newest ?? Date.now() / 1000; return [end - SHOWN_S, end]; } },
         y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
       },
       axes: [{}, { size: 56 }],
+      hooks: {
+        // the window shown, on the element (as every figure's value is), for whoever checks what the page shows
+        setScale: [(u, key) => {
+          if (key === "x") Object.assign(this.target.dataset, { from: u.scales.x.min, until: u.scales.x.max });
+        }],
+      },
       series: [{}, ...series],
     };
     this.plot = new uPlot(options, [[], ...series.map(() => [])], this.target);
