@@ -14,6 +14,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,13 @@ async def test_console_shows_what_metrics_and_reports_say(service: Service, bidd
                 await until_shown(page, "document.querySelector('#report-table th').dataset.column === 'day'")
                 by_day = await report_table(page)
                 picked_link = await page.get_attribute("#report-csv", "href")
+                # one period (today, by day): the chart's axis is that day, not the thousand days uPlot gives one point
+                today = datetime.now(UTC).date().isoformat()
+                await page.fill("#report-form [name=since]", today)
+                await page.click("#report-form button[type=submit]")
+                await until_shown(page, f"document.querySelector('#report-status').textContent.includes('{today}T00')")
+                window = "(d => [+d.from, +d.until])(document.querySelector('#chart-report').dataset)"
+                one_day = await page.evaluate(window)
             finally:
                 await browser.close()
         assert csv_link is not None
@@ -239,6 +247,8 @@ async def test_console_shows_what_metrics_and_reports_say(service: Service, bidd
     assert by_day["columns"][:2] == ["day", "member"]
     assert {row["member"] for row in by_day["rows"]} == {MEMBER}  # one row a day (two, if run across midnight)
     assert {row[1] for row in by_day["text"][1:-1]} == {str(MEMBER)}
+    midnight = datetime.fromisoformat(today).replace(tzinfo=UTC).timestamp()
+    assert one_day == [midnight - 43_200, midnight + 43_200]
     day_totals = by_day["totals"]
     assert (day_totals["clicks"], day_totals["invalid"]) == (VALID, {"bot": CRAWLED, "duplicate": DUPLICATES})
 

@@ -427,7 +427,7 @@ function drawReportChart(figure) {
   const times = [...sums.keys()].sort((a, b) => a - b);
   const field = (name) => times.map((t) => sums.get(t)[name]);
   $("#report-figure figcaption").textContent = `Clicks (valid, invalid) and impressions by ${grain} (UTC)`;
-  reportChart.update(times, field("valid"), field("invalid"), field("impressions"));
+  reportChart.update(times, field("valid"), field("invalid"), field("impressions"), GRAIN_S[grain] ?? 31 * 86400);
 }
 
 // The report's chart: clicks as bars (valid below, invalid on top), impressions as a line on their own axis.
@@ -437,12 +437,14 @@ class ReportChart {
     this.plot = null;
     this.raw = [[], [], []];
     this.step = 3600;
+    this.span = null; // the first and last period: where the axis starts and ends
   }
 
-  update(times, valid, invalid, impressions) {
+  update(times, valid, invalid, impressions, grainS) {
     if (!this.plot) this.build();
     this.raw = [invalid, valid, impressions];
-    this.step = times.length > 1 ? Math.min(...times.slice(1).map((t, i) => t - times[i])) : 3600;
+    this.step = times.length > 1 ? Math.min(...times.slice(1).map((t, i) => t - times[i])) : grainS;
+    this.span = times.length ? [times[0], times[times.length - 1]] : null;
     this.plot.setData([times, valid.map((v, i) => v + invalid[i]), valid, impressions]);
   }
 
@@ -458,7 +460,14 @@ class ReportChart {
       height: 240,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), // reports count UTC hours and days
       scales: {
-        x: { time: true, range: (u, min, max) => [min - this.step / 2, max + this.step / 2] }, // whole bars at the ends
+        // whole bars at the ends; the periods' own span, not uPlot's, which is a thousand days for a single period
+        x: {
+          time: true,
+          range: (u, min, max) => {
+            const [first, last] = this.span ?? [min, max];
+            return [first - this.step / 2, last + this.step / 2];
+          },
+        },
         clicks: { range: upFromZero },
         impressions: { range: upFromZero },
       },
@@ -473,6 +482,11 @@ class ReportChart {
         clicks("valid clicks", FIXED.valid, 1),
         { label: "impressions", scale: "impressions", stroke: "#0969da", width: 1.5, points: { show: false }, value: legend(2) },
       ],
+    };
+    options.hooks = {
+      setScale: [(u, key) => {
+        if (key === "x") Object.assign(this.target.dataset, { from: u.scales.x.min, until: u.scales.x.max });
+      }],
     };
     this.plot = new uPlot(options, [[], [], [], []], this.target);
   }
