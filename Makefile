@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= conf/clickbus.toml
 
-.PHONY: install run test lint bench fuzz clean chromium chaos wrk nginx postgresql
+.PHONY: install run test lint bench fuzz clean chromium chaos bench-tools postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,19 +52,17 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check clickbus tests bench
 	$(BIN)/mypy
 
-# The HTTP benchmarks load with Debian's wrk (pinned to its own core); without it they fall back to an aiohttp client loop.
-wrk:
-	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || echo "wrk: install failed; the benchmarks load with aiohttp"; \
+# The HTTP benchmarks load with Debian's wrk (pinned to its own core), and set the redirect against nginx's
+# `return 302` (nginx-light; apt does not start its service). Without wrk the load is an aiohttp client loop;
+# without nginx its rows are left out.
+bench-tools:
+	@missing=""; command -v wrk >/dev/null || missing="wrk"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || echo "bench-tools: installing$$missing failed"; \
 	fi
 
-# nginx's `return 302` is the floor the redirect rows are set against (Debian's nginx-light; its service is not started).
-nginx:
-	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null || echo "nginx: install failed; the nginx rows are left out"; \
-	fi
-
-bench: $(VENV)/.installed-test wrk nginx
+bench: $(VENV)/.installed-test bench-tools
 	$(BIN)/python -m bench --write docs/BENCHMARKS.md
 
 fuzz: $(VENV)/.installed-test

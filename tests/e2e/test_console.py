@@ -319,16 +319,19 @@ async def test_a_live_chart_of_one_sample_ends_at_it(tmp_path: Path, aiohttp_ser
     """
     config = build_config(tmp_path / "var")
     metrics = create_metrics()
-    feed = Feed(config, metrics, RecentClicks())
-    feed.write([])
-    feed.write([])  # the notifier's feed as its second second writes it: one sample, of rates between the two
-    [sample] = feed.sampler.ring
     server = await aiohttp_server(create_admin_app(create_app(config, metrics=metrics)), host="127.0.0.1")
     async_playwright = _playwright()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
+            # the notifier's feed as its second second writes it: one sample, of rates between the two. Written
+            # once the browser is up, so that the page reads it fresh (a feed older than STALE_S has no notifier
+            # behind it, and the edge would sample for itself)
+            feed = Feed(config, metrics, RecentClicks())
+            feed.write([])
+            feed.write([])
+            [sample] = feed.sampler.ring
             await page.goto(str(server.make_url("/")))
             shown = await until_shown(
                 page,

@@ -52,6 +52,15 @@ function tint(hex, share = 0.45) {
 }
 
 // A time-series chart whose series (named by key) may come and go; stacked charts fill areas of cumulative sums.
+// The time window a chart shows, put on its element (as every figure's value is) for whoever checks what the page shows.
+function windowOnElement(target) {
+  return {
+    setScale: [(u, key) => {
+      if (key === "x") Object.assign(target.dataset, { from: u.scales.x.min, until: u.scales.x.max });
+    }],
+  };
+}
+
 class TimeChart {
   constructor(target, { stacked = false, format = rate } = {}) {
     this.target = target;
@@ -103,12 +112,7 @@ class TimeChart {
         y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
       },
       axes: [{}, { size: 56 }],
-      hooks: {
-        // the window shown, on the element (as every figure's value is), for whoever checks what the page shows
-        setScale: [(u, key) => {
-          if (key === "x") Object.assign(this.target.dataset, { from: u.scales.x.min, until: u.scales.x.max });
-        }],
-      },
+      hooks: windowOnElement(this.target),
       series: [{}, ...series],
     };
     this.plot = new uPlot(options, [[], ...series.map(() => [])], this.target);
@@ -459,6 +463,7 @@ class ReportChart {
       width: Math.max(300, this.target.clientWidth - 4),
       height: 240,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), // reports count UTC hours and days
+      hooks: windowOnElement(this.target),
       scales: {
         // whole bars at the ends; the periods' own span, not uPlot's, which is a thousand days for a single period
         x: {
@@ -482,11 +487,6 @@ class ReportChart {
         clicks("valid clicks", FIXED.valid, 1),
         { label: "impressions", scale: "impressions", stroke: "#0969da", width: 1.5, points: { show: false }, value: legend(2) },
       ],
-    };
-    options.hooks = {
-      setScale: [(u, key) => {
-        if (key === "x") Object.assign(this.target.dataset, { from: u.scales.x.min, until: u.scales.x.max });
-      }],
     };
     this.plot = new uPlot(options, [[], [], [], []], this.target);
   }
